@@ -1,0 +1,1 @@
+//! Rill guest SDK (being written).

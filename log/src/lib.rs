@@ -1,0 +1,1 @@
+//! Rill log (being written).

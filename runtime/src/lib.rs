@@ -1,0 +1,1 @@
+//! Rill host library (being written).
