@@ -1,0 +1,1 @@
+//! Rill engine (being written).

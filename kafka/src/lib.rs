@@ -1,0 +1,1 @@
+//! Rill kafka (being written).
