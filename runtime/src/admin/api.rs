@@ -1,0 +1,224 @@
+//! The admin API's request and response bodies, shared by the server and the CLI's client.
+//! Documented in `docs/admin-api.md`.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use rill_engine::Limits;
+
+use crate::deployment::{OnFailure, StartFrom};
+
+/// `POST /v1/topics`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CreateTopic {
+    /// Topic name.
+    pub name: String,
+    /// Partitions; the host's default when absent.
+    pub partitions: Option<u32>,
+    /// `always`, `never` or `interval:MS`; the host's default when absent.
+    pub flush: Option<String>,
+    /// Delete segments older than this.
+    pub retention_ms: Option<u64>,
+    /// Delete oldest segments beyond this many bytes per partition.
+    pub retention_bytes: Option<u64>,
+    /// Roll segments at this size.
+    pub segment_bytes: Option<u64>,
+}
+
+/// A topic as the API shows it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TopicInfo {
+    /// Name.
+    pub name: String,
+    /// Partition count.
+    pub partitions: u32,
+    /// Flush policy, as text.
+    pub flush: String,
+    /// Retention by age.
+    pub retention_ms: Option<u64>,
+    /// Retention by size.
+    pub retention_bytes: Option<u64>,
+    /// Per partition: start offset, end offset, bytes.
+    pub partition_info: Vec<PartitionSummary>,
+}
+
+/// One partition's extent.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PartitionSummary {
+    /// Partition number.
+    pub partition: u32,
+    /// Oldest offset still stored.
+    pub start: i64,
+    /// High watermark.
+    pub end: i64,
+    /// Bytes on disk.
+    pub size_bytes: u64,
+}
+
+/// One record to produce. Values and keys are UTF-8 text; binary data goes base64-encoded
+/// in the `*_b64` fields.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ProduceRecord {
+    /// Key as text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// Value as text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+    /// Value as base64, for binary payloads.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value_b64: Option<String>,
+    /// Explicit partition; otherwise by key (murmur2, like Kafka) or round-robin.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partition: Option<u32>,
+    /// Headers, text values.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, String>,
+    /// Timestamp in ms; now when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timestamp: Option<i64>,
+}
+
+/// `POST /v1/topics/{name}/records`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Produce {
+    /// Records, appended in order (per partition).
+    pub records: Vec<ProduceRecord>,
+}
+
+/// Where each produced record landed, in request order.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Produced {
+    /// `(partition, offset)` per record.
+    pub offsets: Vec<(u32, i64)>,
+}
+
+/// `POST /v1/topics/{name}/fetch`
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Fetch {
+    /// Next offset per partition. When absent, computed from `from` (or the group's commit).
+    #[serde(default)]
+    pub positions: Option<BTreeMap<u32, i64>>,
+    /// Start when `positions` is absent: earliest, latest, OFFSET or @TIMESTAMP_MS.
+    #[serde(default)]
+    pub from: Option<String>,
+    /// Use this group's committed offsets when `positions` is absent.
+    #[serde(default)]
+    pub group: Option<String>,
+    /// Most records to return.
+    pub max_records: usize,
+    /// How long to wait when nothing is available.
+    pub wait_ms: u64,
+}
+
+/// A fetched record. `value` is text when the bytes are UTF-8, else `value_b64` is set.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FetchedRecord {
+    /// Partition.
+    pub partition: u32,
+    /// Offset.
+    pub offset: i64,
+    /// Timestamp, ms.
+    pub timestamp: i64,
+    /// Key as text (lossy for binary keys).
+    pub key: Option<String>,
+    /// Value as text.
+    pub value: Option<String>,
+    /// Value as base64 when it is not UTF-8.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value_b64: Option<String>,
+    /// Headers (lossy text).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, String>,
+}
+
+/// The fetch answer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Fetched {
+    /// Records in partition order, then offset order.
+    pub records: Vec<FetchedRecord>,
+    /// Next offset per partition after these records.
+    pub positions: BTreeMap<u32, i64>,
+    /// High watermark per partition.
+    pub ends: BTreeMap<u32, i64>,
+}
+
+/// `POST /v1/groups/{group}/offsets`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CommitOffsets {
+    /// Topic.
+    pub topic: String,
+    /// Next offset per partition.
+    pub offsets: BTreeMap<u32, i64>,
+}
+
+/// `POST /v1/deployments`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Deploy {
+    /// Deployment name.
+    pub name: String,
+    /// Topic to consume.
+    pub topic: String,
+    /// Group; the name when absent.
+    pub group: Option<String>,
+    /// Where a new group starts.
+    pub from: Option<StartFrom>,
+    /// Allowed output topics (any when empty).
+    #[serde(default)]
+    pub outputs: Vec<String>,
+    /// Parameters.
+    #[serde(default)]
+    pub env: Vec<(String, String)>,
+    /// Limits; defaults when absent.
+    pub limits: Option<Limits>,
+    /// Tries per record.
+    pub max_attempts: Option<u32>,
+    /// After the last try.
+    pub on_failure: Option<OnFailure>,
+    /// Records per invocation.
+    pub max_batch_records: Option<u32>,
+    /// Linger before a small batch.
+    pub linger_ms: Option<u64>,
+    /// First retry delay.
+    pub backoff_initial_ms: Option<u64>,
+    /// Retry delay ceiling.
+    pub backoff_max_ms: Option<u64>,
+    /// Start paused.
+    #[serde(default)]
+    pub paused: bool,
+    /// The module, base64.
+    pub wasm_b64: String,
+}
+
+/// `GET /v1/status`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Status {
+    /// Host version.
+    pub version: String,
+    /// Seconds since start.
+    pub uptime_s: u64,
+    /// Data dir.
+    pub data_dir: String,
+    /// Admin address.
+    pub admin_addr: String,
+    /// Kafka listener address, if on.
+    pub kafka_addr: Option<String>,
+    /// Topic count.
+    pub topics: usize,
+    /// Deployment count.
+    pub deployments: usize,
+    /// Deployments failed or retrying.
+    pub unhealthy_deployments: Vec<String>,
+    /// What recovery found at start-up (truncated tails, corrupt batches).
+    pub recovery: Vec<String>,
+    /// Deployments that could not be restored.
+    pub restore_failures: Vec<(String, String)>,
+}
+
+/// Any error: one line.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ApiError {
+    /// What went wrong.
+    pub error: String,
+}

@@ -1,0 +1,10 @@
+//! The admin door: an HTTP/JSON API on loopback, and the client the CLI uses to call it.
+//! The API is described in `docs/admin-api.md`.
+
+pub mod api;
+pub mod client;
+mod prometheus;
+mod records;
+mod server;
+
+pub use server::router;

@@ -1,0 +1,99 @@
+//! Turning stored batches into the admin API's JSON records.
+
+use std::collections::BTreeMap;
+
+use base64::Engine as _;
+
+use rill_log::Topic;
+
+use super::api::FetchedRecord;
+
+/// A read that could not be served.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CollectError {
+    /// The log refused the read.
+    #[error("partition {partition}: {source}")]
+    Read {
+        /// The partition.
+        partition: u32,
+        /// Why.
+        source: rill_log::ReadError,
+    },
+    /// A stored batch could not be decoded (compressed with an unknown codec, or corrupt).
+    #[error("partition {partition} offset {offset}: {message}")]
+    Decode {
+        /// The partition.
+        partition: u32,
+        /// Where.
+        offset: i64,
+        /// Why.
+        message: String,
+    },
+}
+
+/// Reads up to `max` records across partitions from `positions`, advancing them.
+pub fn collect(
+    topic: &Topic,
+    positions: &mut BTreeMap<u32, i64>,
+    max: usize,
+) -> Result<Vec<FetchedRecord>, CollectError> {
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let mut out = Vec::new();
+    for p in topic.partitions() {
+        if out.len() >= max {
+            break;
+        }
+        let id = p.id();
+        let Some(pos) = positions.get_mut(&id) else { continue };
+        if *pos >= p.high_watermark() {
+            continue;
+        }
+        let read = p.read(*pos, 1 << 20).map_err(|source| CollectError::Read { partition: id, source })?;
+        let bytes = rill_kafka::decompress_batches(&read.bytes).map_err(|e| CollectError::Decode {
+            partition: id,
+            offset: *pos,
+            message: e.to_string(),
+        })?;
+        'batches: for batch in rill_log::batch::batches(&bytes) {
+            let batch = batch.map_err(|e| CollectError::Decode { partition: id, offset: *pos, message: e.to_string() })?;
+            for rec in batch.records() {
+                let rec = rec.map_err(|e| CollectError::Decode { partition: id, offset: *pos, message: e.to_string() })?;
+                if rec.offset < *pos {
+                    continue;
+                }
+                if out.len() >= max {
+                    break 'batches;
+                }
+                let (value, value_b64) = match rec.value {
+                    None => (None, None),
+                    Some(v) => match std::str::from_utf8(v) {
+                        Ok(s) => (Some(s.to_owned()), None),
+                        Err(_) => (None, Some(b64.encode(v))),
+                    },
+                };
+                let headers = rec
+                    .headers()
+                    .filter_map(|h| h.ok())
+                    .map(|(k, v)| {
+                        (
+                            String::from_utf8_lossy(k).into_owned(),
+                            v.map(|v| String::from_utf8_lossy(v).into_owned()).unwrap_or_default(),
+                        )
+                    })
+                    .collect();
+                out.push(FetchedRecord {
+                    partition: id,
+                    offset: rec.offset,
+                    timestamp: rec.timestamp_ms,
+                    key: rec.key.map(|k| String::from_utf8_lossy(k).into_owned()),
+                    value,
+                    value_b64,
+                    headers,
+                });
+                *pos = rec.offset + 1;
+            }
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,133 @@
+//! `runtime deploy handler.wasm --topic T`: validate, store and start a handler.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use base64::Engine as _;
+use clap::Args;
+
+use rill_runtime::admin::api::Deploy;
+use rill_runtime::admin::client::Client;
+use rill_runtime::deployment::{OnFailure, StartFrom};
+use rill_runtime::scheduler::DeploymentInfo;
+
+use super::topic::{parse_bytes, parse_duration_ms};
+
+#[derive(Args, Debug)]
+pub struct DeployArgs {
+    /// The compiled handler (.wasm), built with `runtime build`.
+    wasm: PathBuf,
+    /// Topic to consume.
+    #[arg(long, short)]
+    topic: String,
+    /// Deployment name (default: the file name without .wasm). Deploying again under the
+    /// same name replaces the module and keeps the offsets.
+    #[arg(long, short)]
+    name: Option<String>,
+    /// Consumer group whose offsets it commits (default: the name).
+    #[arg(long, short)]
+    group: Option<String>,
+    /// Where a new group starts: earliest, latest, OFFSET or @TIMESTAMP_MS.
+    #[arg(long, default_value = "earliest", value_parser = parse_from)]
+    from: StartFrom,
+    /// A topic the handler may emit to (repeatable). Without any, it may emit anywhere.
+    #[arg(long = "output", short)]
+    outputs: Vec<String>,
+    /// A parameter K=V the handler reads with ctx.param (repeatable). WASI handlers see
+    /// these, and only these, as their environment.
+    #[arg(long = "env", short, value_parser = parse_kv)]
+    env: Vec<(String, String)>,
+    /// Memory cap per instance, e.g. 64MiB.
+    #[arg(long, value_parser = parse_bytes)]
+    memory: Option<u64>,
+    /// CPU-time limit per invocation, e.g. 1s, 250ms.
+    #[arg(long, value_parser = parse_duration_ms)]
+    timeout: Option<u64>,
+    /// Most bytes one invocation may emit, e.g. 16MiB.
+    #[arg(long, value_parser = parse_bytes)]
+    max_emit_bytes: Option<u64>,
+    /// Tries per record before --on-failure applies.
+    #[arg(long)]
+    max_attempts: Option<u32>,
+    /// After the last try: dlq (append to <name>.dlq and go on) or stop (mark failed).
+    #[arg(long, value_parser = parse_on_failure)]
+    on_failure: Option<OnFailure>,
+    /// Most records per invocation.
+    #[arg(long)]
+    batch: Option<u32>,
+    /// Wait this long for a fuller batch before invoking.
+    #[arg(long)]
+    linger_ms: Option<u64>,
+    /// First retry delay in ms (doubles per try).
+    #[arg(long)]
+    backoff_ms: Option<u64>,
+    /// Deploy paused.
+    #[arg(long)]
+    paused: bool,
+}
+
+fn parse_from(s: &str) -> Result<StartFrom, String> {
+    s.parse()
+}
+
+fn parse_on_failure(s: &str) -> Result<OnFailure, String> {
+    s.parse()
+}
+
+/// `K=V`.
+pub fn parse_kv(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
+        _ => Err(format!("invalid '{s}' (want KEY=VALUE)")),
+    }
+}
+
+pub fn run(client: &Client, args: DeployArgs) -> anyhow::Result<()> {
+    let wasm = std::fs::read(&args.wasm).with_context(|| format!("cannot read {}", args.wasm.display()))?;
+    let name = match args.name {
+        Some(n) => n,
+        None => args
+            .wasm
+            .file_stem()
+            .map(|s| s.to_string_lossy().replace('_', "-"))
+            .context("cannot derive a name from the file; pass --name")?,
+    };
+    let mut limits = rill_engine::Limits::default();
+    if let Some(m) = args.memory {
+        limits.memory_bytes = m;
+    }
+    if let Some(t) = args.timeout {
+        limits.cpu_time = Duration::from_millis(t);
+    }
+    if let Some(b) = args.max_emit_bytes {
+        limits.max_emit_bytes = b;
+    }
+    let req = Deploy {
+        name,
+        topic: args.topic,
+        group: args.group,
+        from: Some(args.from),
+        outputs: args.outputs,
+        env: args.env,
+        limits: Some(limits),
+        max_attempts: args.max_attempts,
+        on_failure: args.on_failure,
+        max_batch_records: args.batch,
+        linger_ms: args.linger_ms,
+        backoff_initial_ms: args.backoff_ms,
+        backoff_max_ms: None,
+        paused: args.paused,
+        wasm_b64: base64::engine::general_purpose::STANDARD.encode(&wasm),
+    };
+    let info: DeploymentInfo = client.post("/v1/deployments", &req)?;
+    println!(
+        "deployed {} on topic {} (group {}, {} partition(s), module {})",
+        info.spec.name,
+        info.spec.topic,
+        info.spec.group,
+        info.partitions.len(),
+        &info.spec.module_hash[..12.min(info.spec.module_hash.len())]
+    );
+    Ok(())
+}

@@ -1,0 +1,125 @@
+//! `runtime list`, `undeploy`, `pause`, `resume` and `logs`.
+
+use std::time::Duration;
+
+use clap::Args;
+
+use rill_runtime::admin::client::Client;
+use rill_runtime::handler_logs::LogEntry;
+use rill_runtime::scheduler::DeploymentInfo;
+
+#[derive(Args, Debug)]
+pub struct ListArgs {
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// Also show each partition's committed offset, end offset and lag.
+    #[arg(long, short)]
+    partitions: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct NameArg {
+    /// Deployment name.
+    name: String,
+}
+
+#[derive(Args, Debug)]
+pub struct UndeployArgs {
+    /// Deployment name.
+    name: String,
+    /// Also forget the group's committed offsets (a later deploy starts over).
+    #[arg(long)]
+    drop_offsets: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct LogsArgs {
+    /// Deployment name.
+    name: String,
+    /// Keep waiting for new lines (Ctrl-C to stop).
+    #[arg(long, short)]
+    follow: bool,
+}
+
+pub fn list(client: &Client, args: ListArgs) -> anyhow::Result<()> {
+    let all: Vec<DeploymentInfo> = client.get("/v1/deployments")?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&all)?);
+        return Ok(());
+    }
+    println!(
+        "{:<24} {:<16} {:<9} {:>10} {:>12} {:>12} {:>7} {:>5}",
+        "NAME", "TOPIC", "STATE", "LAG", "IN", "OUT", "ERRORS", "DLQ"
+    );
+    for d in &all {
+        println!(
+            "{:<24} {:<16} {:<9} {:>10} {:>12} {:>12} {:>7} {:>5}",
+            d.spec.name, d.spec.topic, d.state, d.lag, d.records_in, d.records_out, d.errors, d.dead_lettered
+        );
+        if args.partitions || d.state != "running" {
+            for p in &d.partitions {
+                let committed = p.committed.map(|c| c.to_string()).unwrap_or_else(|| "-".into());
+                println!(
+                    "    partition {:<4} committed {:>10}  end {:>10}  lag {:>8}  {}{}",
+                    p.partition,
+                    committed,
+                    p.end,
+                    p.lag,
+                    p.status,
+                    p.error.as_ref().map(|e| format!("  error: {e}")).unwrap_or_default()
+                );
+            }
+        }
+    }
+    if all.is_empty() {
+        println!("(no deployments: deploy one with 'runtime deploy handler.wasm --topic TOPIC')");
+    }
+    Ok(())
+}
+
+pub fn undeploy(client: &Client, args: UndeployArgs) -> anyhow::Result<()> {
+    let q = if args.drop_offsets { "?drop_offsets=true" } else { "" };
+    client.delete(&format!("/v1/deployments/{}{q}", args.name))?;
+    println!("undeployed {}", args.name);
+    Ok(())
+}
+
+pub fn pause(client: &Client, args: NameArg, paused: bool) -> anyhow::Result<()> {
+    let verb = if paused { "pause" } else { "resume" };
+    let info: DeploymentInfo = client.post(&format!("/v1/deployments/{}/{verb}", args.name), &())?;
+    println!("{} is {}", info.spec.name, info.state);
+    Ok(())
+}
+
+pub fn logs(client: &Client, args: LogsArgs) -> anyhow::Result<()> {
+    let mut after = 0u64;
+    loop {
+        let wait = if args.follow { 10_000 } else { 0 };
+        let lines: Vec<LogEntry> =
+            client.get(&format!("/v1/deployments/{}/logs?after={after}&wait_ms={wait}", args.name))?;
+        for l in &lines {
+            let offset = l.offset.map(|o| format!(" offset={o}")).unwrap_or_default();
+            println!("{} {:<5} partition={}{offset} {}", fmt_ts(l.ts_ms), l.level, l.partition, l.message);
+            after = l.seq;
+        }
+        if !args.follow {
+            return Ok(());
+        }
+        if lines.is_empty() {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// `HH:MM:SS.mmm` UTC: enough to read a log, without a date-time dependency.
+fn fmt_ts(ms: i64) -> String {
+    let day_ms = ms.rem_euclid(86_400_000);
+    format!(
+        "{:02}:{:02}:{:02}.{:03}",
+        day_ms / 3_600_000,
+        day_ms / 60_000 % 60,
+        day_ms / 1000 % 60,
+        day_ms % 1000
+    )
+}

@@ -1,0 +1,85 @@
+//! One file per subcommand. Commands other than `serve`, `new`, `build` and `test` are
+//! clients of a running host's admin API.
+
+mod build;
+mod consume;
+mod deploy;
+mod deployments;
+mod new;
+mod produce;
+mod serve;
+mod status;
+mod test;
+mod topic;
+
+use clap::{Parser, Subcommand};
+
+use rill_runtime::admin::client::Client;
+
+/// Rill: a partitioned event log with WebAssembly consumers, in one process.
+///
+/// Start a host with `runtime serve`, create a topic, deploy a handler, produce records.
+/// Every command but serve/new/build/test talks to a running host's admin API.
+#[derive(Parser, Debug)]
+#[command(name = "runtime", version, about, long_about = None)]
+pub struct Cli {
+    /// The admin API of the host to talk to.
+    #[arg(long, global = true, env = "RILL_ADMIN", default_value = "http://127.0.0.1:8080")]
+    admin: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run a host: the log, the deployed handlers, the admin API and the Kafka listener.
+    Serve(serve::ServeArgs),
+    /// Create, list, describe and delete topics.
+    #[command(subcommand)]
+    Topic(topic::TopicCommand),
+    /// Append records, one per line, from stdin or a file.
+    Produce(produce::ProduceArgs),
+    /// Print records from a topic.
+    Consume(consume::ConsumeArgs),
+    /// Deploy a Wasm handler on a topic as a consumer group.
+    Deploy(deploy::DeployArgs),
+    /// List deployments with their state, offsets and lag.
+    List(deployments::ListArgs),
+    /// Remove a deployment (its committed offsets stay unless --drop-offsets).
+    Undeploy(deployments::UndeployArgs),
+    /// Stop invoking a deployment; offsets are kept.
+    Pause(deployments::NameArg),
+    /// Resume a paused or failed deployment.
+    Resume(deployments::NameArg),
+    /// Show a deployment's handler logs.
+    Logs(deployments::LogsArgs),
+    /// Show the host's health: topics, deployments, recovery findings.
+    Status,
+    /// Scaffold a new handler crate.
+    New(new::NewArgs),
+    /// Compile a handler crate to .wasm.
+    Build(build::BuildArgs),
+    /// Run a handler locally over records from a file, with no host.
+    Test(test::TestArgs),
+}
+
+/// Runs the parsed command.
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    let client = || Client::new(&cli.admin);
+    match cli.command {
+        Command::Serve(args) => serve::run(args),
+        Command::Topic(cmd) => topic::run(&client(), cmd),
+        Command::Produce(args) => produce::run(&client(), args),
+        Command::Consume(args) => consume::run(&client(), args),
+        Command::Deploy(args) => deploy::run(&client(), args),
+        Command::List(args) => deployments::list(&client(), args),
+        Command::Undeploy(args) => deployments::undeploy(&client(), args),
+        Command::Pause(args) => deployments::pause(&client(), args, true),
+        Command::Resume(args) => deployments::pause(&client(), args, false),
+        Command::Logs(args) => deployments::logs(&client(), args),
+        Command::Status => status::run(&client()),
+        Command::New(args) => new::run(args),
+        Command::Build(args) => build::run(args),
+        Command::Test(args) => test::run(args),
+    }
+}

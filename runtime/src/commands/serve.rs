@@ -1,0 +1,97 @@
+//! `runtime serve`: run a host until SIGINT or SIGTERM.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Args;
+
+use rill_runtime::config::Config;
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// TOML config file; every key is optional (see README).
+    #[arg(long, short, env = "RILL_CONFIG")]
+    config: Option<PathBuf>,
+    /// Data dir (overrides the config file).
+    #[arg(long, env = "RILL_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Admin API address (overrides the config file). Port 0 picks a free port.
+    #[arg(long, env = "RILL_ADMIN_ADDR")]
+    admin_addr: Option<SocketAddr>,
+    /// Kafka listener address (overrides the config file). Port 0 picks a free port.
+    #[arg(long, env = "RILL_KAFKA_ADDR")]
+    kafka_addr: Option<SocketAddr>,
+    /// Turn the Kafka listener off.
+    #[arg(long)]
+    no_kafka: bool,
+    /// Flush policy for new topics: always, never or interval:MS.
+    #[arg(long)]
+    default_flush: Option<String>,
+    /// Partitions for topics created without a count (including Kafka auto-create).
+    #[arg(long)]
+    default_partitions: Option<u32>,
+}
+
+pub fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let mut config = match &args.config {
+        Some(path) => Config::from_file(path)?,
+        None => Config::default(),
+    };
+    if let Some(d) = args.data_dir {
+        config.data_dir = d;
+    }
+    if let Some(a) = args.admin_addr {
+        config.admin_addr = a;
+    }
+    if let Some(a) = args.kafka_addr {
+        config.kafka.config.listen = a;
+    }
+    if args.no_kafka {
+        config.kafka.enabled = false;
+    }
+    if let Some(f) = args.default_flush {
+        config.defaults.flush =
+            f.parse().map_err(|_| anyhow::anyhow!("invalid --default-flush '{f}' (want always, never or interval:MS)"))?;
+    }
+    if let Some(p) = args.default_partitions {
+        anyhow::ensure!(p > 0, "--default-partitions must be at least 1");
+        config.defaults.partitions = p;
+        config.kafka.config.default_partitions = p;
+    }
+
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("RILL_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,wasmtime=warn,cranelift=warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("rill")
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        let shutdown = async {
+            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                .expect("SIGTERM handler installs");
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            tracing::info!("signal received");
+        };
+        let data_dir = config.data_dir.clone();
+        rill_runtime::host::run(config, shutdown, |admin, kafka| {
+            // One line that scripts and tests wait for.
+            match kafka {
+                Some(k) => println!("rill ready admin=http://{admin} kafka={k} data_dir={}", data_dir.display()),
+                None => println!("rill ready admin=http://{admin} kafka=off data_dir={}", data_dir.display()),
+            }
+        })
+        .await
+    })?;
+    Ok(())
+}

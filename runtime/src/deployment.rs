@@ -1,0 +1,275 @@
+//! What a deployment is, and how it is kept on disk.
+//!
+//! A deployment is a Wasm handler attached to one topic as a consumer group. Its spec lives
+//! in `<data>/deployments/<name>.toml` and its module bytes in
+//! `<data>/modules/<sha256>.wasm`, both written atomically (temp file, fsync, rename), so a
+//! restart brings every deployment back exactly as it was, paused or not.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use rill_engine::Limits;
+
+/// Where a new consumer group starts when it has no committed offset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind", content = "at")]
+pub enum StartFrom {
+    /// The oldest record still in the log.
+    Earliest,
+    /// Only records appended after the deployment starts.
+    Latest,
+    /// A given offset (clamped to the log's range).
+    Offset(i64),
+    /// The first record at or after a timestamp in milliseconds.
+    Timestamp(i64),
+}
+
+impl std::str::FromStr for StartFrom {
+    type Err = String;
+
+    /// `earliest`, `latest`, an offset (`42`) or a timestamp in ms (`@1700000000000`).
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "earliest" | "beginning" => Ok(StartFrom::Earliest),
+            "latest" | "end" => Ok(StartFrom::Latest),
+            _ => {
+                if let Some(ts) = s.strip_prefix('@') {
+                    ts.parse()
+                        .map(StartFrom::Timestamp)
+                        .map_err(|_| format!("invalid timestamp '{ts}' (want @MILLISECONDS)"))
+                } else {
+                    s.parse().map(StartFrom::Offset).map_err(|_| {
+                        format!("invalid start '{s}' (want earliest, latest, OFFSET or @TIMESTAMP_MS)")
+                    })
+                }
+            }
+        }
+    }
+}
+
+/// What happens to a record that still fails after `max_attempts` tries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum OnFailure {
+    /// Append it to `<deployment>.dlq` with the error in its headers, and go on.
+    #[default]
+    DeadLetter,
+    /// Stop the partition and mark the deployment failed.
+    Stop,
+}
+
+impl std::str::FromStr for OnFailure {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "dlq" | "dead-letter" | "dead_letter" => Ok(OnFailure::DeadLetter),
+            "stop" => Ok(OnFailure::Stop),
+            _ => Err(format!("invalid on-failure '{s}' (want dlq or stop)")),
+        }
+    }
+}
+
+/// Everything a deployment was created with.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeploymentSpec {
+    /// Unique name; also the default group.
+    pub name: String,
+    /// The topic it consumes.
+    pub topic: String,
+    /// The consumer group whose offsets it commits.
+    pub group: String,
+    /// Where to start when the group has no committed offset.
+    pub from: StartFrom,
+    /// Topics it may emit to. Empty means any topic (created on first emit).
+    #[serde(default)]
+    pub outputs: Vec<String>,
+    /// Deploy-time parameters the guest can read (and the environment of a WASI guest).
+    #[serde(default)]
+    pub env: Vec<(String, String)>,
+    /// Per-invocation limits.
+    pub limits: Limits,
+    /// Tries per record before `on_failure` applies.
+    pub max_attempts: u32,
+    /// What happens after the last try.
+    #[serde(default)]
+    pub on_failure: OnFailure,
+    /// Largest number of records per invocation.
+    pub max_batch_records: u32,
+    /// Largest number of bytes read per invocation.
+    pub max_batch_bytes: usize,
+    /// How long to wait for more records before invoking on a small batch.
+    #[serde(default)]
+    pub linger_ms: u64,
+    /// First retry delay; doubles each try.
+    #[serde(default = "default_backoff_ms")]
+    pub backoff_initial_ms: u64,
+    /// Retry delay ceiling.
+    #[serde(default = "default_backoff_max_ms")]
+    pub backoff_max_ms: u64,
+    /// Hex SHA-256 of the module bytes.
+    pub module_hash: String,
+    /// Paused deployments keep their offsets and instances but invoke nothing.
+    #[serde(default)]
+    pub paused: bool,
+}
+
+fn default_backoff_ms() -> u64 {
+    100
+}
+
+fn default_backoff_max_ms() -> u64 {
+    10_000
+}
+
+/// Reading or writing deployment files failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// A file system operation failed.
+    #[error("{what} {path}: {source}")]
+    Io {
+        /// What was being done.
+        what: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A spec file is not valid.
+    #[error("invalid deployment file {path}: {message}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message.
+        message: String,
+    },
+}
+
+/// The deployments directory and the module store.
+#[derive(Debug, Clone)]
+pub struct DeploymentStore {
+    specs: PathBuf,
+    modules: PathBuf,
+}
+
+impl DeploymentStore {
+    /// Opens (creating if needed) the store under a data dir.
+    pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
+        let specs = data_dir.join("deployments");
+        let modules = data_dir.join("modules");
+        for dir in [&specs, &modules] {
+            std::fs::create_dir_all(dir)
+                .map_err(|source| StoreError::Io { what: "create", path: dir.clone(), source })?;
+        }
+        Ok(DeploymentStore { specs, modules })
+    }
+
+    /// Every stored spec, sorted by name.
+    pub fn load_all(&self) -> Result<Vec<DeploymentSpec>, StoreError> {
+        let io = |source| StoreError::Io { what: "list", path: self.specs.clone(), source };
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir(&self.specs).map_err(io)? {
+            let path = entry.map_err(io)?.path();
+            if path.extension().is_some_and(|e| e == "toml") {
+                let text = std::fs::read_to_string(&path)
+                    .map_err(|source| StoreError::Io { what: "read", path: path.clone(), source })?;
+                let spec = toml::from_str(&text).map_err(|e| StoreError::Invalid {
+                    path: path.clone(),
+                    message: e.message().replace('\n', " "),
+                })?;
+                out.push(spec);
+            }
+        }
+        out.sort_by(|a: &DeploymentSpec, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    /// Writes a spec atomically.
+    pub fn save(&self, spec: &DeploymentSpec) -> Result<(), StoreError> {
+        let text = toml::to_string(spec).map_err(|e| StoreError::Invalid {
+            path: self.spec_path(&spec.name),
+            message: e.to_string(),
+        })?;
+        write_atomic(&self.spec_path(&spec.name), text.as_bytes())
+    }
+
+    /// Removes a spec (the module bytes stay: another deployment may share them).
+    pub fn remove(&self, name: &str) -> Result<(), StoreError> {
+        let path = self.spec_path(name);
+        match std::fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(source) => Err(StoreError::Io { what: "remove", path, source }),
+        }
+    }
+
+    /// Stores module bytes under their hash.
+    pub fn save_module(&self, hash: &str, wasm: &[u8]) -> Result<(), StoreError> {
+        let path = self.modules.join(format!("{hash}.wasm"));
+        if path.exists() {
+            return Ok(());
+        }
+        write_atomic(&path, wasm)
+    }
+
+    /// Reads module bytes by hash.
+    pub fn load_module(&self, hash: &str) -> Result<Vec<u8>, StoreError> {
+        let path = self.modules.join(format!("{hash}.wasm"));
+        std::fs::read(&path).map_err(|source| StoreError::Io { what: "read", path, source })
+    }
+
+    fn spec_path(&self, name: &str) -> PathBuf {
+        self.specs.join(format!("{name}.toml"))
+    }
+}
+
+/// Writes a file so that a crash leaves either the old or the new content, never a mix.
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+    use std::io::Write;
+    let io = |what, source| StoreError::Io { what, path: path.to_owned(), source };
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::File::create(&tmp).map_err(|e| io("create", e))?;
+    f.write_all(bytes).map_err(|e| io("write", e))?;
+    f.sync_data().map_err(|e| io("fsync", e))?;
+    std::fs::rename(&tmp, path).map_err(|e| io("rename", e))?;
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(|e| io("fsync dir of", e))?;
+    }
+    Ok(())
+}
+
+/// Checks a deployment name: it becomes a file name and part of a topic name.
+pub fn validate_name(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 200
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+        && !name.starts_with('.');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "invalid deployment name '{name}' (use letters, digits, '-', '_', '.'; at most 200)"
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn start_from_parses() {
+        assert_eq!("earliest".parse::<StartFrom>().unwrap(), StartFrom::Earliest);
+        assert_eq!("42".parse::<StartFrom>().unwrap(), StartFrom::Offset(42));
+        assert_eq!("@1000".parse::<StartFrom>().unwrap(), StartFrom::Timestamp(1000));
+        assert!("soon".parse::<StartFrom>().is_err());
+    }
+
+    #[test]
+    fn names() {
+        assert!(validate_name("notifier-v2").is_ok());
+        assert!(validate_name("../etc").is_err());
+        assert!(validate_name("").is_err());
+    }
+}

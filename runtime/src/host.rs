@@ -1,0 +1,217 @@
+//! The host: opens the data dir, recovers the log and the deployments, and serves the admin
+//! API and the Kafka listener until told to stop.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use rill_engine::{Engine, EngineConfig};
+use rill_log::{Log, LogOptions};
+
+use crate::config::Config;
+use crate::deployment::DeploymentStore;
+use crate::scheduler::Scheduler;
+
+/// Why the host could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum HostError {
+    /// Another host already uses this data dir.
+    #[error("data dir {0} is in use by another host (lock file {0}/LOCK is held)")]
+    Locked(PathBuf),
+    /// The data dir could not be prepared.
+    #[error("cannot use data dir {path}: {source}")]
+    DataDir {
+        /// The data dir.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Opening the log failed.
+    #[error("cannot open the log: {0}")]
+    Log(#[from] rill_log::OpenError),
+    /// The Wasm engine could not start.
+    #[error("cannot start the Wasm engine: {0}")]
+    Engine(#[from] rill_engine::EngineError),
+    /// The deployment store could not be read.
+    #[error(transparent)]
+    Store(#[from] crate::deployment::StoreError),
+    /// A listener could not bind.
+    #[error("cannot listen on {addr} for the {what}: {source}")]
+    Bind {
+        /// Which listener.
+        what: &'static str,
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The admin server failed.
+    #[error("admin API failed: {0}")]
+    Admin(std::io::Error),
+}
+
+/// Everything the doors (admin API, Kafka listener) and the scheduler share.
+pub struct Host {
+    /// The configuration the host runs with.
+    pub config: Config,
+    /// The log.
+    pub log: Arc<Log>,
+    /// Deployments.
+    pub scheduler: Scheduler,
+    /// When the host started.
+    pub started: Instant,
+    /// Deployments that could not be restored at start-up, with why.
+    pub restore_failures: Vec<(String, String)>,
+    /// The Kafka listener's address, when it runs.
+    pub kafka_addr: Option<SocketAddr>,
+}
+
+impl std::fmt::Debug for Host {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Host").field("data_dir", &self.config.data_dir).finish_non_exhaustive()
+    }
+}
+
+/// Runs a host until `shutdown` resolves, then stops cleanly: listeners close, every worker
+/// finishes (and commits) its in-flight invocation, and the log writes its clean-shutdown
+/// markers. `ready` is called once with the bound addresses (admin, Kafka), so callers that
+/// asked for port 0 learn the real ports.
+pub async fn run(
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    ready: impl FnOnce(SocketAddr, Option<SocketAddr>),
+) -> Result<(), HostError> {
+    let data_dir = config.data_dir.clone();
+    std::fs::create_dir_all(&data_dir)
+        .map_err(|source| HostError::DataDir { path: data_dir.clone(), source })?;
+    let _lock = lock_data_dir(&data_dir)?;
+
+    let opened = Instant::now();
+    let log = Arc::new(Log::open(&data_dir, LogOptions::default())?);
+    for event in log.recovery_report() {
+        tracing::warn!("recovery: {event}");
+    }
+    let engine = Engine::new(EngineConfig {
+        max_instances: config.max_instances,
+        cache_dir: Some(data_dir.join("cache")),
+        ..EngineConfig::default()
+    })?;
+    let store = DeploymentStore::open(&data_dir)?;
+    let scheduler = Scheduler::new(log.clone(), engine, store, config.parallelism());
+
+    let admin_listener = TcpListener::bind(config.admin_addr)
+        .await
+        .map_err(|source| HostError::Bind { what: "admin API", addr: config.admin_addr, source })?;
+    let admin_addr = admin_listener.local_addr().map_err(HostError::Admin)?;
+    let kafka_listener = if config.kafka.enabled {
+        let addr = config.kafka.config.listen;
+        Some(
+            TcpListener::bind(addr)
+                .await
+                .map_err(|source| HostError::Bind { what: "Kafka listener", addr, source })?,
+        )
+    } else {
+        None
+    };
+    let kafka_addr = kafka_listener.as_ref().and_then(|l| l.local_addr().ok());
+
+    let restore_failures = scheduler.restore();
+    tracing::info!(
+        elapsed_ms = opened.elapsed().as_millis() as u64,
+        deployments = scheduler.list().len(),
+        "recovered log and deployments"
+    );
+
+    let host = Arc::new(Host {
+        config,
+        log: log.clone(),
+        scheduler,
+        started: Instant::now(),
+        restore_failures,
+        kafka_addr,
+    });
+
+    // One signal fans out to every part.
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+    let stopped = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+
+    let kafka_task = kafka_listener.map(|listener| {
+        let mut cfg = host.config.kafka.config.clone();
+        if let Some(a) = kafka_addr {
+            cfg.listen = a;
+        }
+        let log = log.clone();
+        let stop = stopped(stop_rx.clone());
+        tokio::spawn(async move {
+            if let Err(e) = rill_kafka::serve(listener, log, cfg, stop).await {
+                tracing::error!("Kafka listener stopped: {e}");
+            }
+        })
+    });
+    let retention_task = tokio::spawn(retention_loop(host.clone(), stopped(stop_rx.clone())));
+
+    ready(admin_addr, kafka_addr);
+    let app = crate::admin::router(host.clone());
+    axum::serve(admin_listener, app)
+        .with_graceful_shutdown(stopped(stop_rx.clone()))
+        .await
+        .map_err(HostError::Admin)?;
+
+    tracing::info!("shutting down: finishing in-flight invocations");
+    host.scheduler.shutdown().await;
+    if let Some(t) = kafka_task {
+        let _ = t.await;
+    }
+    retention_task.abort();
+    if let Err(e) = log.close() {
+        tracing::error!("closing the log failed: {e}");
+    }
+    tracing::info!("stopped cleanly");
+    Ok(())
+}
+
+async fn retention_loop(host: Arc<Host>, stop: impl Future<Output = ()>) {
+    tokio::pin!(stop);
+    let every = host.config.retention_check_interval;
+    loop {
+        tokio::select! {
+            _ = &mut stop => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+        let log = host.log.clone();
+        match tokio::task::spawn_blocking(move || log.enforce_retention()).await {
+            Ok(Ok(report)) => tracing::debug!(?report, "retention"),
+            Ok(Err(e)) => tracing::error!("retention failed: {e}"),
+            Err(e) => tracing::error!("retention task failed: {e}"),
+        }
+    }
+}
+
+/// Holds an exclusive lock on `<data>/LOCK` for as long as the returned file lives, so two
+/// hosts never write one log.
+fn lock_data_dir(dir: &std::path::Path) -> Result<std::fs::File, HostError> {
+    let path = dir.join("LOCK");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|source| HostError::DataDir { path: path.clone(), source })?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(HostError::Locked(dir.to_owned())),
+        Err(std::fs::TryLockError::Error(source)) => Err(HostError::DataDir { path, source }),
+    }
+}

@@ -1,0 +1,367 @@
+//! One worker per (deployment, partition): read, invoke, append outputs, commit, repeat.
+//!
+//! The order inside one turn is the delivery contract:
+//!
+//! 1. read whole batches from the committed offset;
+//! 2. invoke the guest once on them (on the blocking pool, holding a CPU permit);
+//! 3. append everything it emitted;
+//! 4. only then commit the next offset.
+//!
+//! A crash between any two steps re-runs at most this one invocation. Failures are retried
+//! with exponential backoff. A trap in a multi-record invocation cannot say which record
+//! was at fault, so the worker re-runs that range one record at a time ("isolation") until
+//! the poison record is found; that record then goes to the dead-letter topic (or stops the
+//! partition) after its last try, and everything around it is processed normally.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+
+use rill_engine::{Instance, InstanceConfig, Invocation, Outcome};
+use rill_log::{Partition, ReadError};
+
+use super::output::Outputs;
+use super::{Control, DeploymentShared, PartitionState};
+use crate::deployment::{OnFailure, StartFrom};
+
+pub(super) struct Worker {
+    pub(super) dep: Arc<DeploymentShared>,
+    pub(super) partition: Arc<Partition>,
+    pub(super) control: watch::Receiver<Control>,
+    pub(super) cpu: Arc<Semaphore>,
+    pub(super) outputs: Outputs,
+    pub(super) instance: Option<Instance>,
+    /// While `next < isolate_until`, invoke one record at a time (see the module docs).
+    pub(super) isolate_until: i64,
+    /// Failed tries of the record at `next`.
+    pub(super) attempts: u32,
+    /// The next offset to process; equal to the committed offset between turns.
+    pub(super) next: i64,
+}
+
+/// What a turn asks the loop to do next.
+enum Step {
+    Continue,
+    Backoff,
+    Stop,
+}
+
+impl Worker {
+    fn pid(&self) -> u32 {
+        self.partition.id()
+    }
+
+    fn state(&self) -> &std::sync::Mutex<PartitionState> {
+        &self.dep.partitions[self.pid() as usize]
+    }
+
+    fn set_state(&self, status: &'static str, error: Option<String>) {
+        let mut s = self.state().lock().unwrap_or_else(|e| e.into_inner());
+        s.status = status;
+        if error.is_some() || status == "running" {
+            s.error = error;
+        }
+    }
+
+    fn commit(&self, next: i64) -> Result<(), String> {
+        let spec = self.dep.spec();
+        self.dep
+            .log
+            .offsets()
+            .commit(&spec.group, &spec.topic, self.pid(), next)
+            .map_err(|e| format!("commit failed: {e}"))
+    }
+
+    /// The offset to start from: the group's commit, or the deployment's `from`.
+    fn start_offset(&self) -> Result<i64, String> {
+        let spec = self.dep.spec();
+        let p = &self.partition;
+        let committed = self.dep.log.offsets().fetch(&spec.group, &spec.topic, self.pid());
+        let start = match committed {
+            Some(o) => o,
+            None => {
+                let o = match spec.from {
+                    StartFrom::Earliest => p.log_start_offset(),
+                    StartFrom::Latest => p.high_watermark(),
+                    StartFrom::Offset(o) => o,
+                    StartFrom::Timestamp(ts) => {
+                        p.offset_for_timestamp(ts).unwrap_or_else(|| p.high_watermark())
+                    }
+                };
+                let o = o.clamp(p.log_start_offset(), p.high_watermark());
+                // Commit the starting point at once, so "latest" means the moment of the
+                // deploy, not of some later restart.
+                self.commit(o)?;
+                o
+            }
+        };
+        Ok(start)
+    }
+
+    pub(super) async fn run(mut self) {
+        self.next = loop {
+            match self.start_offset() {
+                Ok(o) => break o,
+                Err(e) => {
+                    self.set_state("failed", Some(e));
+                    if self.control.changed().await.is_err() {
+                        return;
+                    }
+                }
+            }
+        };
+        let mut backoff = Duration::ZERO;
+        loop {
+            let control = *self.control.borrow_and_update();
+            match control {
+                Control::Stop => break,
+                Control::Pause => {
+                    self.set_state("paused", None);
+                    if self.control.changed().await.is_err() {
+                        break;
+                    }
+                    continue;
+                }
+                Control::Run => {}
+            }
+            if !backoff.is_zero() {
+                self.set_state("backoff", None);
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    r = self.control.changed() => if r.is_err() { break },
+                }
+                backoff = Duration::ZERO;
+                continue;
+            }
+            if self.next >= self.partition.high_watermark() {
+                self.set_state("running", None);
+                let listener = self.partition.listen();
+                if self.next < self.partition.high_watermark() {
+                    continue;
+                }
+                tokio::select! {
+                    _ = listener => {}
+                    r = self.control.changed() => if r.is_err() { break },
+                }
+                continue;
+            }
+            match self.turn().await {
+                Step::Continue => {}
+                Step::Backoff => backoff = self.backoff_delay(),
+                Step::Stop => {
+                    // The partition stays stopped until the deployment is resumed,
+                    // redeployed or undeployed.
+                    if self.control.changed().await.is_err() {
+                        break;
+                    }
+                    self.attempts = 0;
+                }
+            }
+        }
+        self.set_state("stopped", None);
+    }
+
+    fn backoff_delay(&self) -> Duration {
+        let spec = self.dep.spec();
+        let exp = self.attempts.saturating_sub(1).min(20);
+        let ms = spec.backoff_initial_ms.saturating_mul(1 << exp).min(spec.backoff_max_ms);
+        Duration::from_millis(ms.max(1))
+    }
+
+    /// One read-invoke-append-commit turn.
+    async fn turn(&mut self) -> Step {
+        let spec = self.dep.spec();
+        let next = self.next;
+        if spec.linger_ms > 0 {
+            let available = self.partition.high_watermark() - next;
+            if available < i64::from(spec.max_batch_records) {
+                tokio::time::sleep(Duration::from_millis(spec.linger_ms)).await;
+            }
+        }
+        let read = match self.partition.read(next, spec.max_batch_bytes) {
+            Ok(r) => r,
+            Err(ReadError::OffsetOutOfRange { .. }) if next < self.partition.log_start_offset() => {
+                // Retention deleted records this group had not processed yet. Say so
+                // loudly and carry on from what is left.
+                let start = self.partition.log_start_offset();
+                let msg = format!(
+                    "records {}..{} were deleted by retention before this group processed them",
+                    next, start
+                );
+                self.dep.logs.push("warn", self.pid(), Some(next), msg.clone());
+                tracing::warn!(deployment = %spec.name, partition = self.pid(), "{msg}");
+                self.next = start;
+                return match self.commit(start) {
+                    Ok(()) => Step::Continue,
+                    Err(_) => Step::Backoff,
+                };
+            }
+            Err(e) => {
+                let msg = format!("read of {}/{} at {} failed: {e}", spec.topic, self.pid(), next);
+                self.dep.metrics.error("append", msg.clone());
+                self.set_state("backoff", Some(msg));
+                return Step::Backoff;
+            }
+        };
+        let bytes = match rill_kafka::decompress_batches(&read.bytes) {
+            Ok(b) => b,
+            Err(e) => {
+                let msg = format!("cannot decompress batch at {}: {e}", next);
+                return self.fail_record(next, "record_error", msg, &read.bytes).await;
+            }
+        };
+        let isolating = next < self.isolate_until;
+        let end = if isolating { next + 1 } else { next + i64::from(spec.max_batch_records) };
+        let covered = end.min(read.next_offset);
+
+        let invocation = match self.invoke(bytes.clone(), next, end).await {
+            Ok(inv) => inv,
+            Err(msg) => {
+                self.dep.metrics.error("trap", msg.clone());
+                self.set_state("backoff", Some(msg));
+                self.attempts += 1;
+                return Step::Backoff;
+            }
+        };
+        self.record_logs(&invocation);
+        self.dep.metrics.observe(invocation.elapsed);
+        match invocation.outcome {
+            Outcome::Ok => {
+                if let Err(msg) = self.outputs.append(&invocation.emits, &self.dep.metrics) {
+                    self.dep.metrics.error("append", msg.clone());
+                    self.set_state("backoff", Some(msg));
+                    return Step::Backoff;
+                }
+                if let Err(msg) = self.commit(covered) {
+                    self.set_state("backoff", Some(msg));
+                    return Step::Backoff;
+                }
+                self.dep.count_in((covered - next) as u64);
+                self.next = covered;
+                self.attempts = 0;
+                Step::Continue
+            }
+            Outcome::RecordFailed { offset, message } => {
+                // Records before the failing one succeeded: keep their outputs and commit.
+                if let Err(msg) = self.outputs.append(&invocation.emits, &self.dep.metrics) {
+                    self.dep.metrics.error("append", msg.clone());
+                    return Step::Backoff;
+                }
+                let offset = offset.clamp(next, covered.max(next));
+                if offset > next {
+                    if self.commit(offset).is_err() {
+                        return Step::Backoff;
+                    }
+                    self.dep.count_in((offset - next) as u64);
+                    self.next = offset;
+                    self.attempts = 0;
+                }
+                let msg = format!("record {offset} failed: {message}");
+                self.fail_record(offset, "record_error", msg, &bytes).await
+            }
+            other => {
+                let kind = other.kind();
+                let msg = describe(&other);
+                if covered - next > 1 {
+                    // A trap cannot say which record caused it: re-run this range one
+                    // record at a time. Outputs of the failed run are discarded.
+                    self.dep.metrics.error(kind, msg.clone());
+                    self.isolate_until = covered;
+                    self.dep.logs.push(
+                        "warn",
+                        self.pid(),
+                        Some(next),
+                        format!("{msg}; re-running offsets {}..{covered} one at a time", next),
+                    );
+                    return Step::Continue;
+                }
+                self.fail_record(next, kind, msg, &bytes).await
+            }
+        }
+    }
+
+    /// Runs the guest on the blocking pool, holding one CPU permit.
+    async fn invoke(&mut self, bytes: bytes::Bytes, start: i64, end: i64) -> Result<Invocation, String> {
+        let mut instance = match self.instance.take() {
+            Some(i) => i,
+            None => {
+                let spec = self.dep.spec();
+                let cfg = InstanceConfig {
+                    deployment: spec.name.clone(),
+                    partition: self.pid(),
+                    params: spec.env.clone(),
+                    outputs: if spec.outputs.is_empty() { None } else { Some(spec.outputs.clone()) },
+                    limits: spec.limits.clone(),
+                };
+                self.dep.handler().instantiate(cfg).map_err(|e| format!("instantiate: {e}"))?
+            }
+        };
+        let permit: OwnedSemaphorePermit =
+            self.cpu.clone().acquire_owned().await.map_err(|_| "host is shutting down".to_string())?;
+        let (instance, invocation) = tokio::task::spawn_blocking(move || {
+            let inv = instance.invoke(&bytes, start, end);
+            drop(permit);
+            (instance, inv)
+        })
+        .await
+        .map_err(|e| format!("invocation thread failed: {e}"))?;
+        self.instance = Some(instance);
+        Ok(invocation)
+    }
+
+    fn record_logs(&self, inv: &Invocation) {
+        for line in &inv.logs {
+            self.dep.logs.push(line.level.as_str(), self.pid(), line.offset, line.message.clone());
+        }
+    }
+
+    /// Counts a failed try of the record at `offset`; after the last try, dead-letters it or
+    /// stops the partition.
+    async fn fail_record(&mut self, offset: i64, kind: &str, msg: String, bytes: &[u8]) -> Step {
+        let spec = self.dep.spec();
+        self.dep.metrics.error(kind, msg.clone());
+        self.attempts += 1;
+        self.dep.logs.push(
+            "error",
+            self.pid(),
+            Some(offset),
+            format!("{msg} (try {} of {})", self.attempts, spec.max_attempts),
+        );
+        if self.attempts < spec.max_attempts {
+            self.set_state("backoff", Some(msg));
+            return Step::Backoff;
+        }
+        match spec.on_failure {
+            OnFailure::Stop => {
+                self.set_state("failed", Some(msg));
+                Step::Stop
+            }
+            OnFailure::DeadLetter => {
+                if let Err(e) = self.outputs.dead_letter(&spec, self.pid(), offset, bytes, kind, &msg, self.attempts) {
+                    self.set_state("backoff", Some(e));
+                    return Step::Backoff;
+                }
+                self.dep.metrics.dead_lettered.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if self.commit(offset + 1).is_err() {
+                    return Step::Backoff;
+                }
+                self.next = offset + 1;
+                self.attempts = 0;
+                Step::Continue
+            }
+        }
+    }
+}
+
+/// A one-line description of a failed outcome.
+fn describe(o: &Outcome) -> String {
+    match o {
+        Outcome::Trap { message } => format!("trap: {message}"),
+        Outcome::Timeout => "timeout: the invocation ran past its CPU-time limit".into(),
+        Outcome::MemoryLimit => "memory limit: the guest tried to grow past its cap".into(),
+        Outcome::EmitLimit => "emit limit: the guest emitted more than its cap".into(),
+        Outcome::Exit { code } => format!("exit: the guest called proc_exit({code})"),
+        other => format!("{other:?}"),
+    }
+}

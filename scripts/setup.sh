@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# setup.sh — install whatever this machine lacks to build and test Rill. Idempotent: a
+# second run finds everything in place and returns in seconds.
+#
+#   scripts/setup.sh          the Wasm toolchain (enough for the demo)
+#   scripts/setup.sh --test   also the real Kafka clients and cargo-fuzz the tests use
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+say() { printf 'setup: %s\n' "$*" >&2; }
+
+command -v cargo >/dev/null 2>&1 || { say "error: cargo not found; install Rust with rustup first"; exit 1; }
+
+# 1. Rust → Wasm (rustup's targets if they can be had, else Debian's packages).
+scripts/wasm-build.sh --setup
+
+[ "${1:-}" = "--test" ] || exit 0
+
+SUDO=""
+[ "$(id -u)" = 0 ] || SUDO="sudo"
+apt_updated=0
+apt_install() {
+  if [ "$apt_updated" = 0 ]; then $SUDO apt-get update -qq >/dev/null 2>&1 || true; apt_updated=1; fi
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "$@" >/dev/null
+}
+
+# 2. Real Kafka clients that we did not write.
+if ! command -v kcat >/dev/null 2>&1; then
+  say "installing kcat"
+  apt_install kcat
+fi
+if ! python3 -c 'import confluent_kafka, kafka' >/dev/null 2>&1; then
+  say "installing confluent-kafka and kafka-python"
+  python3 -m pip install --quiet --disable-pip-version-check \
+    'confluent-kafka==2.16.1' 'kafka-python==3.0.12'
+fi
+
+# 3. cargo-fuzz, for the brief fuzz runs (needs the nightly toolchain).
+if [ -d fuzz ]; then
+  if ! rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
+    say "warning: no nightly toolchain: fuzz targets will be skipped"
+  elif ! cargo fuzz --version >/dev/null 2>&1; then
+    say "installing cargo-fuzz"
+    cargo install --quiet --locked cargo-fuzz
+  fi
+fi
+say "ready"

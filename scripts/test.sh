@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# test.sh — set up what is missing, then run every test: unit, property and integration
+# tests (real .wasm in real wasmtime, a real host process, real Kafka clients), plus a
+# brief run of each fuzz target.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/setup.sh --test
+
+# Missing Kafka clients are a failure here, never a silent skip.
+export RILL_REQUIRE_KAFKA_CLIENTS=1
+
+echo "== cargo test (workspace)"
+cargo test --workspace --no-fail-fast 2>&1 | tee target/test-output.txt
+
+if [ -x fuzz/run-ci.sh ] && cargo fuzz --version >/dev/null 2>&1; then
+  echo "== fuzz (brief)"
+  fuzz/run-ci.sh "${RILL_FUZZ_SECONDS:-15}"
+fi
+echo "== all tests passed"
