@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# demo.sh — the whole flow on the embedded default, from a clean clone:
+# start a host on a local data dir, create `orders`, deploy the order-confirmation handler,
+# produce some orders, show the emitted email requests and the lag going to zero.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+
+step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+run() { printf '$ %s\n' "$*"; "$@"; }
+
+step "Setting up (installs the Wasm toolchain if missing)"
+scripts/setup.sh
+
+step "Building the host and the example handler"
+cargo build --quiet -p rill-runtime --bin runtime
+scripts/wasm-build.sh --target wasm32-unknown-unknown --target-dir "$root/target/wasm" -- \
+  --quiet --manifest-path examples/Cargo.toml -p notifier
+runtime() { "$root/target/debug/runtime" "$@"; }
+wasm="$root/target/wasm/wasm32-unknown-unknown/release/notifier.wasm"
+
+data=${RILL_DEMO_DIR:-"$root/target/demo-data"}
+rm -rf "$data"
+step "Starting a host on $data"
+"$root/target/debug/runtime" serve --data-dir "$data" --admin-addr 127.0.0.1:0 \
+  --kafka-addr 127.0.0.1:0 >"$root/target/demo-host.out" 2>"$root/target/demo-host.log" &
+host=$!
+trap 'kill -TERM $host 2>/dev/null || true; wait $host 2>/dev/null || true' EXIT
+for _ in $(seq 1 300); do
+  grep -q '^rill ready' "$root/target/demo-host.out" 2>/dev/null && break
+  kill -0 $host 2>/dev/null || { cat "$root/target/demo-host.log"; exit 1; }
+  sleep 0.1
+done
+export RILL_ADMIN=$(sed -n 's/^rill ready admin=\([^ ]*\).*/\1/p' "$root/target/demo-host.out")
+kafka=$(sed -n 's/.* kafka=\([^ ]*\).*/\1/p' "$root/target/demo-host.out")
+echo "host ready: admin API $RILL_ADMIN, Kafka listener $kafka"
+
+step "Creating topics"
+run runtime topic create orders --partitions 4 --flush always
+run runtime topic create emails --partitions 1
+
+step "Deploying the order-confirmation handler (examples/notifier)"
+run runtime deploy "$wasm" --name notifier --topic orders --output emails
+
+step "Producing 1000 orders, keyed by customer"
+for i in $(seq 1 1000); do
+  printf 'customer-%d\t{"event":"order_created","order_id":%d,"email":"customer%d@example.com","total_cents":%d}\n' \
+    $((i % 37)) "$i" $((i % 37)) $((i * 7 % 10000))
+done >"$root/target/demo-orders.txt"
+run runtime produce orders --key-separator $'\t' --file "$root/target/demo-orders.txt"
+
+step "Lag going to zero"
+for _ in $(seq 1 100); do
+  runtime list
+  lag=$(runtime list --json | python3 -c 'import json,sys; print(sum(d["lag"] for d in json.load(sys.stdin)))')
+  [ "$lag" = 0 ] && break
+  sleep 0.2
+done
+run runtime list --partitions
+
+step "The first emitted email requests"
+run runtime consume emails -n 5
+
+step "Handler logs"
+runtime logs notifier | tail -n 5
+
+step "Host status"
+run runtime status
+echo
+echo "Done. The host stops now; its data stays in $data."
