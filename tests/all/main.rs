@@ -1,1 +1,3 @@
+//! Host-level integration tests, one module per area, in one test binary (it links faster).
 
+mod host;
