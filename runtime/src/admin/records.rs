@@ -73,13 +73,11 @@ pub fn collect(
                     },
                 };
                 let headers = rec
-                    .headers()
-                    .filter_map(|h| h.ok())
-                    .map(|(k, v)| {
-                        (
-                            String::from_utf8_lossy(k).into_owned(),
-                            v.map(|v| String::from_utf8_lossy(v).into_owned()).unwrap_or_default(),
-                        )
+                    .headers
+                    .iter()
+                    .map(|h| {
+                        let v = h.value.map(|v| String::from_utf8_lossy(v).into_owned());
+                        (h.key.to_owned(), v.unwrap_or_default())
                     })
                     .collect();
                 out.push(FetchedRecord {

@@ -159,8 +159,8 @@ async fn create_topic(State(host): H, Json(req): Json<CreateTopic>) -> Result<(S
         .await
         .map_err(|e| Fail(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
         .map_err(|e| match e {
-            TopicError::AlreadyExists { .. } => Fail(StatusCode::CONFLICT, e.to_string()),
-            TopicError::InvalidName { .. } => bad(e.to_string()),
+            TopicError::AlreadyExists(_) => Fail(StatusCode::CONFLICT, e.to_string()),
+            TopicError::InvalidName(_) | TopicError::InvalidConfig(_) => bad(e.to_string()),
             other => Fail(StatusCode::INTERNAL_SERVER_ERROR, other.to_string()),
         })?;
     Ok((StatusCode::CREATED, Json(topic_info(&t))))
@@ -176,7 +176,7 @@ async fn delete_topic(State(host): H, Path(name): Path<String>) -> Result<Status
         ));
     }
     host.log.delete_topic(&name).map_err(|e| match e {
-        TopicError::NotFound { .. } => not_found(e.to_string()),
+        TopicError::NotFound(_) => not_found(e.to_string()),
         other => Fail(StatusCode::INTERNAL_SERVER_ERROR, other.to_string()),
     })?;
     Ok(StatusCode::NO_CONTENT)

@@ -32,7 +32,7 @@ impl Outputs {
             Some(t) => t,
             None => match self.log.create_topic(name, self.create_config.clone()) {
                 Ok(t) => t,
-                Err(TopicError::AlreadyExists { .. }) => self
+                Err(TopicError::AlreadyExists(_)) => self
                     .log
                     .topic(name)
                     .ok_or_else(|| format!("topic '{name}' vanished while being created"))?,
@@ -146,11 +146,8 @@ fn find_record(batches: &[u8], offset: i64) -> Option<Owned> {
         for rec in batch.records() {
             let rec = rec.ok()?;
             if rec.offset == offset {
-                let headers = rec
-                    .headers()
-                    .filter_map(|h| h.ok())
-                    .map(|(k, v)| (String::from_utf8_lossy(k).into_owned(), v.map(<[u8]>::to_vec)))
-                    .collect();
+                let headers =
+                    rec.headers.iter().map(|h| (h.key.to_owned(), h.value.map(<[u8]>::to_vec))).collect();
                 return Some((rec.key.map(<[u8]>::to_vec), rec.value.map(<[u8]>::to_vec), headers));
             }
         }
