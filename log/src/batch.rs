@@ -1,0 +1,651 @@
+//! Kafka record batch v2: a borrowed view to validate and iterate, and a builder to write.
+//!
+//! ```text
+//! offset  size  field
+//!      0     8  baseOffset            i64 BE   (assigned by the log, not covered by the CRC)
+//!      8     4  batchLength           i32 BE   (bytes after this field)
+//!     12     4  partitionLeaderEpoch  i32 BE
+//!     16     1  magic                 i8 = 2
+//!     17     4  crc                   u32 BE   CRC-32C of bytes 21..end
+//!     21     2  attributes            i16 BE   bits 0-2 codec, 3 timestamp type, 4 txn, 5 control
+//!     23     4  lastOffsetDelta       i32 BE
+//!     27     8  firstTimestamp        i64 BE
+//!     35     8  maxTimestamp          i64 BE
+//!     43     8  producerId            i64 BE
+//!     51     2  producerEpoch         i16 BE
+//!     53     4  baseSequence          i32 BE
+//!     57     4  recordsCount          i32 BE
+//!     61     …  records (varint-encoded, possibly compressed)
+//! ```
+
+use crate::error::BatchError;
+
+/// Size of the fixed batch header.
+pub const HEADER_LEN: usize = 61;
+/// Bytes before `batchLength` counts: baseOffset and batchLength themselves.
+pub const LOG_OVERHEAD: usize = 12;
+/// Byte offset where the CRC-covered part starts.
+const CRC_START: usize = 21;
+const TIMESTAMP_TYPE_LOG_APPEND: i16 = 1 << 3;
+
+/// Compression codec of a batch (attributes bits 0-2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compression {
+    /// Uncompressed.
+    None,
+    /// gzip.
+    Gzip,
+    /// snappy.
+    Snappy,
+    /// lz4.
+    Lz4,
+    /// zstd.
+    Zstd,
+    /// A codec id Kafka does not define (5-7).
+    Unknown(u8),
+}
+
+impl Compression {
+    fn from_attributes(attrs: i16) -> Self {
+        match attrs & 0x7 {
+            0 => Compression::None,
+            1 => Compression::Gzip,
+            2 => Compression::Snappy,
+            3 => Compression::Lz4,
+            4 => Compression::Zstd,
+            // Masked to three bits, so it fits a u8.
+            n => Compression::Unknown(n as u8),
+        }
+    }
+}
+
+/// One header of a record to append.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Header<'a> {
+    /// Header key (UTF-8, as Kafka requires).
+    pub key: &'a str,
+    /// Header value; `None` is Kafka's null.
+    pub value: Option<&'a [u8]>,
+}
+
+/// A record to append. Borrowed so producers can hand in slices of their own buffers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Record<'a> {
+    /// Key; `None` is null (and spreads round-robin when placed by key).
+    pub key: Option<&'a [u8]>,
+    /// Value; `None` is null (a tombstone for future compaction).
+    pub value: Option<&'a [u8]>,
+    /// Headers.
+    pub headers: &'a [Header<'a>],
+    /// Create time in ms since the epoch; `None` means now.
+    pub timestamp_ms: Option<i64>,
+}
+
+fn be_i64(b: &[u8], at: usize) -> i64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&b[at..at + 8]);
+    i64::from_be_bytes(a)
+}
+fn be_i32(b: &[u8], at: usize) -> i32 {
+    let mut a = [0u8; 4];
+    a.copy_from_slice(&b[at..at + 4]);
+    i32::from_be_bytes(a)
+}
+fn be_i16(b: &[u8], at: usize) -> i16 {
+    i16::from_be_bytes([b[at], b[at + 1]])
+}
+
+/// Reads the total size (header included) of the batch starting at `buf`, from its first
+/// 12 bytes. Used to walk segment files without reading whole batches.
+pub fn batch_size(prefix: &[u8]) -> Result<usize, BatchError> {
+    if prefix.len() < LOG_OVERHEAD {
+        return Err(BatchError::Truncated {
+            needed: LOG_OVERHEAD,
+            available: prefix.len(),
+        });
+    }
+    let len = be_i32(prefix, 8);
+    // A batch can never be shorter than its header; reject before trusting the length.
+    if len < (HEADER_LEN - LOG_OVERHEAD) as i32 {
+        return Err(BatchError::BadLength(len));
+    }
+    Ok(len as usize + LOG_OVERHEAD)
+}
+
+/// A zero-copy view of one v2 record batch.
+#[derive(Debug, Clone, Copy)]
+pub struct RecordBatch<'a> {
+    buf: &'a [u8],
+}
+
+impl<'a> RecordBatch<'a> {
+    /// Parses the batch at the start of `buf`; returns it and the bytes it spans.
+    ///
+    /// Checks the length and magic only; call [`crc_ok`](Self::crc_ok) or
+    /// [`validate`](Self::validate) before trusting the contents.
+    pub fn parse(buf: &'a [u8]) -> Result<(RecordBatch<'a>, usize), BatchError> {
+        let size = batch_size(buf)?;
+        if buf.len() < HEADER_LEN {
+            return Err(BatchError::Truncated {
+                needed: HEADER_LEN,
+                available: buf.len(),
+            });
+        }
+        let magic = buf[16] as i8;
+        if magic != 2 {
+            return Err(BatchError::BadMagic(magic));
+        }
+        if buf.len() < size {
+            return Err(BatchError::Truncated {
+                needed: size,
+                available: buf.len(),
+            });
+        }
+        Ok((RecordBatch { buf: &buf[..size] }, size))
+    }
+
+    /// Checks the CRC and the record count against lastOffsetDelta.
+    pub fn validate(&self) -> Result<(), BatchError> {
+        let computed = self.computed_crc();
+        if computed != self.crc() {
+            return Err(BatchError::BadCrc {
+                stored: self.crc(),
+                computed,
+            });
+        }
+        let count = self.record_count();
+        let delta = self.last_offset_delta();
+        if count < 1 || delta != count - 1 {
+            return Err(BatchError::BadRecordCount {
+                count,
+                last_offset_delta: delta,
+            });
+        }
+        Ok(())
+    }
+
+    /// The batch bytes, header included.
+    pub fn as_bytes(&self) -> &'a [u8] {
+        self.buf
+    }
+    /// Offset of the first record.
+    pub fn base_offset(&self) -> i64 {
+        be_i64(self.buf, 0)
+    }
+    /// Offset of the last record.
+    pub fn last_offset(&self) -> i64 {
+        self.base_offset()
+            .wrapping_add(i64::from(self.last_offset_delta()))
+    }
+    /// lastOffsetDelta header field.
+    pub fn last_offset_delta(&self) -> i32 {
+        be_i32(self.buf, 23)
+    }
+    /// recordsCount header field.
+    pub fn record_count(&self) -> i32 {
+        be_i32(self.buf, 57)
+    }
+    /// Timestamp of the first record.
+    pub fn first_timestamp(&self) -> i64 {
+        be_i64(self.buf, 27)
+    }
+    /// Largest timestamp in the batch.
+    pub fn max_timestamp(&self) -> i64 {
+        be_i64(self.buf, 35)
+    }
+    /// Attributes header field.
+    pub fn attributes(&self) -> i16 {
+        be_i16(self.buf, 21)
+    }
+    /// Compression codec.
+    pub fn compression(&self) -> Compression {
+        Compression::from_attributes(self.attributes())
+    }
+    /// Producer id (-1 when not idempotent).
+    pub fn producer_id(&self) -> i64 {
+        be_i64(self.buf, 43)
+    }
+    /// The stored CRC.
+    pub fn crc(&self) -> u32 {
+        u32::from_be_bytes([self.buf[17], self.buf[18], self.buf[19], self.buf[20]])
+    }
+    fn computed_crc(&self) -> u32 {
+        crc32c::crc32c(&self.buf[CRC_START..])
+    }
+    /// Whether the stored CRC matches the bytes.
+    pub fn crc_ok(&self) -> bool {
+        self.computed_crc() == self.crc()
+    }
+
+    /// Iterates the records of an uncompressed batch. A compressed batch yields one
+    /// [`BatchError::Compressed`]. Iteration stops after the first error.
+    pub fn records(&self) -> Records<'a> {
+        let compression = self.compression();
+        Records {
+            rest: &self.buf[HEADER_LEN..],
+            remaining: self.record_count().max(0),
+            base_offset: self.base_offset(),
+            first_ts: self.first_timestamp(),
+            log_append_ts: (self.attributes() & TIMESTAMP_TYPE_LOG_APPEND != 0)
+                .then(|| self.max_timestamp()),
+            error: (compression != Compression::None)
+                .then_some(BatchError::Compressed(compression)),
+            done: false,
+        }
+    }
+}
+
+/// Walks concatenated batches; stops after the first error.
+pub fn batches(buf: &[u8]) -> Batches<'_> {
+    Batches {
+        rest: buf,
+        failed: false,
+    }
+}
+
+/// Iterator returned by [`batches`].
+#[derive(Debug)]
+pub struct Batches<'a> {
+    rest: &'a [u8],
+    failed: bool,
+}
+
+impl<'a> Iterator for Batches<'a> {
+    type Item = Result<RecordBatch<'a>, BatchError>;
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.rest.is_empty() || self.failed {
+            return None;
+        }
+        match RecordBatch::parse(self.rest) {
+            Ok((b, n)) => {
+                self.rest = &self.rest[n..];
+                Some(Ok(b))
+            }
+            Err(e) => {
+                self.failed = true;
+                Some(Err(e))
+            }
+        }
+    }
+}
+
+/// One record inside a batch, borrowed from the batch bytes.
+#[derive(Debug, Clone, Copy)]
+pub struct BatchRecord<'a> {
+    /// Absolute offset.
+    pub offset: i64,
+    /// Timestamp in ms.
+    pub timestamp_ms: i64,
+    /// Key, `None` when null.
+    pub key: Option<&'a [u8]>,
+    /// Value, `None` when null.
+    pub value: Option<&'a [u8]>,
+    /// Headers (already validated).
+    pub headers: RecordHeaders<'a>,
+}
+
+/// The headers of a [`BatchRecord`], validated while the record was parsed.
+#[derive(Debug, Clone, Copy)]
+pub struct RecordHeaders<'a> {
+    raw: &'a [u8],
+    count: usize,
+}
+
+impl<'a> RecordHeaders<'a> {
+    /// Number of headers.
+    pub fn len(&self) -> usize {
+        self.count
+    }
+    /// Whether there is no header.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+    /// Iterates the headers.
+    pub fn iter(&self) -> impl Iterator<Item = Header<'a>> + 'a {
+        let mut cur = Cursor { buf: self.raw };
+        // The bytes were validated by `parse_headers`, so a failure here cannot happen; it
+        // would end the iteration rather than panic.
+        (0..self.count).map_while(move |_| cur.header().ok())
+    }
+}
+
+/// Iterator returned by [`RecordBatch::records`].
+#[derive(Debug)]
+pub struct Records<'a> {
+    rest: &'a [u8],
+    remaining: i32,
+    base_offset: i64,
+    first_ts: i64,
+    log_append_ts: Option<i64>,
+    error: Option<BatchError>,
+    done: bool,
+}
+
+impl<'a> Iterator for Records<'a> {
+    type Item = Result<BatchRecord<'a>, BatchError>;
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        if let Some(e) = self.error.take() {
+            self.done = true;
+            return Some(Err(e));
+        }
+        if self.remaining == 0 {
+            self.done = true;
+            if !self.rest.is_empty() {
+                return Some(Err(BatchError::BadRecord("bytes after the last record")));
+            }
+            return None;
+        }
+        self.remaining -= 1;
+        let r = self.parse_one();
+        if r.is_err() {
+            self.done = true;
+        }
+        Some(r)
+    }
+}
+
+impl<'a> Records<'a> {
+    fn parse_one(&mut self) -> Result<BatchRecord<'a>, BatchError> {
+        let mut outer = Cursor { buf: self.rest };
+        let len = outer.varint()?;
+        let len = usize::try_from(len).map_err(|_| BatchError::BadRecord("negative length"))?;
+        let body = outer.take(len)?;
+        self.rest = outer.buf;
+        let mut c = Cursor { buf: body };
+        c.take(1)?; // record attributes, unused in v2
+        let ts_delta = c.varlong()?;
+        let offset_delta = c.varint()?;
+        let key = c.nullable_bytes()?;
+        let value = c.nullable_bytes()?;
+        let headers = c.headers()?;
+        if !c.buf.is_empty() {
+            return Err(BatchError::BadRecord("bytes after the record's headers"));
+        }
+        Ok(BatchRecord {
+            offset: self.base_offset.wrapping_add(i64::from(offset_delta)),
+            timestamp_ms: self
+                .log_append_ts
+                .unwrap_or(self.first_ts.wrapping_add(ts_delta)),
+            key,
+            value,
+            headers,
+        })
+    }
+}
+
+struct Cursor<'a> {
+    buf: &'a [u8],
+}
+
+impl<'a> Cursor<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], BatchError> {
+        if self.buf.len() < n {
+            return Err(BatchError::Truncated {
+                needed: n,
+                available: self.buf.len(),
+            });
+        }
+        let (a, b) = self.buf.split_at(n);
+        self.buf = b;
+        Ok(a)
+    }
+    fn varlong(&mut self) -> Result<i64, BatchError> {
+        let mut v: u64 = 0;
+        for i in 0..10 {
+            let b = *self
+                .buf
+                .first()
+                .ok_or(BatchError::BadRecord("truncated varint"))?;
+            self.buf = &self.buf[1..];
+            v |= u64::from(b & 0x7f) << (7 * i);
+            if b & 0x80 == 0 {
+                // Zigzag decoding.
+                return Ok((v >> 1) as i64 ^ -((v & 1) as i64));
+            }
+        }
+        Err(BatchError::BadRecord("varint too long"))
+    }
+    fn varint(&mut self) -> Result<i32, BatchError> {
+        let v = self.varlong()?;
+        i32::try_from(v).map_err(|_| BatchError::BadRecord("varint out of i32 range"))
+    }
+    fn nullable_bytes(&mut self) -> Result<Option<&'a [u8]>, BatchError> {
+        let len = self.varint()?;
+        if len < 0 {
+            return Ok(None);
+        }
+        self.take(len as usize).map(Some)
+    }
+    fn header(&mut self) -> Result<Header<'a>, BatchError> {
+        let klen = self.varint()?;
+        let klen = usize::try_from(klen).map_err(|_| BatchError::BadRecord("null header key"))?;
+        let key = std::str::from_utf8(self.take(klen)?)
+            .map_err(|_| BatchError::BadRecord("header key is not UTF-8"))?;
+        let value = self.nullable_bytes()?;
+        Ok(Header { key, value })
+    }
+    fn headers(&mut self) -> Result<RecordHeaders<'a>, BatchError> {
+        let n = self.varint()?;
+        let count =
+            usize::try_from(n).map_err(|_| BatchError::BadRecord("negative header count"))?;
+        let start = self.buf;
+        for _ in 0..count {
+            self.header()?;
+        }
+        let used = start.len() - self.buf.len();
+        Ok(RecordHeaders {
+            raw: &start[..used],
+            count,
+        })
+    }
+}
+
+fn put_varlong(out: &mut Vec<u8>, v: i64) {
+    let mut z = ((v << 1) ^ (v >> 63)) as u64;
+    while z >= 0x80 {
+        out.push((z as u8) | 0x80);
+        z >>= 7;
+    }
+    out.push(z as u8);
+}
+
+fn put_nullable(out: &mut Vec<u8>, b: Option<&[u8]>) {
+    match b {
+        None => put_varlong(out, -1),
+        Some(b) => {
+            put_varlong(out, b.len() as i64);
+            out.extend_from_slice(b);
+        }
+    }
+}
+
+/// Builds one uncompressed v2 batch (create-time timestamps, no producer id).
+#[derive(Debug)]
+pub struct BatchBuilder {
+    buf: Vec<u8>,
+    scratch: Vec<u8>,
+    count: i32,
+    first_ts: i64,
+    max_ts: i64,
+}
+
+impl Default for BatchBuilder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl BatchBuilder {
+    /// An empty builder.
+    pub fn new() -> Self {
+        Self::with_capacity(256)
+    }
+    /// An empty builder with room for `bytes` of batch.
+    pub fn with_capacity(bytes: usize) -> Self {
+        let mut buf = Vec::with_capacity(bytes.max(HEADER_LEN));
+        buf.resize(HEADER_LEN, 0);
+        BatchBuilder {
+            buf,
+            scratch: Vec::new(),
+            count: 0,
+            first_ts: 0,
+            max_ts: i64::MIN,
+        }
+    }
+    /// Number of records pushed.
+    pub fn len(&self) -> usize {
+        self.count as usize
+    }
+    /// Whether no record was pushed.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+    /// Appends a record; `now_ms` stands in for a missing timestamp.
+    pub fn push(&mut self, r: &Record<'_>, now_ms: i64) {
+        let ts = r.timestamp_ms.unwrap_or(now_ms);
+        if self.count == 0 {
+            self.first_ts = ts;
+        }
+        self.max_ts = self.max_ts.max(ts);
+        let body = &mut self.scratch;
+        body.clear();
+        body.push(0);
+        put_varlong(body, ts.wrapping_sub(self.first_ts));
+        put_varlong(body, i64::from(self.count));
+        put_nullable(body, r.key);
+        put_nullable(body, r.value);
+        put_varlong(body, r.headers.len() as i64);
+        for h in r.headers {
+            put_nullable(body, Some(h.key.as_bytes()));
+            put_nullable(body, h.value);
+        }
+        put_varlong(&mut self.buf, body.len() as i64);
+        self.buf.extend_from_slice(body);
+        self.count += 1;
+    }
+    /// Writes the header (base offset 0) and CRC; returns the batch bytes.
+    pub fn finish(mut self) -> Vec<u8> {
+        let b = &mut self.buf;
+        let len = (b.len() - LOG_OVERHEAD) as i32;
+        b[8..12].copy_from_slice(&len.to_be_bytes());
+        b[12..16].copy_from_slice(&(-1i32).to_be_bytes()); // partitionLeaderEpoch
+        b[16] = 2;
+        b[21..23].copy_from_slice(&0i16.to_be_bytes());
+        b[23..27].copy_from_slice(&(self.count - 1).max(0).to_be_bytes());
+        b[27..35].copy_from_slice(&self.first_ts.to_be_bytes());
+        let max_ts = if self.count == 0 {
+            self.first_ts
+        } else {
+            self.max_ts
+        };
+        b[35..43].copy_from_slice(&max_ts.to_be_bytes());
+        b[43..51].copy_from_slice(&(-1i64).to_be_bytes()); // producerId
+        b[51..53].copy_from_slice(&(-1i16).to_be_bytes()); // producerEpoch
+        b[53..57].copy_from_slice(&(-1i32).to_be_bytes()); // baseSequence
+        b[57..61].copy_from_slice(&self.count.to_be_bytes());
+        let crc = crc32c::crc32c(&b[CRC_START..]);
+        b[17..21].copy_from_slice(&crc.to_be_bytes());
+        self.buf
+    }
+}
+
+/// Encodes `records` as one batch with base offset 0.
+pub fn encode(records: &[Record<'_>], now_ms: i64) -> Vec<u8> {
+    let est: usize = records
+        .iter()
+        .map(|r| 24 + r.key.map_or(0, <[u8]>::len) + r.value.map_or(0, <[u8]>::len))
+        .sum();
+    let mut b = BatchBuilder::with_capacity(HEADER_LEN + est);
+    for r in records {
+        b.push(r, now_ms);
+    }
+    b.finish()
+}
+
+/// Overwrites the base offset of the batch at the start of `buf` (not covered by the CRC).
+pub(crate) fn set_base_offset(buf: &mut [u8], base: i64) {
+    buf[..8].copy_from_slice(&base.to_be_bytes());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip() {
+        let h = [
+            Header {
+                key: "k",
+                value: Some(b"v"),
+            },
+            Header {
+                key: "n",
+                value: None,
+            },
+        ];
+        let recs = [
+            Record {
+                key: Some(b"a"),
+                value: Some(b"1"),
+                headers: &h,
+                timestamp_ms: Some(10),
+            },
+            Record {
+                key: None,
+                value: None,
+                headers: &[],
+                timestamp_ms: Some(5),
+            },
+            Record {
+                key: Some(b""),
+                value: Some(&[7; 300]),
+                headers: &[],
+                timestamp_ms: None,
+            },
+        ];
+        let mut buf = encode(&recs, 99);
+        set_base_offset(&mut buf, 40);
+        let (b, n) = RecordBatch::parse(&buf).unwrap();
+        assert_eq!(n, buf.len());
+        b.validate().unwrap();
+        assert_eq!(
+            (b.base_offset(), b.last_offset(), b.record_count()),
+            (40, 42, 3)
+        );
+        assert_eq!((b.first_timestamp(), b.max_timestamp()), (10, 99));
+        let out: Vec<_> = b.records().collect::<Result<_, _>>().unwrap();
+        assert_eq!(out.len(), 3);
+        assert_eq!(out[0].key, Some(&b"a"[..]));
+        assert_eq!(out[0].headers.iter().collect::<Vec<_>>(), h.to_vec());
+        assert_eq!(
+            (out[1].offset, out[1].timestamp_ms, out[1].key, out[1].value),
+            (41, 5, None, None)
+        );
+        assert_eq!(out[2].value.unwrap().len(), 300);
+        assert_eq!(out[2].timestamp_ms, 99);
+    }
+
+    #[test]
+    fn rejects_garbage() {
+        let buf = encode(
+            &[Record {
+                value: Some(b"x"),
+                ..Record::default()
+            }],
+            1,
+        );
+        for cut in 0..buf.len() {
+            assert!(RecordBatch::parse(&buf[..cut]).is_err());
+        }
+        let mut bad = buf.clone();
+        let last = bad.len() - 1;
+        bad[last] ^= 1;
+        assert!(matches!(
+            RecordBatch::parse(&bad).unwrap().0.validate(),
+            Err(BatchError::BadCrc { .. })
+        ));
+    }
+}

@@ -1,0 +1,161 @@
+//! Topic configuration and flush policies, persisted in `topic.toml`.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+/// When appended bytes are fsynced, and so what an acknowledgement means.
+///
+/// - `Always`: `append` returns only after the bytes are fdatasync'ed; readers see a batch only
+///   once it is durable. Concurrent appenders share one fsync (group commit).
+/// - `IntervalMs(n)`: `append` returns once the bytes are in the page cache and visible to
+///   readers; a background flusher fsyncs dirty partitions every `n` ms. An OS crash or power
+///   loss can lose up to the last `n` ms (plus one fsync) of acknowledged records.
+/// - `Never`: page cache only, like Kafka's default. A process crash loses nothing; an OS crash
+///   can lose whatever the kernel had not written back.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum FlushPolicy {
+    /// fdatasync before acknowledging, with group commit.
+    Always,
+    /// fdatasync in the background at this interval.
+    IntervalMs(u64),
+    /// Never fsync (except when a segment is sealed).
+    Never,
+}
+
+impl Default for FlushPolicy {
+    fn default() -> Self {
+        FlushPolicy::Never
+    }
+}
+
+impl fmt::Display for FlushPolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FlushPolicy::Always => f.write_str("always"),
+            FlushPolicy::Never => f.write_str("never"),
+            FlushPolicy::IntervalMs(ms) => write!(f, "interval:{ms}"),
+        }
+    }
+}
+
+/// Error from parsing a [`FlushPolicy`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid flush policy {0:?}: expected always, never, interval:<ms> or <ms>ms")]
+pub struct ParseFlushPolicyError(String);
+
+impl FromStr for FlushPolicy {
+    type Err = ParseFlushPolicyError;
+    /// Accepts `always`, `never`, `interval:<ms>` and `<ms>ms`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let t = s.trim().to_ascii_lowercase();
+        let err = || ParseFlushPolicyError(s.to_string());
+        match t.as_str() {
+            "always" => Ok(FlushPolicy::Always),
+            "never" => Ok(FlushPolicy::Never),
+            _ => {
+                let digits = t
+                    .strip_prefix("interval:")
+                    .or_else(|| t.strip_suffix("ms"))
+                    .ok_or_else(err)?;
+                let ms: u64 = digits.trim().parse().map_err(|_| err())?;
+                if ms == 0 {
+                    Err(err())
+                } else {
+                    Ok(FlushPolicy::IntervalMs(ms))
+                }
+            }
+        }
+    }
+}
+
+/// Per-topic configuration.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct TopicConfig {
+    /// Number of partitions (fixed at creation).
+    pub partitions: u32,
+    /// Flush policy of every partition.
+    pub flush: FlushPolicy,
+    /// Delete sealed segments whose newest record is older than this.
+    pub retention_ms: Option<u64>,
+    /// Delete the oldest sealed segments while a partition is larger than this.
+    pub retention_bytes: Option<u64>,
+    /// Roll the active segment once it reaches this size (default 1 GiB; at most 2 GiB).
+    pub segment_bytes: u64,
+    /// Roll the active segment once it is this old (default 7 days).
+    pub segment_ms: u64,
+}
+
+impl Default for TopicConfig {
+    fn default() -> Self {
+        TopicConfig {
+            partitions: 1,
+            flush: FlushPolicy::Never,
+            retention_ms: None,
+            retention_bytes: None,
+            segment_bytes: 1 << 30,
+            segment_ms: 7 * 24 * 3600 * 1000,
+        }
+    }
+}
+
+impl TopicConfig {
+    /// Checks the values are usable.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.partitions == 0 || self.partitions > 100_000 {
+            return Err(format!(
+                "partitions must be 1..=100000, got {}",
+                self.partitions
+            ));
+        }
+        // Index positions are u32, so a segment must stay well under 4 GiB.
+        if !(1024..=(2u64 << 30)).contains(&self.segment_bytes) {
+            return Err(format!(
+                "segment_bytes must be 1 KiB..=2 GiB, got {}",
+                self.segment_bytes
+            ));
+        }
+        if self.segment_ms == 0 {
+            return Err("segment_ms must be > 0".into());
+        }
+        if self.flush == FlushPolicy::IntervalMs(0) {
+            return Err("flush interval must be > 0 ms".into());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flush_policy_parses_and_prints() {
+        for (s, p) in [
+            ("always", FlushPolicy::Always),
+            ("never", FlushPolicy::Never),
+            ("interval:250", FlushPolicy::IntervalMs(250)),
+            ("250ms", FlushPolicy::IntervalMs(250)),
+        ] {
+            assert_eq!(s.parse::<FlushPolicy>().unwrap(), p);
+            assert_eq!(p.to_string().parse::<FlushPolicy>().unwrap(), p);
+        }
+        assert!("sometimes".parse::<FlushPolicy>().is_err());
+        assert!("interval:0".parse::<FlushPolicy>().is_err());
+    }
+
+    #[test]
+    fn config_round_trips_through_toml() {
+        let c = TopicConfig {
+            partitions: 3,
+            flush: FlushPolicy::IntervalMs(5),
+            retention_ms: Some(1000),
+            ..TopicConfig::default()
+        };
+        let s = toml::to_string(&c).unwrap();
+        assert_eq!(toml::from_str::<TopicConfig>(&s).unwrap(), c);
+    }
+}

@@ -1,0 +1,613 @@
+//! One partition: its segment list, appends with group commit, reads and the high watermark.
+//!
+//! Concurrency: one writer at a time (the `writer` mutex), any number of readers. The writer
+//! writes a batch, then *publishes* it: first the segment's `published` byte count, then the
+//! partition's high watermark, then it wakes listeners. Readers load the high watermark first
+//! and never read past `published`, so they see whole batches only. Under flush `always`
+//! publication waits for the group-commit fsync.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard};
+
+use bytes::Bytes;
+use event_listener::{Event, EventListener};
+
+use crate::batch::{self, HEADER_LEN, Record, RecordBatch};
+use crate::config::{FlushPolicy, TopicConfig};
+use crate::error::{AppendError, BatchError, ReadError};
+use crate::io::{Io, read_full_at, write_all_at};
+use crate::segment::Segment;
+use crate::sync::GroupCommit;
+
+/// What an append was assigned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendInfo {
+    /// Offset of the first record appended.
+    pub base_offset: i64,
+    /// Offset of the last record appended.
+    pub last_offset: i64,
+    /// Wall-clock time of the append, in ms since the epoch.
+    pub log_append_time_ms: i64,
+}
+
+/// Whole batches read from a partition.
+#[derive(Debug, Clone)]
+pub struct ReadResult {
+    /// Whole, CRC-checked v2 batches. The first may start before the requested offset.
+    pub bytes: Bytes,
+    /// High watermark when the read started.
+    pub high_watermark: i64,
+    /// Log start offset when the read started.
+    pub log_start_offset: i64,
+    /// Offset after the last batch returned (the requested offset if none was).
+    pub next_offset: i64,
+}
+
+/// Settings every partition of a log shares.
+#[derive(Debug, Clone)]
+pub(crate) struct Ctx {
+    pub io: Arc<dyn Io>,
+    pub max_batch_bytes: usize,
+    pub index_interval: u64,
+}
+
+/// Writer-side state, guarded by `Partition::writer`.
+#[derive(Debug)]
+pub(crate) struct Writer {
+    pub active: Arc<Segment>,
+    pub next_offset: i64,
+    pub size: u64,
+}
+
+/// A batch inside a caller's buffer, validated and ready to be written.
+#[derive(Debug, Clone, Copy)]
+struct Pending {
+    at: usize,
+    delta: i32,
+    max_ts: i64,
+}
+
+/// One partition of a topic. `Send + Sync`; share it behind `Arc`.
+#[derive(Debug)]
+pub struct Partition {
+    topic: String,
+    id: u32,
+    pub(crate) dir: PathBuf,
+    pub(crate) ctx: Ctx,
+    pub(crate) config: TopicConfig,
+    pub(crate) segments: RwLock<Vec<Arc<Segment>>>,
+    pub(crate) writer: Mutex<Writer>,
+    hw: AtomicI64,
+    pub(crate) log_start: AtomicI64,
+    sync: GroupCommit,
+    pub(crate) dirty: AtomicBool,
+    pub(crate) last_sync_ms: AtomicI64,
+    failed: AtomicBool,
+    closed: AtomicBool,
+    event: Event,
+}
+
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+impl Partition {
+    /// Assembles a recovered partition (see `recovery`).
+    pub(crate) fn assemble(
+        topic: &str,
+        id: u32,
+        dir: PathBuf,
+        ctx: Ctx,
+        config: TopicConfig,
+        segments: Vec<Arc<Segment>>,
+        writer: Writer,
+    ) -> Partition {
+        let start = segments
+            .first()
+            .map_or(writer.next_offset, |s| s.base_offset);
+        let hw = writer.next_offset;
+        Partition {
+            topic: topic.to_string(),
+            id,
+            dir,
+            ctx,
+            config,
+            segments: RwLock::new(segments),
+            writer: Mutex::new(writer),
+            hw: AtomicI64::new(hw),
+            log_start: AtomicI64::new(start),
+            sync: GroupCommit::new(hw),
+            dirty: AtomicBool::new(false),
+            last_sync_ms: AtomicI64::new(now_ms()),
+            failed: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
+            event: Event::new(),
+        }
+    }
+
+    /// Name of the topic.
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+    /// Partition number.
+    pub fn id(&self) -> u32 {
+        self.id
+    }
+    /// The next offset readers may see (under `always`, only fsynced data counts).
+    pub fn high_watermark(&self) -> i64 {
+        self.hw.load(Ordering::Acquire)
+    }
+    /// The first offset still stored.
+    pub fn log_start_offset(&self) -> i64 {
+        self.log_start.load(Ordering::Acquire)
+    }
+    /// Bytes stored across all segments.
+    pub fn size_bytes(&self) -> u64 {
+        self.segs().iter().map(|s| s.size()).sum()
+    }
+    /// Number of segments (for tests and metrics).
+    pub fn segment_count(&self) -> usize {
+        self.segs().len()
+    }
+
+    /// A listener notified whenever the high watermark advances.
+    ///
+    /// To wait without missing a wake-up: create the listener, *then* re-check
+    /// [`high_watermark`](Self::high_watermark), and only wait if it has not moved:
+    ///
+    /// ```no_run
+    /// use event_listener::Listener as _; // for the blocking `wait`
+    /// # fn f(p: &rill_log::Partition, next: i64) {
+    /// loop {
+    ///     if p.high_watermark() > next { break; }
+    ///     let l = p.listen();
+    ///     if p.high_watermark() > next { break; }
+    ///     l.wait(); // or `.await` in async code
+    /// }
+    /// # }
+    /// ```
+    pub fn listen(&self) -> EventListener {
+        self.event.listen()
+    }
+
+    pub(crate) fn segs(&self) -> RwLockReadGuard<'_, Vec<Arc<Segment>>> {
+        self.segments.read().unwrap_or_else(|e| e.into_inner())
+    }
+    pub(crate) fn lock_writer(&self) -> MutexGuard<'_, Writer> {
+        self.writer.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Encodes `records` as one uncompressed v2 batch and appends it.
+    pub fn append(&self, records: &[Record<'_>]) -> Result<AppendInfo, AppendError> {
+        if records.is_empty() {
+            return Err(AppendError::Empty);
+        }
+        let now = now_ms();
+        let mut buf = batch::encode(records, now);
+        let (b, _) = RecordBatch::parse(&buf)?;
+        let p = Pending {
+            at: 0,
+            delta: b.last_offset_delta(),
+            max_ts: b.max_timestamp(),
+        };
+        self.write(&mut buf, &[p], now)
+    }
+
+    /// Appends one raw v2 batch as a producer sent it (any codec, stored as is).
+    ///
+    /// Checks the length, magic, CRC and record count (and, for uncompressed batches, every
+    /// record), then assigns the base offset by overwriting the first 8 bytes of `batch`,
+    /// which the CRC does not cover. `batch` must hold exactly one batch; use
+    /// [`append_batches`](Self::append_batches) for several.
+    pub fn append_batch(&self, batch: &mut [u8]) -> Result<AppendInfo, AppendError> {
+        let (_, n) = RecordBatch::parse(batch)?;
+        if n != batch.len() {
+            return Err(BatchError::BadRecord("bytes after the batch").into());
+        }
+        self.append_batches(batch)
+    }
+
+    /// Appends several concatenated raw v2 batches in one write (and one fsync under
+    /// `always`). All are validated before any is written; offsets are assigned in order.
+    pub fn append_batches(&self, buf: &mut [u8]) -> Result<AppendInfo, AppendError> {
+        if buf.is_empty() {
+            return Err(AppendError::Empty);
+        }
+        let mut pending = Vec::with_capacity(1);
+        let mut at = 0;
+        for b in batch::batches(buf) {
+            let b = b?;
+            b.validate()?;
+            if b.compression() == batch::Compression::None {
+                for r in b.records() {
+                    r?;
+                }
+            }
+            let len = b.as_bytes().len();
+            pending.push(Pending {
+                at,
+                delta: b.last_offset_delta(),
+                max_ts: b.max_timestamp(),
+            });
+            at += len;
+        }
+        self.write(buf, &pending, now_ms())
+    }
+
+    fn write(
+        &self,
+        buf: &mut [u8],
+        batches: &[Pending],
+        now: i64,
+    ) -> Result<AppendInfo, AppendError> {
+        if buf.len() > self.ctx.max_batch_bytes {
+            return Err(AppendError::TooLarge {
+                size: buf.len(),
+                max: self.ctx.max_batch_bytes,
+            });
+        }
+        let records: i64 = batches.iter().map(|p| i64::from(p.delta) + 1).sum();
+        let mut w = self.lock_writer();
+        if self.closed.load(Ordering::Acquire) {
+            return Err(AppendError::Closed);
+        }
+        if self.failed.load(Ordering::Acquire) {
+            return Err(AppendError::Failed);
+        }
+        if self.roll_due(&w, buf.len() as u64, records, now) {
+            self.roll(&mut w, now)
+                .map_err(|e| self.fail(AppendError::Io(e)))?;
+        }
+        let base = w.next_offset;
+        let mut next = base;
+        for p in batches {
+            batch::set_base_offset(&mut buf[p.at..], next);
+            next += i64::from(p.delta) + 1;
+        }
+        let seg = w.active.clone();
+        let pos = w.size;
+        if let Err(e) = write_all_at(&*seg.file, buf, pos) {
+            // Cut back whatever part of the batch reached the file so the next append starts
+            // on a batch boundary. If even that fails the tail is unknown: refuse writes until
+            // recovery has validated it.
+            if seg.file.set_len(pos).is_err() {
+                self.failed.store(true, Ordering::Release);
+            }
+            return Err(AppendError::Io(e));
+        }
+        {
+            let mut ix = seg.indexes_mut();
+            let mut before = seg.cached_max_ts();
+            let mut o = base;
+            for p in batches {
+                ix.note_batch(
+                    pos + p.at as u64,
+                    seg.rel(o),
+                    before,
+                    self.ctx.index_interval,
+                );
+                before = before.max(p.max_ts);
+                o += i64::from(p.delta) + 1;
+            }
+        }
+        for p in batches {
+            seg.note_max_ts(p.max_ts);
+        }
+        w.size = pos + buf.len() as u64;
+        w.next_offset = next;
+        seg.written.store(w.size, Ordering::Release);
+        seg.end_offset.store(next, Ordering::Release);
+        let info = AppendInfo {
+            base_offset: base,
+            last_offset: next - 1,
+            log_append_time_ms: now,
+        };
+        if self.config.flush != FlushPolicy::Always {
+            self.publish(&seg, w.size, next);
+            self.dirty.store(true, Ordering::Release);
+            return Ok(info);
+        }
+        drop(w);
+        self.sync
+            .wait(next, || self.sync_active())
+            .map_err(|e| self.fail(AppendError::Io(e)))?;
+        Ok(info)
+    }
+
+    fn fail(&self, e: AppendError) -> AppendError {
+        self.failed.store(true, Ordering::Release);
+        e
+    }
+
+    /// The group-commit leader's work: fsync what is written now, then publish it.
+    fn sync_active(&self) -> std::io::Result<i64> {
+        let (seg, size, next) = {
+            let w = self.lock_writer();
+            (w.active.clone(), w.size, w.next_offset)
+        };
+        seg.file.sync_data()?;
+        self.publish(&seg, size, next);
+        Ok(next)
+    }
+
+    fn publish(&self, seg: &Segment, size: u64, next: i64) {
+        // Segment bytes first, then the high watermark: a reader that sees the new high
+        // watermark also sees the bytes under it.
+        seg.published.fetch_max(size, Ordering::AcqRel);
+        self.hw.fetch_max(next, Ordering::AcqRel);
+        self.event.notify(usize::MAX);
+    }
+
+    fn roll_due(&self, w: &Writer, len: u64, records: i64, now: i64) -> bool {
+        if w.size == 0 {
+            return false;
+        }
+        let rel_after = w.next_offset - w.active.base_offset + records;
+        w.size + len > self.config.segment_bytes
+            || w.size + len > u64::from(u32::MAX)
+            || rel_after > i64::from(u32::MAX)
+            || now.saturating_sub(w.active.created_ms)
+                >= i64::try_from(self.config.segment_ms).unwrap_or(i64::MAX)
+    }
+
+    /// Seals the active segment (fsync, trim indexes) and starts a new one at `next_offset`.
+    fn roll(&self, w: &mut Writer, now: i64) -> std::io::Result<()> {
+        w.active.seal()?;
+        // Everything in the sealed segment is durable now, whatever the policy.
+        self.publish(&w.active, w.size, w.next_offset);
+        self.sync.mark_durable(w.next_offset);
+        let seg = Arc::new(Segment::open(
+            &*self.ctx.io,
+            &self.dir,
+            w.next_offset,
+            Some(self.prealloc()),
+            now,
+        )?);
+        seg.end_offset.store(w.next_offset, Ordering::Release);
+        self.ctx.io.sync_dir(&self.dir)?;
+        self.segments
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(seg.clone());
+        w.active = seg;
+        w.size = 0;
+        Ok(())
+    }
+
+    pub(crate) fn prealloc(&self) -> usize {
+        prealloc_entries(&self.config, self.ctx.index_interval)
+    }
+
+    /// fsyncs the active segment if it has unsynced data (used by `IntervalMs` and `flush`).
+    pub(crate) fn flush(&self) -> std::io::Result<()> {
+        if !self.dirty.swap(false, Ordering::AcqRel) {
+            return Ok(());
+        }
+        let seg = self.lock_writer().active.clone();
+        self.last_sync_ms.store(now_ms(), Ordering::Release);
+        let r = seg.file.sync_data();
+        if r.is_err() {
+            self.failed.store(true, Ordering::Release);
+        }
+        r
+    }
+
+    /// Flushes and trims the active segment's indexes; appends fail afterwards.
+    pub(crate) fn close(&self) -> std::io::Result<()> {
+        let w = self.lock_writer();
+        if self.closed.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        self.dirty.store(false, Ordering::Release);
+        w.active.file.sync_data()?;
+        let mut ix = w.active.indexes_mut();
+        ix.offsets.trim()?;
+        ix.times.trim()?;
+        Ok(())
+    }
+
+    /// Reads whole batches from `from_offset`, up to about `max_bytes` (at least one batch
+    /// if any is available). See [`ReadResult`].
+    pub fn read(&self, from_offset: i64, max_bytes: usize) -> Result<ReadResult, ReadError> {
+        let hw = self.high_watermark();
+        let start = self.log_start_offset();
+        let out_of_range = || ReadError::OffsetOutOfRange {
+            requested: from_offset,
+            start,
+            end: hw,
+        };
+        if from_offset < start || from_offset > hw {
+            return Err(out_of_range());
+        }
+        let empty = ReadResult {
+            bytes: Bytes::new(),
+            high_watermark: hw,
+            log_start_offset: start,
+            next_offset: from_offset,
+        };
+        if from_offset == hw {
+            return Ok(empty);
+        }
+        let seg = {
+            let segs = self.segs();
+            let i = segs.partition_point(|s| s.base_offset <= from_offset);
+            match i.checked_sub(1) {
+                Some(i) => segs[i].clone(),
+                // Retention removed it between our check and now.
+                None => return Err(out_of_range()),
+            }
+        };
+        let end = seg.published.load(Ordering::Acquire);
+        let Some(pos) = self.locate(&seg, from_offset, end)? else {
+            return Ok(empty);
+        };
+        let bytes = read_batches(&seg, pos, end, max_bytes)?;
+        let next = match batch::batches(&bytes).last() {
+            Some(Ok(b)) => b.last_offset() + 1,
+            _ => from_offset,
+        };
+        Ok(ReadResult {
+            bytes,
+            high_watermark: hw,
+            log_start_offset: start,
+            next_offset: next,
+        })
+    }
+
+    /// Position of the batch holding `offset` in `seg`: index lookup, then a short walk of
+    /// headers. `None` if no batch below `end` holds it.
+    fn locate(&self, seg: &Segment, offset: i64, end: u64) -> Result<Option<u64>, ReadError> {
+        let mut pos = u64::from(seg.indexes().offsets.lookup(seg.rel(offset)).1);
+        loop {
+            let Some(h) = seg.read_header(pos, end).map_err(ReadError::Io)? else {
+                return Ok(None);
+            };
+            let corrupt = |reason: String| ReadError::Corrupt {
+                path: seg.path.clone(),
+                position: pos,
+                reason,
+            };
+            let (b, size) = parse_header(&h).map_err(|e| corrupt(e.to_string()))?;
+            if b.1 >= offset {
+                return Ok(Some(pos));
+            }
+            pos += size as u64;
+        }
+    }
+
+    /// First offset whose timestamp is `>= ts_ms`, below the high watermark.
+    ///
+    /// For a compressed batch, the batch's base offset is returned when its max timestamp
+    /// qualifies (records are not decompressed).
+    pub fn offset_for_timestamp(&self, ts_ms: i64) -> Option<i64> {
+        let hw = self.high_watermark();
+        let segs: Vec<Arc<Segment>> = self.segs().clone();
+        for seg in segs {
+            if seg.base_offset >= hw || seg.max_timestamp().ok()? < ts_ms {
+                continue;
+            }
+            let end = seg.published.load(Ordering::Acquire);
+            let pos = {
+                let ix = seg.indexes();
+                u64::from(ix.offsets.lookup(ix.times.lookup(ts_ms)).1)
+            };
+            let mut found = None;
+            let _ = seg.walk(pos, end, false, |b| {
+                if b.max_ts >= ts_ms {
+                    found = Some(*b);
+                    return Err(String::new());
+                }
+                Ok(())
+            });
+            let Some(b) = found else { continue };
+            let bytes = read_batches(&seg, b.pos, end, 1).ok()?;
+            let (batch, _) = RecordBatch::parse(&bytes).ok()?;
+            if batch.compression() != batch::Compression::None {
+                return Some(batch.base_offset());
+            }
+            let hit = batch
+                .records()
+                .filter_map(Result::ok)
+                .find(|r| r.timestamp_ms >= ts_ms);
+            return Some(hit.map_or(batch.base_offset(), |r| r.offset));
+        }
+        None
+    }
+}
+
+/// Index entries reserved for an active segment: one per interval, plus slack.
+pub(crate) fn prealloc_entries(cfg: &TopicConfig, interval: u64) -> usize {
+    usize::try_from(cfg.segment_bytes / interval.max(1)).unwrap_or(1 << 20) + 2
+}
+
+fn parse_header(h: &[u8; HEADER_LEN]) -> Result<((i64, i64), usize), BatchError> {
+    let size = batch::batch_size(h)?;
+    let magic = h[16] as i8;
+    if magic != 2 {
+        return Err(BatchError::BadMagic(magic));
+    }
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&h[..8]);
+    let base = i64::from_be_bytes(a);
+    let delta = i32::from_be_bytes([h[23], h[24], h[25], h[26]]);
+    Ok(((base, base.wrapping_add(i64::from(delta))), size))
+}
+
+/// Reads whole batches from `pos` (a batch boundary) below `end`: as many as fit in
+/// `max_bytes`, at least one. Every batch is CRC-checked unless already verified.
+fn read_batches(seg: &Segment, pos: u64, end: u64, max_bytes: usize) -> Result<Bytes, ReadError> {
+    let corrupt = |at: u64, reason: String| ReadError::Corrupt {
+        path: seg.path.clone(),
+        position: at,
+        reason,
+    };
+    let avail = end.saturating_sub(pos);
+    let mut len = avail.min(max_bytes as u64) as usize;
+    if len < HEADER_LEN {
+        // Too small for a batch: fetch exactly the first one.
+        let h = seg
+            .read_header(pos, end)
+            .map_err(ReadError::Io)?
+            .ok_or_else(|| corrupt(pos, "torn header".into()))?;
+        len = parse_header(&h).map_err(|e| corrupt(pos, e.to_string()))?.1;
+    }
+    let mut buf = vec![0u8; len];
+    let n = read_full_at(&*seg.file, &mut buf, pos).map_err(ReadError::Io)?;
+    buf.truncate(n);
+    // Keep only whole batches; if the first does not fit, read exactly it.
+    let mut whole = 0usize;
+    loop {
+        match batch::batch_size(&buf[whole..]) {
+            Ok(s) if whole + s <= buf.len() => whole += s,
+            Ok(s) if whole == 0 => {
+                if pos + s as u64 > end {
+                    return Err(corrupt(
+                        pos,
+                        format!("batch of {s} bytes runs past the segment end"),
+                    ));
+                }
+                buf.resize(s, 0);
+                if read_full_at(&*seg.file, &mut buf, pos).map_err(ReadError::Io)? < s {
+                    return Err(corrupt(pos, "segment shorter than its batch".into()));
+                }
+                whole = s;
+                break;
+            }
+            Err(BatchError::BadLength(l)) => {
+                return Err(corrupt(
+                    pos + whole as u64,
+                    format!("invalid batch length {l}"),
+                ));
+            }
+            _ => break,
+        }
+    }
+    if whole == 0 {
+        return Err(corrupt(pos, "no whole batch".into()));
+    }
+    buf.truncate(whole);
+    // CRC-check what this process has not checked yet.
+    let verified = seg.verified.load(Ordering::Acquire);
+    let mut off = 0usize;
+    for b in batch::batches(&buf) {
+        let at = pos + off as u64;
+        let b = b.map_err(|e| corrupt(at, e.to_string()))?;
+        let size = b.as_bytes().len();
+        if at + size as u64 > verified {
+            b.validate().map_err(|e| corrupt(at, e.to_string()))?;
+        }
+        off += size;
+    }
+    if pos <= verified {
+        seg.verified.fetch_max(pos + whole as u64, Ordering::AcqRel);
+    }
+    Ok(Bytes::from(buf))
+}
+
+/// Path of a partition directory.
+pub(crate) fn partition_dir(topic_dir: &Path, id: u32) -> PathBuf {
+    topic_dir.join(id.to_string())
+}

@@ -1,0 +1,50 @@
+//! Helpers shared by the test modules.
+
+use rill_log::{Log, LogOptions, Record, RecordBatch, batches};
+
+/// Opens `dir` with default options.
+pub fn open(dir: &std::path::Path) -> Log {
+    Log::open(dir, LogOptions::default()).expect("open")
+}
+
+/// A record with this value and no key.
+pub fn rec(v: &[u8]) -> Record<'_> {
+    Record {
+        value: Some(v),
+        ..Record::default()
+    }
+}
+
+/// Every (offset, key, value) in `bytes`, checking each batch.
+pub fn records(bytes: &[u8]) -> Vec<(i64, Option<Vec<u8>>, Option<Vec<u8>>)> {
+    let mut out = Vec::new();
+    for b in batches(bytes) {
+        let b: RecordBatch<'_> = b.expect("batch parses");
+        assert!(b.crc_ok(), "served batch must pass its CRC");
+        for r in b.records() {
+            let r = r.expect("record parses");
+            out.push((
+                r.offset,
+                r.key.map(<[u8]>::to_vec),
+                r.value.map(<[u8]>::to_vec),
+            ));
+        }
+    }
+    out
+}
+
+/// Reads a partition from `from` to its high watermark.
+pub fn read_all(
+    p: &rill_log::Partition,
+    from: i64,
+) -> Vec<(i64, Option<Vec<u8>>, Option<Vec<u8>>)> {
+    let mut out = Vec::new();
+    let mut next = from;
+    while next < p.high_watermark() {
+        let r = p.read(next, 64 * 1024).expect("read");
+        assert!(!r.bytes.is_empty());
+        out.extend(records(&r.bytes).into_iter().filter(|(o, _, _)| *o >= next));
+        next = r.next_offset;
+    }
+    out
+}

@@ -1,0 +1,7 @@
+//! Integration tests of rill-log, one binary with a module per area.
+
+mod basic;
+mod common;
+mod crash;
+mod model;
+mod offsets;
