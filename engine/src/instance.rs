@@ -1,0 +1,448 @@
+//! Instances and invocations: one store per (deployment, partition), one call per batch.
+
+use std::time::{Duration, Instant};
+
+use wasmtime::{Memory, Store, Trap, TypedFunc};
+
+use crate::host::{Abort, HostState, Scratch};
+use crate::{Handler, InstantiateError, Limits, framing, wasi};
+
+/// What an instance is for and what it may do.
+#[derive(Debug, Clone)]
+pub struct InstanceConfig {
+    /// Deployment name, for log context.
+    pub deployment: String,
+    /// The partition this instance consumes (passed to the guest with every batch).
+    pub partition: u32,
+    /// Deploy-time parameters (`--env K=V`): the `param` import, and the environment of a
+    /// WASI module.
+    pub params: Vec<(String, String)>,
+    /// Topics the handler may emit to; `None` allows any topic.
+    pub outputs: Option<Vec<String>>,
+    /// Limits of this instance.
+    pub limits: Limits,
+}
+
+impl InstanceConfig {
+    /// A config with no parameters, any output topic and default limits.
+    pub fn new(deployment: impl Into<String>, partition: u32) -> Self {
+        InstanceConfig {
+            deployment: deployment.into(),
+            partition,
+            params: Vec::new(),
+            outputs: None,
+            limits: Limits::default(),
+        }
+    }
+}
+
+/// How an invocation ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Outcome {
+    /// Every record in range was handled; append the emits and commit past the last one.
+    Ok,
+    /// The handler returned an error for the record at `offset`. The emits of the records
+    /// before it are in [`Invocation::emits`]; commit up to `offset`.
+    RecordFailed {
+        /// The failing record.
+        offset: i64,
+        /// The handler's message.
+        message: String,
+    },
+    /// The guest trapped (a panic, an out-of-bounds access, a stack overflow, a bad pointer
+    /// passed to the host). Nothing of the invocation stands.
+    Trap {
+        /// What happened, including the guest's panic message when it left one.
+        message: String,
+    },
+    /// The invocation ran past its CPU deadline.
+    Timeout,
+    /// The guest tried to grow its memory past its cap.
+    MemoryLimit,
+    /// The guest emitted more than its per-invocation limit.
+    EmitLimit,
+    /// A WASI module called `proc_exit`.
+    Exit {
+        /// The exit code.
+        code: i32,
+    },
+}
+
+impl Outcome {
+    /// A short stable name for metrics and logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Outcome::Ok => "ok",
+            Outcome::RecordFailed { .. } => "record_error",
+            Outcome::Trap { .. } => "trap",
+            Outcome::Timeout => "timeout",
+            Outcome::MemoryLimit => "memory_limit",
+            Outcome::EmitLimit => "emit_limit",
+            Outcome::Exit { .. } => "exit",
+        }
+    }
+
+    /// Whether the whole invocation failed (everything but `Ok` and `RecordFailed`).
+    pub fn is_invocation_failure(&self) -> bool {
+        !matches!(self, Outcome::Ok | Outcome::RecordFailed { .. })
+    }
+}
+
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Outcome::Ok => f.write_str("ok"),
+            Outcome::RecordFailed { offset, message } => {
+                write!(f, "record {offset} failed: {message}")
+            }
+            Outcome::Trap { message } => write!(f, "trap: {message}"),
+            Outcome::Timeout => f.write_str("timeout: CPU deadline exceeded"),
+            Outcome::MemoryLimit => f.write_str("memory limit exceeded"),
+            Outcome::EmitLimit => f.write_str("emit limit exceeded"),
+            Outcome::Exit { code } => write!(f, "exited with code {code}"),
+        }
+    }
+}
+
+/// A record the handler emitted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Emit {
+    /// Output topic.
+    pub topic: String,
+    /// Key; `None` is null.
+    pub key: Option<Vec<u8>>,
+    /// Value; `None` is null.
+    pub value: Option<Vec<u8>>,
+    /// Headers in order; `None` values are null.
+    pub headers: Vec<(String, Option<Vec<u8>>)>,
+}
+
+/// Severity of a guest log line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[non_exhaustive]
+pub enum Level {
+    /// 0.
+    Trace,
+    /// 1.
+    Debug,
+    /// 2 (and WASI stdout).
+    Info,
+    /// 3 (and WASI stderr).
+    Warn,
+    /// 4.
+    Error,
+}
+
+impl Level {
+    pub(crate) fn from_abi(level: i32) -> Level {
+        match level {
+            i32::MIN..=0 => Level::Trace,
+            1 => Level::Debug,
+            2 => Level::Info,
+            3 => Level::Warn,
+            _ => Level::Error,
+        }
+    }
+
+    /// Lower-case name.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Level::Trace => "trace",
+            Level::Debug => "debug",
+            Level::Info => "info",
+            Level::Warn => "warn",
+            Level::Error => "error",
+        }
+    }
+}
+
+/// A line the guest logged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogLine {
+    /// Severity.
+    pub level: Level,
+    /// The text (lossily UTF-8, cut at 8 KiB).
+    pub message: String,
+    /// The record being handled when it was logged, if the guest says.
+    pub offset: Option<i64>,
+}
+
+/// The result of one [`Instance::invoke`].
+#[derive(Debug, Clone)]
+pub struct Invocation {
+    /// How it ended.
+    pub outcome: Outcome,
+    /// Records to append: all of them on `Ok`, those before the failing record on
+    /// `RecordFailed`, none otherwise.
+    pub emits: Vec<Emit>,
+    /// Log lines, in order (kept even when the invocation failed: they explain why).
+    pub logs: Vec<LogLine>,
+    /// Records in range that the handler was given (up to and including a failing one).
+    pub records_seen: u32,
+    /// Wall time of the invocation.
+    pub elapsed: Duration,
+}
+
+/// A live store with the exports the host calls.
+pub(crate) struct Live {
+    pub(crate) store: Store<HostState>,
+    pub(crate) instance: wasmtime::Instance,
+    memory: Memory,
+    input: TypedFunc<i32, i32>,
+    handle: TypedFunc<(i32, i32, i64, i64), i32>,
+}
+
+impl Live {
+    pub(crate) fn new(handler: &Handler, cfg: &InstanceConfig) -> Result<Live, InstantiateError> {
+        let loaded = &handler.inner;
+        let engine = &loaded.engine.inner;
+        let state = HostState::new(
+            cfg.params.clone(),
+            cfg.outputs.clone(),
+            cfg.limits.clone(),
+            engine.cfg.max_memory_bytes,
+        );
+        let mut store = Store::new(&engine.engine, state);
+        store.limiter(|s| &mut s.limiter);
+        store.epoch_deadline_trap();
+        // Start functions and `_initialize` get the same deadline as an invocation.
+        store.set_epoch_deadline(deadline_ticks(&cfg.limits, engine.cfg.epoch_tick));
+        let instance = loaded.pre.instantiate(&mut store).map_err(|e| {
+            let msg = format!("{e:#}");
+            if store.data().limiter.hit {
+                InstantiateError::MemoryLimit {
+                    limit: cfg.limits.memory_bytes,
+                }
+            } else if msg.contains("maximum concurrent") || msg.contains("pooling") {
+                InstantiateError::PoolExhausted(msg)
+            } else {
+                InstantiateError::Other(msg)
+            }
+        })?;
+        let get = |store: &mut Store<HostState>, name: &str| {
+            instance
+                .get_export(&mut *store, name)
+                .ok_or_else(|| InstantiateError::Other(format!("export `{name}` vanished")))
+        };
+        let memory = get(&mut store, "memory")?
+            .into_memory()
+            .ok_or_else(|| InstantiateError::Other("`memory` is not a memory".into()))?;
+        let typed = |e: wasmtime::Error| InstantiateError::Other(format!("{e:#}"));
+        let input = instance
+            .get_typed_func(&mut store, "rill_input")
+            .map_err(typed)?;
+        let handle = instance
+            .get_typed_func(&mut store, "rill_handle")
+            .map_err(typed)?;
+        let current = instance
+            .get_typed_func::<(), i64>(&mut store, "rill_current_offset")
+            .ok();
+        let state = store.data_mut();
+        state.memory = Some(memory);
+        state.current_offset = current;
+        // WASI reactors (and some toolchains' cdylibs) run their constructors here.
+        if let Ok(init) = instance.get_typed_func::<(), ()>(&mut store, "_initialize") {
+            init.call(&mut store, ())
+                .map_err(|e| InstantiateError::Other(format!("_initialize failed: {e:#}")))?;
+        }
+        Ok(Live {
+            store,
+            instance,
+            memory,
+            input,
+            handle,
+        })
+    }
+}
+
+/// Ticks of the epoch clock for a deadline: rounded up, plus one because the current tick
+/// may be about to end.
+fn deadline_ticks(limits: &Limits, tick: Duration) -> u64 {
+    let tick = tick.as_nanos().max(1);
+    (limits.cpu_time.as_nanos().div_ceil(tick) as u64).saturating_add(1)
+}
+
+/// A handler instantiated for one partition. `Send`, not `Sync`: one worker drives it.
+pub struct Instance {
+    handler: Handler,
+    cfg: InstanceConfig,
+    /// `None` after a trap: the store may be inconsistent, so the next invocation starts from
+    /// a fresh instance (the guest's in-memory state is lost, as documented).
+    live: Option<Live>,
+    deadline: u64,
+}
+
+impl std::fmt::Debug for Instance {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Instance")
+            .field("deployment", &self.cfg.deployment)
+            .field("partition", &self.cfg.partition)
+            .field("live", &self.live.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Instance {
+    pub(crate) fn new(handler: Handler, cfg: InstanceConfig) -> Result<Instance, InstantiateError> {
+        let live = Live::new(&handler, &cfg)?;
+        let deadline = deadline_ticks(&cfg.limits, handler.inner.engine.inner.cfg.epoch_tick);
+        Ok(Instance {
+            handler,
+            cfg,
+            live: Some(live),
+            deadline,
+        })
+    }
+
+    /// The configuration it was created with.
+    pub fn config(&self) -> &InstanceConfig {
+        &self.cfg
+    }
+
+    /// Runs the handler over `batches` (concatenated, uncompressed record batches v2, as
+    /// stored), restricted to records with offsets in `[start_offset, end_offset)`.
+    ///
+    /// The bytes are copied into guest memory once and the guest is called once. Never
+    /// panics on guest behaviour: every failure is an [`Outcome`].
+    pub fn invoke(&mut self, batches: &[u8], start_offset: i64, end_offset: i64) -> Invocation {
+        let started = Instant::now();
+        let (outcome, scratch) = self.run(batches, start_offset, end_offset);
+        let records_seen = match &outcome {
+            Outcome::Ok => framing::records_in_range(batches, start_offset, end_offset),
+            Outcome::RecordFailed { offset, .. } => framing::records_in_range(
+                batches,
+                start_offset,
+                end_offset.min(offset.saturating_add(1)),
+            ),
+            _ => 0,
+        };
+        let mut emits = scratch.emits;
+        if outcome.is_invocation_failure() {
+            emits.clear();
+        }
+        let mut logs = scratch.logs;
+        if scratch.dropped_logs > 0 {
+            logs.push(LogLine {
+                level: Level::Warn,
+                message: format!(
+                    "{} more log lines dropped (limit per invocation reached)",
+                    scratch.dropped_logs
+                ),
+                offset: None,
+            });
+        }
+        Invocation {
+            outcome,
+            emits,
+            logs,
+            records_seen,
+            elapsed: started.elapsed(),
+        }
+    }
+
+    fn run(&mut self, batches: &[u8], start: i64, end: i64) -> (Outcome, Scratch) {
+        let live = match self.live.take() {
+            Some(live) => self.live.insert(live),
+            None => match Live::new(&self.handler, &self.cfg) {
+                Ok(live) => self.live.insert(live),
+                Err(InstantiateError::MemoryLimit { .. }) => {
+                    return (Outcome::MemoryLimit, Scratch::default());
+                }
+                Err(e) => {
+                    return (
+                        Outcome::Trap {
+                            message: format!("cannot re-instantiate: {e}"),
+                        },
+                        Scratch::default(),
+                    );
+                }
+            },
+        };
+        let Ok(len) = i32::try_from(batches.len()) else {
+            return (
+                Outcome::Trap {
+                    message: format!("input of {} bytes exceeds 2 GiB", batches.len()),
+                },
+                Scratch::default(),
+            );
+        };
+        let store = &mut live.store;
+        store.data_mut().limiter.hit = false;
+        store.set_epoch_deadline(self.deadline);
+        let result = (|| {
+            let ptr = live.input.call(&mut *store, len)?;
+            let mem = live.memory.data_mut(&mut *store);
+            match crate::host::guest_slice_mut(mem, ptr, len, "rill_input result") {
+                Ok(dst) => dst.copy_from_slice(batches),
+                Err(a) => return Err(store_abort(store, a)),
+            }
+            live.handle
+                .call(&mut *store, (len, self.cfg.partition as i32, start, end))
+        })();
+        let state = store.data_mut();
+        wasi::flush(state);
+        let scratch = std::mem::take(&mut state.scratch);
+        let outcome = match result {
+            Ok(0) => Outcome::Ok,
+            Ok(_) => match &scratch.failed {
+                Some((offset, message)) => Outcome::RecordFailed {
+                    offset: *offset,
+                    message: message.clone(),
+                },
+                None => Outcome::Trap {
+                    message: "rill_handle reported a failure without calling `fail`".into(),
+                },
+            },
+            Err(e) => classify(e, state.limiter.hit, &scratch),
+        };
+        if outcome.is_invocation_failure() {
+            // A trapped store may be inconsistent; start fresh next time.
+            self.live = None;
+        }
+        (outcome, scratch)
+    }
+}
+
+fn store_abort(store: &mut Store<HostState>, a: Abort) -> wasmtime::Error {
+    let msg = match &a {
+        Abort::Fault(m) => m.clone(),
+        other => format!("{other:?}"),
+    };
+    store.data_mut().scratch.abort = Some(a);
+    wasmtime::Error::msg(msg)
+}
+
+/// Tells the ways a call can fail apart: the host's own reasons first (recorded in the store
+/// when an import stopped the guest), then the memory cap, then wasmtime's trap code.
+fn classify(e: wasmtime::Error, memory_hit: bool, scratch: &Scratch) -> Outcome {
+    match &scratch.abort {
+        Some(Abort::EmitLimit) => return Outcome::EmitLimit,
+        Some(Abort::Exit(code)) => return Outcome::Exit { code: *code },
+        Some(Abort::Fault(m)) => return Outcome::Trap { message: m.clone() },
+        None => {}
+    }
+    let trap = e.downcast_ref::<Trap>().copied();
+    if trap == Some(Trap::Interrupt) {
+        return Outcome::Timeout;
+    }
+    if memory_hit {
+        return Outcome::MemoryLimit;
+    }
+    let base = match trap {
+        Some(t) => t.to_string(),
+        None => format!("{e:#}"),
+    };
+    // The SDK's panic hook logs the panic message just before the trap; it says more than
+    // "unreachable executed".
+    let panic = scratch
+        .logs
+        .iter()
+        .rev()
+        .find(|l| l.level == Level::Error && l.message.starts_with("handler panicked"));
+    let message = match panic {
+        Some(p) => format!("{} ({base})", p.message),
+        None => base,
+    };
+    Outcome::Trap { message }
+}

@@ -1,0 +1,281 @@
+//! Native testing support: the in-process stand-in for the host, and a batch encoder.
+//!
+//! On non-Wasm targets the SDK's imports land here instead of in a host: emits, log lines
+//! and failures are collected in thread-local buffers that a unit test inspects, and
+//! parameters come from [`set_param`]. Together with [`BatchBuilder`] and [`run`] this lets
+//! a handler crate test its handler with plain `cargo test`.
+//!
+//! ```
+//! use rill_guest::prelude::*;
+//! use rill_guest::testing::{self, BatchBuilder};
+//!
+//! fn on_record(rec: &Record<'_>, ctx: &mut Context) -> Result<()> {
+//!     ctx.emit("out", rec.key(), rec.value())
+//! }
+//!
+//! let mut b = BatchBuilder::new(10);
+//! b.push(Some(b"k"), Some(b"v"));
+//! let out = testing::run(&b.finish(), 0, on_record);
+//! assert!(out.failure.is_none());
+//! assert_eq!(out.emits[0].topic, "out");
+//! assert_eq!(out.emits[0].value.as_deref(), Some(&b"v"[..]));
+//! ```
+
+use std::cell::RefCell;
+
+use crate::context::decode_headers;
+use crate::{Context, Level, Record, Result};
+
+/// A record emitted through the shim.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Emitted {
+    /// Output topic.
+    pub topic: String,
+    /// Key (`None` = null).
+    pub key: Option<Vec<u8>>,
+    /// Value (`None` = null).
+    pub value: Option<Vec<u8>>,
+    /// Headers.
+    pub headers: Vec<(String, Option<Vec<u8>>)>,
+}
+
+/// What one [`run`] produced.
+#[derive(Debug, Clone, Default)]
+pub struct Output {
+    /// Emitted records, in order.
+    pub emits: Vec<Emitted>,
+    /// Log lines, in order.
+    pub logs: Vec<(Level, String)>,
+    /// The failing record's offset and message, if a record failed.
+    pub failure: Option<(i64, String)>,
+}
+
+#[derive(Default)]
+struct Shim {
+    out: Output,
+    params: Vec<(String, String)>,
+    /// Topics `emit` accepts; `None` accepts any.
+    outputs: Option<Vec<String>>,
+}
+
+thread_local! {
+    static SHIM: RefCell<Shim> = RefCell::new(Shim::default());
+}
+
+/// Sets a deploy-time parameter that [`Context::param`] will return on this thread.
+pub fn set_param(key: &str, value: &str) {
+    SHIM.with_borrow_mut(|s| {
+        s.params.retain(|(k, _)| k != key);
+        s.params.push((key.to_owned(), value.to_owned()));
+    })
+}
+
+/// Restricts the topics `emit` accepts on this thread, like a deployment's `outputs`.
+pub fn set_outputs(topics: Option<&[&str]>) {
+    SHIM.with_borrow_mut(|s| s.outputs = topics.map(|t| t.iter().map(|&t| t.into()).collect()))
+}
+
+/// Takes what was emitted, logged and failed on this thread since the last call.
+pub fn take_output() -> Output {
+    SHIM.with_borrow_mut(|s| std::mem::take(&mut s.out))
+}
+
+/// Runs a per-record handler over `batches` as the host would, and returns its output.
+pub fn run<F>(batches: &[u8], partition: u32, f: F) -> Output
+where
+    F: FnMut(&Record<'_>, &mut Context) -> Result<()>,
+{
+    run_range(batches, partition, i64::MIN, i64::MAX, f)
+}
+
+/// [`run`] restricted to offsets in `[start, end)`.
+pub fn run_range<F>(batches: &[u8], partition: u32, start: i64, end: i64, f: F) -> Output
+where
+    F: FnMut(&Record<'_>, &mut Context) -> Result<()>,
+{
+    // The same two steps as the host: ask for a buffer, copy the bytes in, then call.
+    crate::abi::input(batches.len() as i32);
+    load_input(batches);
+    crate::abi::handle_records(batches.len() as i32, partition as i32, start, end, f);
+    take_output()
+}
+
+/// Copies `batches` into the input buffer, as the host does between `rill_input` and
+/// `rill_handle`.
+fn load_input(batches: &[u8]) {
+    crate::abi::with_input_buffer(|buf| buf[..batches.len()].copy_from_slice(batches));
+}
+
+pub(crate) fn shim_emit(topic: &str, key: Option<&[u8]>, value: Option<&[u8]>, h: &[u8]) -> i32 {
+    SHIM.with_borrow_mut(|s| {
+        if let Some(outs) = &s.outputs
+            && !outs.iter().any(|t| t == topic)
+        {
+            return crate::abi::EMIT_ERR_TOPIC;
+        }
+        let Some(headers) = decode_headers(h) else {
+            return crate::abi::EMIT_ERR_INVALID;
+        };
+        s.out.emits.push(Emitted {
+            topic: topic.to_owned(),
+            key: key.map(<[u8]>::to_vec),
+            value: value.map(<[u8]>::to_vec),
+            headers,
+        });
+        0
+    })
+}
+
+pub(crate) fn shim_log(level: Level, msg: &str) {
+    SHIM.with_borrow_mut(|s| s.out.logs.push((level, msg.to_owned())))
+}
+
+pub(crate) fn shim_fail(offset: i64, msg: &str) {
+    SHIM.with_borrow_mut(|s| s.out.failure = Some((offset, msg.to_owned())))
+}
+
+pub(crate) fn shim_param(key: &str) -> Option<String> {
+    SHIM.with_borrow(|s| {
+        s.params
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.clone())
+    })
+}
+
+/// Builds one uncompressed Kafka record batch v2, with a valid CRC-32C.
+///
+/// A small encoder for tests and benches that must not depend on the log crate; the log's
+/// own `rill_log::batch::BatchBuilder` produces the same bytes.
+#[derive(Debug, Clone)]
+pub struct BatchBuilder {
+    base_offset: i64,
+    first_ts: i64,
+    max_ts: i64,
+    count: i32,
+    body: Vec<u8>,
+    rec: Vec<u8>,
+}
+
+impl BatchBuilder {
+    /// An empty batch whose first record gets `base_offset`.
+    pub fn new(base_offset: i64) -> Self {
+        BatchBuilder {
+            base_offset,
+            first_ts: 0,
+            max_ts: 0,
+            count: 0,
+            body: Vec::new(),
+            rec: Vec::new(),
+        }
+    }
+
+    /// Appends a record with timestamp 0 and no headers.
+    pub fn push(&mut self, key: Option<&[u8]>, value: Option<&[u8]>) -> &mut Self {
+        self.push_full(key, value, &[], 0)
+    }
+
+    /// Appends a record with headers and a timestamp (ms since the epoch).
+    pub fn push_full(
+        &mut self,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        headers: &[(&str, Option<&[u8]>)],
+        timestamp: i64,
+    ) -> &mut Self {
+        if self.count == 0 {
+            self.first_ts = timestamp;
+            self.max_ts = timestamp;
+        }
+        self.max_ts = self.max_ts.max(timestamp);
+        let r = &mut self.rec;
+        r.clear();
+        r.push(0); // attributes
+        varlong(r, timestamp - self.first_ts);
+        varlong(r, i64::from(self.count));
+        bytes(r, key);
+        bytes(r, value);
+        varlong(r, headers.len() as i64);
+        for (k, v) in headers {
+            bytes(r, Some(k.as_bytes()));
+            bytes(r, *v);
+        }
+        varlong(&mut self.body, r.len() as i64);
+        self.body.extend_from_slice(r);
+        self.count += 1;
+        self
+    }
+
+    /// Number of records pushed.
+    pub fn len(&self) -> usize {
+        self.count as usize
+    }
+
+    /// Whether no record was pushed.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// The batch bytes.
+    pub fn finish(&self) -> Vec<u8> {
+        let mut b = Vec::with_capacity(61 + self.body.len());
+        b.extend_from_slice(&self.base_offset.to_be_bytes());
+        b.extend_from_slice(&((49 + self.body.len()) as i32).to_be_bytes());
+        b.extend_from_slice(&(-1i32).to_be_bytes()); // partitionLeaderEpoch
+        b.push(2); // magic
+        b.extend_from_slice(&[0; 4]); // crc, filled below
+        b.extend_from_slice(&0i16.to_be_bytes()); // attributes
+        b.extend_from_slice(&(self.count - 1).max(0).to_be_bytes()); // lastOffsetDelta
+        b.extend_from_slice(&self.first_ts.to_be_bytes());
+        b.extend_from_slice(&self.max_ts.to_be_bytes());
+        b.extend_from_slice(&(-1i64).to_be_bytes()); // producerId
+        b.extend_from_slice(&(-1i16).to_be_bytes()); // producerEpoch
+        b.extend_from_slice(&(-1i32).to_be_bytes()); // baseSequence
+        b.extend_from_slice(&self.count.to_be_bytes());
+        b.extend_from_slice(&self.body);
+        let crc = crc32c(&b[21..]);
+        b[17..21].copy_from_slice(&crc.to_be_bytes());
+        b
+    }
+}
+
+fn varlong(out: &mut Vec<u8>, v: i64) {
+    let mut z = ((v << 1) ^ (v >> 63)) as u64;
+    while z >= 0x80 {
+        out.push((z as u8) | 0x80);
+        z >>= 7;
+    }
+    out.push(z as u8);
+}
+
+fn bytes(out: &mut Vec<u8>, b: Option<&[u8]>) {
+    match b {
+        Some(b) => {
+            varlong(out, b.len() as i64);
+            out.extend_from_slice(b);
+        }
+        None => varlong(out, -1),
+    }
+}
+
+/// CRC-32C (Castagnoli), bitwise: slow but small, and only tests use it.
+fn crc32c(data: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &byte in data {
+        crc ^= u32::from(byte);
+        for _ in 0..8 {
+            crc = (crc >> 1) ^ (0x82F6_3B78 & (!(crc & 1)).wrapping_add(1));
+        }
+    }
+    !crc
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crc32c_check_value() {
+        assert_eq!(crc32c(b"123456789"), 0xE306_9283);
+    }
+}
