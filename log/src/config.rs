@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 ///   loss can lose up to the last `n` ms (plus one fsync) of acknowledged records.
 /// - `Never`: page cache only, like Kafka's default. A process crash loses nothing; an OS crash
 ///   can lose whatever the kernel had not written back.
-#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum FlushPolicy {
     /// fdatasync before acknowledging, with group commit.
@@ -22,13 +22,8 @@ pub enum FlushPolicy {
     /// fdatasync in the background at this interval.
     IntervalMs(u64),
     /// Never fsync (except when a segment is sealed).
+    #[default]
     Never,
-}
-
-impl Default for FlushPolicy {
-    fn default() -> Self {
-        FlushPolicy::Never
-    }
 }
 
 impl fmt::Display for FlushPolicy {

@@ -261,10 +261,10 @@ impl TimeIndex {
     }
     /// Adds an entry unless it would not increase the relative offset.
     pub fn push(&mut self, max_ts_before: i64, rel: u32) {
-        if let Some((t, r)) = self.last() {
-            if rel <= r || max_ts_before < t {
-                return;
-            }
+        if let Some((t, r)) = self.last()
+            && (rel <= r || max_ts_before < t)
+        {
+            return;
         }
         if rel == 0 {
             return;

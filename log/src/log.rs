@@ -319,10 +319,11 @@ impl Inner {
                     tick = tick.min((ms / 2).max(1));
                     for p in t.partitions() {
                         let due = now - p.last_sync_ms.load(Ordering::Acquire) >= ms as i64;
-                        if due && p.dirty.load(Ordering::Acquire) {
-                            if let Err(e) = p.flush() {
-                                tracing::error!(topic = t.name(), partition = p.id(), error = %e, "background fsync failed");
-                            }
+                        if due
+                            && p.dirty.load(Ordering::Acquire)
+                            && let Err(e) = p.flush()
+                        {
+                            tracing::error!(topic = t.name(), partition = p.id(), error = %e, "background fsync failed");
                         }
                     }
                 }

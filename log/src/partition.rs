@@ -460,7 +460,8 @@ impl Partition {
     /// Position of the batch holding `offset` in `seg`: index lookup, then a short walk of
     /// headers. `None` if no batch below `end` holds it.
     fn locate(&self, seg: &Segment, offset: i64, end: u64) -> Result<Option<u64>, ReadError> {
-        let mut pos = u64::from(seg.indexes().offsets.lookup(seg.rel(offset)).1);
+        let (rel, pos) = seg.indexes().offsets.lookup(seg.rel(offset));
+        let (mut pos, mut expected) = (u64::from(pos), seg.base_offset + i64::from(rel));
         loop {
             let Some(h) = seg.read_header(pos, end).map_err(ReadError::Io)? else {
                 return Ok(None);
@@ -470,10 +471,17 @@ impl Partition {
                 position: pos,
                 reason,
             };
-            let (b, size) = parse_header(&h).map_err(|e| corrupt(e.to_string()))?;
-            if b.1 >= offset {
+            let ((base, last), size) = parse_header(&h).map_err(|e| corrupt(e.to_string()))?;
+            // Offsets are contiguous within a segment; a jump means a damaged header.
+            if base != expected || last < base {
+                return Err(corrupt(format!(
+                    "batch base offset {base} where {expected} was expected"
+                )));
+            }
+            if last >= offset {
                 return Ok(Some(pos));
             }
+            expected = last + 1;
             pos += size as u64;
         }
     }
@@ -592,10 +600,21 @@ fn read_batches(seg: &Segment, pos: u64, end: u64, max_bytes: usize) -> Result<B
     // CRC-check what this process has not checked yet.
     let verified = seg.verified.load(Ordering::Acquire);
     let mut off = 0usize;
+    let mut expected: Option<i64> = None;
     for b in batch::batches(&buf) {
         let at = pos + off as u64;
         let b = b.map_err(|e| corrupt(at, e.to_string()))?;
         let size = b.as_bytes().len();
+        if expected.is_some_and(|e| e != b.base_offset()) {
+            return Err(corrupt(
+                at,
+                format!(
+                    "batch base offset {} where {expected:?} was expected",
+                    b.base_offset()
+                ),
+            ));
+        }
+        expected = Some(b.last_offset() + 1);
         if at + size as u64 > verified {
             b.validate().map_err(|e| corrupt(at, e.to_string()))?;
         }

@@ -44,6 +44,26 @@ pub struct RecoveryEvent {
     pub action: RecoveryAction,
 }
 
+impl std::fmt::Display for RecoveryEvent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let what = match self.action {
+            RecoveryAction::Truncated { bytes_removed } => {
+                format!("truncated {bytes_removed} bytes at byte {}", self.position)
+            }
+            RecoveryAction::IndexRebuilt => "rebuilt the indexes".to_string(),
+        };
+        write!(
+            f,
+            "{}/{}: {} of {}: {}",
+            self.topic,
+            self.partition,
+            what,
+            self.segment.display(),
+            self.reason
+        )
+    }
+}
+
 /// Opens (creating if needed) the partition stored in `dir`.
 pub(crate) fn open_partition(
     topic: &str,

@@ -2,6 +2,9 @@
 
 use rill_log::{Log, LogOptions, Record, RecordBatch, batches};
 
+/// One record read back: offset, key, value.
+pub type Row = (i64, Option<Vec<u8>>, Option<Vec<u8>>);
+
 /// Opens `dir` with default options.
 pub fn open(dir: &std::path::Path) -> Log {
     Log::open(dir, LogOptions::default()).expect("open")
@@ -16,7 +19,7 @@ pub fn rec(v: &[u8]) -> Record<'_> {
 }
 
 /// Every (offset, key, value) in `bytes`, checking each batch.
-pub fn records(bytes: &[u8]) -> Vec<(i64, Option<Vec<u8>>, Option<Vec<u8>>)> {
+pub fn records(bytes: &[u8]) -> Vec<Row> {
     let mut out = Vec::new();
     for b in batches(bytes) {
         let b: RecordBatch<'_> = b.expect("batch parses");
@@ -34,10 +37,7 @@ pub fn records(bytes: &[u8]) -> Vec<(i64, Option<Vec<u8>>, Option<Vec<u8>>)> {
 }
 
 /// Reads a partition from `from` to its high watermark.
-pub fn read_all(
-    p: &rill_log::Partition,
-    from: i64,
-) -> Vec<(i64, Option<Vec<u8>>, Option<Vec<u8>>)> {
+pub fn read_all(p: &rill_log::Partition, from: i64) -> Vec<Row> {
     let mut out = Vec::new();
     let mut next = from;
     while next < p.high_watermark() {
