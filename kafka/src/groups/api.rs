@@ -1,0 +1,219 @@
+//! The wire side of the group APIs: FindCoordinator (10), JoinGroup (11), Heartbeat (12),
+//! LeaveGroup (13), SyncGroup (14), DescribeGroups (15), ListGroups (16).
+
+use std::time::Duration;
+
+use kafka_protocol::ResponseError;
+use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
+use kafka_protocol::messages::find_coordinator_response::Coordinator as CoordinatorEntry;
+use kafka_protocol::messages::join_group_response::JoinGroupResponseMember;
+use kafka_protocol::messages::leave_group_response::MemberResponse;
+use kafka_protocol::messages::list_groups_response::ListedGroup;
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::StrBytes;
+
+use super::{JoinOutcome, JoinParams, Reply, SyncOutcome};
+use crate::conn::Client;
+use crate::server::Broker;
+
+fn s(v: impl Into<String>) -> StrBytes {
+    StrBytes::from_string(v.into())
+}
+
+fn code(broker: &Broker, e: Option<ResponseError>) -> i16 {
+    let c = e.map_or(0, |e| e.code());
+    broker.stats.count_error(c);
+    c
+}
+
+/// FindCoordinator: this broker coordinates every group. Transactions have no coordinator.
+pub(crate) fn find_coordinator(broker: &Broker, req: FindCoordinatorRequest, version: i16) -> FindCoordinatorResponse {
+    let (host, port) = broker.advertised();
+    let node = BrokerId(broker.cfg.node_id);
+    // key_type 0 = consumer group, 1 = transaction.
+    let err = (req.key_type != 0).then_some(ResponseError::CoordinatorNotAvailable);
+    let c = code(broker, err);
+    if version >= 4 {
+        let coordinators = req
+            .coordinator_keys
+            .into_iter()
+            .map(|key| {
+                CoordinatorEntry::default()
+                    .with_key(key)
+                    .with_node_id(if c == 0 { node } else { BrokerId(-1) })
+                    .with_host(s(if c == 0 { host } else { "" }))
+                    .with_port(if c == 0 { port } else { -1 })
+                    .with_error_code(c)
+            })
+            .collect();
+        return FindCoordinatorResponse::default().with_coordinators(coordinators);
+    }
+    let mut r = FindCoordinatorResponse::default().with_error_code(c);
+    if c == 0 {
+        r = r.with_node_id(node).with_host(s(host)).with_port(port);
+    } else {
+        r = r.with_node_id(BrokerId(-1)).with_host(s("")).with_port(-1);
+    }
+    if version >= 1 && c != 0 {
+        r = r.with_error_message(Some(s("transactions are not supported")));
+    }
+    r
+}
+
+/// JoinGroup: waits until the rebalance step completes.
+pub(crate) async fn join_group(broker: &Broker, client: &Client, req: JoinGroupRequest, version: i16) -> JoinGroupResponse {
+    let ms = |v: i32| Duration::from_millis(u64::try_from(v).unwrap_or(0));
+    // v0 has no rebalance timeout; Kafka uses the session timeout then.
+    let rebalance = if version >= 1 { req.rebalance_timeout_ms } else { req.session_timeout_ms };
+    let params = JoinParams {
+        member_id: req.member_id.to_string(),
+        instance_id: req.group_instance_id.as_ref().map(|i| i.to_string()),
+        client_id: client.client_id.clone(),
+        client_host: format!("/{}", client.peer.ip()),
+        session_timeout: ms(req.session_timeout_ms),
+        rebalance_timeout: ms(rebalance),
+        protocol_type: req.protocol_type.to_string(),
+        protocols: req.protocols.iter().map(|p| (p.name.to_string(), p.metadata.clone())).collect(),
+    };
+    let group = req.group_id.0.as_str();
+    let outcome = match broker.groups.join(group, params) {
+        Reply::Now(o) => o,
+        Reply::Wait(rx) => rx.await.unwrap_or_else(|_| JoinOutcome {
+            // The member sent another JoinGroup that replaced this one.
+            error: Some(ResponseError::RebalanceInProgress),
+            generation: -1,
+            protocol_type: String::new(),
+            protocol_name: String::new(),
+            leader: String::new(),
+            member_id: req.member_id.to_string(),
+            members: Vec::new(),
+        }),
+    };
+    let members = outcome
+        .members
+        .into_iter()
+        .map(|(id, instance, meta)| {
+            let mut m = JoinGroupResponseMember::default().with_member_id(s(id)).with_metadata(meta);
+            if version >= 5 {
+                m = m.with_group_instance_id(instance.map(s));
+            }
+            m
+        })
+        .collect();
+    let mut r = JoinGroupResponse::default()
+        .with_error_code(code(broker, outcome.error))
+        .with_generation_id(outcome.generation)
+        .with_leader(s(outcome.leader))
+        .with_member_id(s(outcome.member_id))
+        .with_members(members);
+    // v7+ make the protocol fields nullable; older versions need a string.
+    let null_ok = version >= 7 && outcome.error.is_some();
+    r = r.with_protocol_name(if null_ok { None } else { Some(s(outcome.protocol_name)) });
+    if version >= 7 {
+        r = r.with_protocol_type(if null_ok { None } else { Some(s(outcome.protocol_type)) });
+    }
+    r
+}
+
+/// SyncGroup: the leader hands in the assignment; everyone gets theirs.
+pub(crate) async fn sync_group(broker: &Broker, req: SyncGroupRequest) -> SyncGroupResponse {
+    let assignments = req.assignments.into_iter().map(|a| (a.member_id.to_string(), a.assignment)).collect();
+    let outcome = match broker.groups.sync(req.group_id.0.as_str(), req.member_id.as_str(), req.generation_id, assignments) {
+        Reply::Now(o) => o,
+        Reply::Wait(rx) => rx.await.unwrap_or_else(|_| SyncOutcome::err(ResponseError::RebalanceInProgress)),
+    };
+    let ok = outcome.error.is_none();
+    SyncGroupResponse::default()
+        .with_error_code(code(broker, outcome.error))
+        .with_protocol_type(ok.then(|| s(outcome.protocol_type)))
+        .with_protocol_name(ok.then(|| s(outcome.protocol_name)))
+        .with_assignment(outcome.assignment)
+}
+
+/// Heartbeat.
+pub(crate) fn heartbeat(broker: &Broker, req: HeartbeatRequest) -> HeartbeatResponse {
+    let e = broker.groups.heartbeat(req.group_id.0.as_str(), req.member_id.as_str(), req.generation_id);
+    HeartbeatResponse::default().with_error_code(code(broker, e))
+}
+
+/// LeaveGroup: one member (v0-2) or a batch (v3+).
+pub(crate) fn leave_group(broker: &Broker, req: LeaveGroupRequest, version: i16) -> LeaveGroupResponse {
+    let group = req.group_id.0.as_str();
+    if version < 3 {
+        let e = broker.groups.leave(group, &[req.member_id.to_string()]).pop().flatten();
+        return LeaveGroupResponse::default().with_error_code(code(broker, e));
+    }
+    let ids: Vec<String> = req.members.iter().map(|m| m.member_id.to_string()).collect();
+    let results = broker.groups.leave(group, &ids);
+    let members = req
+        .members
+        .into_iter()
+        .zip(results)
+        .map(|(m, e)| {
+            MemberResponse::default()
+                .with_member_id(m.member_id)
+                .with_group_instance_id(m.group_instance_id)
+                .with_error_code(code(broker, e))
+        })
+        .collect();
+    LeaveGroupResponse::default().with_members(members)
+}
+
+/// DescribeGroups: live groups from the coordinator; groups known only by their committed
+/// offsets (including the host's Wasm deployments) show as `Empty`; others as `Dead`, as
+/// Kafka reports unknown groups.
+pub(crate) fn describe_groups(broker: &Broker, req: DescribeGroupsRequest) -> DescribeGroupsResponse {
+    let known = broker.log.offsets().groups();
+    let groups = req
+        .groups
+        .into_iter()
+        .map(|gid| {
+            let d = DescribedGroup::default().with_group_id(gid.clone());
+            match broker.groups.describe(gid.0.as_str()) {
+                Some(info) => {
+                    let members = info
+                        .members
+                        .into_iter()
+                        .map(|(id, instance, client_id, host, meta, assignment)| {
+                            DescribedGroupMember::default()
+                                .with_member_id(s(id))
+                                .with_group_instance_id(instance.map(s))
+                                .with_client_id(s(client_id))
+                                .with_client_host(s(host))
+                                .with_member_metadata(meta)
+                                .with_member_assignment(assignment)
+                        })
+                        .collect();
+                    d.with_group_state(s(info.state))
+                        .with_protocol_type(s(info.protocol_type))
+                        .with_protocol_data(s(info.protocol))
+                        .with_members(members)
+                }
+                None if known.iter().any(|g| g.as_str() == gid.0.as_str()) => {
+                    d.with_group_state(s("Empty")).with_protocol_type(s("consumer"))
+                }
+                None => d.with_group_state(s("Dead")),
+            }
+        })
+        .collect();
+    DescribeGroupsResponse::default().with_groups(groups)
+}
+
+/// ListGroups: live groups plus groups that only have committed offsets.
+pub(crate) fn list_groups(broker: &Broker, req: ListGroupsRequest) -> ListGroupsResponse {
+    let mut all = broker.groups.list();
+    for g in broker.log.offsets().groups() {
+        if !all.iter().any(|(n, _, _)| *n == g) {
+            all.push((g, "consumer".to_string(), "Empty"));
+        }
+    }
+    let wanted = |state: &str| {
+        req.states_filter.is_empty() || req.states_filter.iter().any(|f| f.as_str().eq_ignore_ascii_case(state))
+    };
+    let groups = all
+        .into_iter()
+        .filter(|(_, _, st)| wanted(st))
+        .map(|(n, pt, st)| ListedGroup::default().with_group_id(GroupId(s(n))).with_protocol_type(s(pt)).with_group_state(s(st)))
+        .collect();
+    ListGroupsResponse::default().with_groups(groups)
+}

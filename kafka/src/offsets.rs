@@ -1,0 +1,151 @@
+//! OffsetCommit (8) and OffsetFetch (9), over the log's shared offsets store.
+//!
+//! Offsets live in `Log::offsets()`, the same store the host's Wasm deployments commit to,
+//! so a Kafka consumer group and a deployment with the same name share positions and lag.
+//! Commit metadata strings are accepted but not stored; OffsetFetch returns "".
+
+use kafka_protocol::ResponseError;
+use kafka_protocol::messages::offset_commit_response::{
+    OffsetCommitResponsePartition, OffsetCommitResponseTopic,
+};
+use kafka_protocol::messages::offset_fetch_response::{
+    OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions,
+    OffsetFetchResponseTopic, OffsetFetchResponseTopics,
+};
+use kafka_protocol::messages::{
+    OffsetCommitRequest, OffsetCommitResponse, OffsetFetchRequest, OffsetFetchResponse, TopicName,
+};
+use kafka_protocol::protocol::StrBytes;
+use rill_log::OffsetsError;
+
+use crate::server::Broker;
+
+/// OffsetCommit: checks the member's generation, then commits each partition.
+pub(crate) fn offset_commit(broker: &Broker, req: OffsetCommitRequest, version: i16) -> OffsetCommitResponse {
+    let _ = version;
+    let group = req.group_id.0.as_str();
+    let check = if group.is_empty() {
+        Err(ResponseError::InvalidGroupId)
+    } else {
+        broker.groups.check_commit(group, req.member_id.as_str(), req.generation_id_or_member_epoch)
+    };
+    let topics = req
+        .topics
+        .into_iter()
+        .map(|t| {
+            let partitions = t
+                .partitions
+                .into_iter()
+                .map(|p| {
+                    let code = match check {
+                        Err(e) => Some(e),
+                        Ok(()) => commit_one(broker, group, t.name.0.as_str(), p.partition_index, p.committed_offset),
+                    };
+                    let mut r = OffsetCommitResponsePartition::default().with_partition_index(p.partition_index);
+                    if let Some(e) = code {
+                        broker.stats.count_error(e.code());
+                        r = r.with_error_code(e.code());
+                    }
+                    r
+                })
+                .collect();
+            OffsetCommitResponseTopic::default().with_name(t.name).with_partitions(partitions)
+        })
+        .collect();
+    OffsetCommitResponse::default().with_topics(topics)
+}
+
+fn commit_one(broker: &Broker, group: &str, topic: &str, partition: i32, offset: i64) -> Option<ResponseError> {
+    let Ok(partition) = u32::try_from(partition) else {
+        return Some(ResponseError::UnknownTopicOrPartition);
+    };
+    match broker.log.offsets().commit(group, topic, partition, offset) {
+        Ok(()) => None,
+        Err(OffsetsError::InvalidOffset(_)) => Some(ResponseError::InvalidCommitOffsetSize),
+        Err(OffsetsError::InvalidKey(_)) => Some(ResponseError::InvalidRequest),
+        Err(e) => {
+            tracing::warn!(group, topic, partition, "offset commit failed: {e}");
+            Some(ResponseError::KafkaStorageError)
+        }
+    }
+}
+
+/// Committed offsets of `group`: for the listed topics and partitions, or every committed
+/// one if `topics` is `None`. Partitions without a commit get -1.
+fn lookup(broker: &Broker, group: &str, topics: Option<Vec<(TopicName, Vec<i32>)>>) -> Vec<(TopicName, Vec<(i32, i64)>)> {
+    let offsets = broker.log.offsets();
+    match topics {
+        Some(ts) => ts
+            .into_iter()
+            .map(|(name, parts)| {
+                let got = parts
+                    .into_iter()
+                    .map(|p| {
+                        let o = u32::try_from(p).ok().and_then(|pu| offsets.fetch(group, name.0.as_str(), pu));
+                        (p, o.unwrap_or(-1))
+                    })
+                    .collect();
+                (name, got)
+            })
+            .collect(),
+        None => {
+            let mut out: Vec<(TopicName, Vec<(i32, i64)>)> = Vec::new();
+            for (topic, partition, offset) in offsets.committed(group) {
+                let p = i32::try_from(partition).unwrap_or(i32::MAX);
+                match out.last_mut() {
+                    Some((n, v)) if n.0.as_str() == topic => v.push((p, offset)),
+                    _ => out.push((TopicName(StrBytes::from_string(topic)), vec![(p, offset)])),
+                }
+            }
+            out
+        }
+    }
+}
+
+/// OffsetFetch: one group (v0-7) or several (v8).
+pub(crate) fn offset_fetch(broker: &Broker, req: OffsetFetchRequest, version: i16) -> OffsetFetchResponse {
+    let empty_meta = || Some(StrBytes::from_static_str(""));
+    if version >= 8 {
+        let groups = req
+            .groups
+            .into_iter()
+            .map(|g| {
+                let topics = g.topics.map(|ts| ts.into_iter().map(|t| (t.name, t.partition_indexes)).collect());
+                let topics = lookup(broker, g.group_id.0.as_str(), topics)
+                    .into_iter()
+                    .map(|(name, parts)| {
+                        let partitions = parts
+                            .into_iter()
+                            .map(|(p, o)| {
+                                OffsetFetchResponsePartitions::default()
+                                    .with_partition_index(p)
+                                    .with_committed_offset(o)
+                                    .with_metadata(empty_meta())
+                            })
+                            .collect();
+                        OffsetFetchResponseTopics::default().with_name(name).with_partitions(partitions)
+                    })
+                    .collect();
+                OffsetFetchResponseGroup::default().with_group_id(g.group_id).with_topics(topics)
+            })
+            .collect();
+        return OffsetFetchResponse::default().with_groups(groups);
+    }
+    let topics = req.topics.map(|ts| ts.into_iter().map(|t| (t.name, t.partition_indexes)).collect());
+    let topics = lookup(broker, req.group_id.0.as_str(), topics)
+        .into_iter()
+        .map(|(name, parts)| {
+            let partitions = parts
+                .into_iter()
+                .map(|(p, o)| {
+                    OffsetFetchResponsePartition::default()
+                        .with_partition_index(p)
+                        .with_committed_offset(o)
+                        .with_metadata(empty_meta())
+                })
+                .collect();
+            OffsetFetchResponseTopic::default().with_name(name).with_partitions(partitions)
+        })
+        .collect();
+    OffsetFetchResponse::default().with_topics(topics)
+}
