@@ -88,6 +88,12 @@ pub struct Partition {
     event: Event,
 }
 
+thread_local! {
+    /// Per-thread encoding buffer: reusing it avoids faulting in fresh pages on every append,
+    /// which costs more than encoding itself for large batches.
+    static ENCODE_BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
 pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
