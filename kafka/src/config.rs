@@ -8,8 +8,8 @@ use serde::Deserialize;
 ///
 /// Every field has a default, so an empty `[kafka]` table (or none) is a working broker on
 /// `127.0.0.1:9092`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default)]
 pub struct KafkaConfig {
     /// Address to listen on (default `127.0.0.1:9092`). The host binds it; [`crate::serve`]
     /// takes the bound listener so tests can use port 0.
@@ -36,6 +36,21 @@ pub struct KafkaConfig {
     /// 3000 there). Default 0: a lone consumer starts at once, and later members trigger a
     /// normal rebalance.
     pub group_initial_rebalance_delay_ms: u64,
+    /// Flush policy, retention and segment settings of topics the Kafka door creates
+    /// (auto-created, or by CreateTopics without configs). Not read from TOML: the host sets
+    /// it from its own topic defaults. `None` means `TopicConfig::default()`. Its partition
+    /// count is ignored in favour of `default_partitions`.
+    #[serde(skip)]
+    pub topic_defaults: Option<rill_log::TopicConfig>,
+}
+
+impl KafkaConfig {
+    /// The config of a topic this door creates, before per-request settings.
+    pub(crate) fn new_topic_config(&self) -> rill_log::TopicConfig {
+        let mut c = self.topic_defaults.clone().unwrap_or_default();
+        c.partitions = self.default_partitions;
+        c
+    }
 }
 
 impl Default for KafkaConfig {
@@ -49,6 +64,7 @@ impl Default for KafkaConfig {
             max_request_bytes: 100 << 20,
             max_connections: 4096,
             group_initial_rebalance_delay_ms: 0,
+            topic_defaults: None,
         }
     }
 }

@@ -27,7 +27,7 @@ pub(crate) fn get_or_create(
     if !(allow_create && broker.cfg.auto_create_topics) {
         return Err(ResponseError::UnknownTopicOrPartition);
     }
-    let cfg = TopicConfig { partitions: broker.cfg.default_partitions, ..TopicConfig::default() };
+    let cfg = broker.cfg.new_topic_config();
     match broker.log.create_topic(name, cfg) {
         Ok(t) => {
             tracing::info!(topic = name, partitions = broker.cfg.default_partitions, "auto-created topic");
@@ -58,7 +58,7 @@ pub(crate) fn partition(topic: &Topic, index: i32) -> Option<&Arc<rill_log::Part
 /// rejected with `INVALID_CONFIG`, as Kafka does, so a client never believes a setting took
 /// effect when it did not.
 fn topic_config(broker: &Broker, t: &CreatableTopic) -> Result<TopicConfig, (ResponseError, String)> {
-    let mut cfg = TopicConfig::default();
+    let mut cfg = broker.cfg.new_topic_config();
     cfg.partitions = match t.num_partitions {
         -1 => broker.cfg.default_partitions,
         n if n >= 1 => n as u32,
