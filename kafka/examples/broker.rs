@@ -20,15 +20,19 @@ use tokio::io::AsyncReadExt;
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
         .init();
     let mut args = std::env::args().skip(1);
-    let dir = args.next().context("usage: broker DATA_DIR [ADDR] [PARTITIONS]")?;
+    let dir = args
+        .next()
+        .context("usage: broker DATA_DIR [ADDR] [PARTITIONS]")?;
     let addr = args.next().unwrap_or_else(|| "127.0.0.1:9092".into());
-    let partitions: u32 = args.next().map_or(Ok(1), |p| p.parse()).context("PARTITIONS")?;
+    let partitions: u32 = args
+        .next()
+        .map_or(Ok(1), |p| p.parse())
+        .context("PARTITIONS")?;
 
     // Step 1: open the log; the broker never touches files itself.
     let log = Arc::new(rill_log::Log::open(&dir, rill_log::LogOptions::default())?);

@@ -4,8 +4,8 @@
 //! it with `UNSUPPORTED_VERSION`, and ApiVersions advertises it.
 
 use kafka_protocol::ResponseError;
-use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, ApiVersionsResponse};
 use kafka_protocol::messages::api_versions_response::ApiVersion;
+use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, ApiVersionsResponse};
 
 /// One API this broker serves: the versions it advertises and the lowest it accepts.
 #[derive(Debug, Clone, Copy)]
@@ -21,7 +21,12 @@ pub(crate) struct Supported {
 }
 
 const fn api(key: ApiKey, min: i16, max: i16) -> Supported {
-    Supported { key, min, max, accept_min: min }
+    Supported {
+        key,
+        min,
+        max,
+        accept_min: min,
+    }
 }
 
 /// What we advertise. Ranges follow current brokers (Kafka 4.0) where the codec crate allows,
@@ -36,7 +41,12 @@ const fn api(key: ApiKey, min: i16, max: i16) -> Supported {
 /// - FindCoordinator up to v4 (batched keys); v5+ add transaction/share-group errors.
 /// - ListGroups up to v4 (v5 adds type filters we would ignore).
 pub(crate) const SUPPORTED: &[Supported] = &[
-    Supported { key: ApiKey::Produce, min: 0, max: 11, accept_min: 3 },
+    Supported {
+        key: ApiKey::Produce,
+        min: 0,
+        max: 11,
+        accept_min: 3,
+    },
     api(ApiKey::Fetch, 4, 12),
     api(ApiKey::ListOffsets, 1, 6),
     api(ApiKey::Metadata, 0, 12),

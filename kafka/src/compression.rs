@@ -44,7 +44,10 @@ pub fn decompress_batches(bytes: &[u8]) -> Result<Cow<'_, [u8]>, DecompressError
 }
 
 /// [`decompress_batches`] with an explicit per-batch limit on decompressed size.
-pub fn decompress_batches_with_limit(bytes: &[u8], limit: usize) -> Result<Cow<'_, [u8]>, DecompressError> {
+pub fn decompress_batches_with_limit(
+    bytes: &[u8],
+    limit: usize,
+) -> Result<Cow<'_, [u8]>, DecompressError> {
     // First pass: only look at headers, so the common all-uncompressed case costs nothing.
     let mut any = false;
     for b in rill_log::batches(bytes) {
@@ -68,14 +71,20 @@ pub fn decompress_batches_with_limit(bytes: &[u8], limit: usize) -> Result<Cow<'
     Ok(Cow::Owned(out))
 }
 
-fn rewrite(b: &RecordBatch<'_>, codec: Compression, limit: usize, out: &mut Vec<u8>) -> Result<(), DecompressError> {
+fn rewrite(
+    b: &RecordBatch<'_>,
+    codec: Compression,
+    limit: usize,
+    out: &mut Vec<u8>,
+) -> Result<(), DecompressError> {
     let raw = b.as_bytes();
     let payload = raw.get(HEADER_LEN..).unwrap_or_default();
     let records = decompress(codec, payload, limit)?;
     let start = out.len();
     out.extend_from_slice(&raw[..HEADER_LEN]);
     out.extend_from_slice(&records);
-    let batch_len = i32::try_from(out.len() - start - LOG_OVERHEAD).map_err(|_| DecompressError::TooLarge { limit })?;
+    let batch_len = i32::try_from(out.len() - start - LOG_OVERHEAD)
+        .map_err(|_| DecompressError::TooLarge { limit })?;
     out[start + 8..start + 12].copy_from_slice(&batch_len.to_be_bytes());
     let attrs = i16::from_be_bytes([raw[ATTRIBUTES], raw[ATTRIBUTES + 1]]) & !0x7;
     out[start + ATTRIBUTES..start + ATTRIBUTES + 2].copy_from_slice(&attrs.to_be_bytes());
@@ -92,11 +101,18 @@ fn rewrite(b: &RecordBatch<'_>, codec: Compression, limit: usize, out: &mut Vec<
 }
 
 /// Reads `r` to the end, failing if it yields more than `limit` bytes.
-fn read_limited(r: impl Read, limit: usize, codec: &'static str) -> Result<Vec<u8>, DecompressError> {
+fn read_limited(
+    r: impl Read,
+    limit: usize,
+    codec: &'static str,
+) -> Result<Vec<u8>, DecompressError> {
     let mut v = Vec::new();
     r.take(limit as u64 + 1)
         .read_to_end(&mut v)
-        .map_err(|e| DecompressError::Codec { codec, reason: e.to_string() })?;
+        .map_err(|e| DecompressError::Codec {
+            codec,
+            reason: e.to_string(),
+        })?;
     if v.len() > limit {
         return Err(DecompressError::TooLarge { limit });
     }
@@ -108,7 +124,10 @@ fn read_limited(r: impl Read, limit: usize, codec: &'static str) -> Result<Vec<u
 const XERIAL_MAGIC: &[u8] = b"\x82SNAPPY\x00";
 
 fn snappy(payload: &[u8], limit: usize) -> Result<Vec<u8>, DecompressError> {
-    let err = |e: String| DecompressError::Codec { codec: "snappy", reason: e };
+    let err = |e: String| DecompressError::Codec {
+        codec: "snappy",
+        reason: e,
+    };
     let raw_block = |block: &[u8], out: &mut Vec<u8>| -> Result<(), DecompressError> {
         let n = snap::raw::decompress_len(block).map_err(|e| err(e.to_string()))?;
         if out.len() + n > limit {
@@ -116,7 +135,9 @@ fn snappy(payload: &[u8], limit: usize) -> Result<Vec<u8>, DecompressError> {
         }
         let at = out.len();
         out.resize(at + n, 0);
-        snap::raw::Decoder::new().decompress(block, &mut out[at..]).map_err(|e| err(e.to_string()))?;
+        snap::raw::Decoder::new()
+            .decompress(block, &mut out[at..])
+            .map_err(|e| err(e.to_string()))?;
         Ok(())
     };
     let mut out = Vec::new();
@@ -124,29 +145,45 @@ fn snappy(payload: &[u8], limit: usize) -> Result<Vec<u8>, DecompressError> {
         raw_block(payload, &mut out)?;
         return Ok(out);
     }
-    let mut rest = payload.get(16..).ok_or_else(|| err("truncated xerial header".into()))?;
+    let mut rest = payload
+        .get(16..)
+        .ok_or_else(|| err("truncated xerial header".into()))?;
     while !rest.is_empty() {
-        let len = rest.get(..4).ok_or_else(|| err("truncated block length".into()))?;
+        let len = rest
+            .get(..4)
+            .ok_or_else(|| err("truncated block length".into()))?;
         let len = u32::from_be_bytes([len[0], len[1], len[2], len[3]]) as usize;
-        let block = rest.get(4..4 + len).ok_or_else(|| err("truncated block".into()))?;
+        let block = rest
+            .get(4..4 + len)
+            .ok_or_else(|| err("truncated block".into()))?;
         raw_block(block, &mut out)?;
         rest = &rest[4 + len..];
     }
     Ok(out)
 }
 
-fn decompress(codec: Compression, payload: &[u8], limit: usize) -> Result<Vec<u8>, DecompressError> {
+fn decompress(
+    codec: Compression,
+    payload: &[u8],
+    limit: usize,
+) -> Result<Vec<u8>, DecompressError> {
     match codec {
         Compression::None => Ok(payload.to_vec()),
         Compression::Gzip => read_limited(flate2::read::GzDecoder::new(payload), limit, "gzip"),
         // Kafka's lz4 is the LZ4 frame format.
         Compression::Lz4 => {
-            let d = lz4::Decoder::new(payload).map_err(|e| DecompressError::Codec { codec: "lz4", reason: e.to_string() })?;
+            let d = lz4::Decoder::new(payload).map_err(|e| DecompressError::Codec {
+                codec: "lz4",
+                reason: e.to_string(),
+            })?;
             read_limited(d, limit, "lz4")
         }
         Compression::Zstd => {
-            let d = zstd::stream::read::Decoder::new(payload)
-                .map_err(|e| DecompressError::Codec { codec: "zstd", reason: e.to_string() })?;
+            let d =
+                zstd::stream::read::Decoder::new(payload).map_err(|e| DecompressError::Codec {
+                    codec: "zstd",
+                    reason: e.to_string(),
+                })?;
             read_limited(d, limit, "zstd")
         }
         Compression::Snappy => snappy(payload, limit),
@@ -170,7 +207,10 @@ mod tests {
         (0..50)
             .map(|i| {
                 let mut headers = IndexMap::new();
-                headers.insert(StrBytes::from_static_str("h"), Some(Bytes::from(format!("hv{i}"))));
+                headers.insert(
+                    StrBytes::from_static_str("h"),
+                    Some(Bytes::from(format!("hv{i}"))),
+                );
                 Record {
                     transactional: false,
                     control: false,
@@ -182,7 +222,11 @@ mod tests {
                     sequence: -1,
                     timestamp: 1_700_000_000_000 + i,
                     key: Some(Bytes::from(format!("key-{i}"))),
-                    value: if i % 7 == 0 { None } else { Some(Bytes::from(format!("value {i} ").repeat(5))) },
+                    value: if i % 7 == 0 {
+                        None
+                    } else {
+                        Some(Bytes::from(format!("value {i} ").repeat(5)))
+                    },
                     headers,
                     delete_horizon: false,
                 }
@@ -192,18 +236,35 @@ mod tests {
 
     fn encode(c: KCompression) -> Vec<u8> {
         let mut buf = BytesMut::new();
-        RecordBatchEncoder::encode(&mut buf, &records(), &RecordEncodeOptions { version: 2, compression: c }).unwrap();
+        RecordBatchEncoder::encode(
+            &mut buf,
+            &records(),
+            &RecordEncodeOptions {
+                version: 2,
+                compression: c,
+            },
+        )
+        .unwrap();
         buf.to_vec()
     }
 
-    fn flatten(bytes: &[u8]) -> Vec<(i64, i64, Option<Vec<u8>>, Option<Vec<u8>>, usize)> {
+    /// offset, timestamp, key, value, header count.
+    type Flat = (i64, i64, Option<Vec<u8>>, Option<Vec<u8>>, usize);
+
+    fn flatten(bytes: &[u8]) -> Vec<Flat> {
         let mut v = Vec::new();
         for b in rill_log::batches(bytes) {
             let b = b.unwrap();
             assert!(b.crc_ok());
             for r in b.records() {
                 let r = r.unwrap();
-                v.push((r.offset, r.timestamp_ms, r.key.map(<[u8]>::to_vec), r.value.map(<[u8]>::to_vec), r.headers.len()));
+                v.push((
+                    r.offset,
+                    r.timestamp_ms,
+                    r.key.map(<[u8]>::to_vec),
+                    r.value.map(<[u8]>::to_vec),
+                    r.headers.len(),
+                ));
             }
         }
         v
@@ -214,7 +275,12 @@ mod tests {
         let plain = encode(KCompression::None);
         let expected = flatten(&plain);
         assert_eq!(expected.len(), 50);
-        for c in [KCompression::Gzip, KCompression::Snappy, KCompression::Lz4, KCompression::Zstd] {
+        for c in [
+            KCompression::Gzip,
+            KCompression::Snappy,
+            KCompression::Lz4,
+            KCompression::Zstd,
+        ] {
             let mut both = encode(c);
             both.extend_from_slice(&plain);
             let out = decompress_batches(&both).unwrap();
@@ -228,15 +294,26 @@ mod tests {
     #[test]
     fn uncompressed_input_is_borrowed() {
         let plain = encode(KCompression::None);
-        assert!(matches!(decompress_batches(&plain).unwrap(), Cow::Borrowed(_)));
+        assert!(matches!(
+            decompress_batches(&plain).unwrap(),
+            Cow::Borrowed(_)
+        ));
     }
 
     #[test]
     fn limit_and_garbage_are_errors_not_panics() {
         let gz = encode(KCompression::Gzip);
-        assert!(matches!(decompress_batches_with_limit(&gz, 10), Err(DecompressError::TooLarge { .. })));
+        assert!(matches!(
+            decompress_batches_with_limit(&gz, 10),
+            Err(DecompressError::TooLarge { .. })
+        ));
         // Corrupt the compressed payload and fix the CRC so only the codec can notice.
-        for c in [KCompression::Gzip, KCompression::Snappy, KCompression::Lz4, KCompression::Zstd] {
+        for c in [
+            KCompression::Gzip,
+            KCompression::Snappy,
+            KCompression::Lz4,
+            KCompression::Zstd,
+        ] {
             let mut b = encode(c);
             for x in &mut b[HEADER_LEN + 2..] {
                 *x ^= 0x5a;

@@ -24,10 +24,18 @@ pub(crate) enum ConnError {
     FrameSize { size: i64, max: usize },
     /// The request could not be decoded.
     #[error("malformed {api} v{version} request: {reason}")]
-    Malformed { api: &'static str, version: i16, reason: String },
+    Malformed {
+        api: &'static str,
+        version: i16,
+        reason: String,
+    },
     /// A response could not be encoded (a bug: responses are built by this crate).
     #[error("cannot encode {api} v{version} response: {reason}")]
-    Encode { api: &'static str, version: i16, reason: String },
+    Encode {
+        api: &'static str,
+        version: i16,
+        reason: String,
+    },
 }
 
 /// Why [`crate::decompress_batches`] failed.

@@ -66,7 +66,12 @@ fn read_all(targets: &[Target], max_bytes: usize) -> (Vec<Outcome>, usize, bool)
                 Ok(p) => p,
                 Err(e) => {
                     errors = true;
-                    return Outcome { error: Some(*e), records: Bytes::new(), high_watermark: -1, log_start_offset: -1 };
+                    return Outcome {
+                        error: Some(*e),
+                        records: Bytes::new(),
+                        high_watermark: -1,
+                        log_start_offset: -1,
+                    };
                 }
             };
             let budget = max_bytes.saturating_sub(total).min(t.max_bytes);
@@ -94,7 +99,11 @@ fn read_all(targets: &[Target], max_bytes: usize) -> (Vec<Outcome>, usize, bool)
                 Err(e) => {
                     errors = true;
                     if !matches!(e, ReadError::OffsetOutOfRange { .. }) {
-                        tracing::warn!(topic = p.topic(), partition = p.id(), "fetch read failed: {e}");
+                        tracing::warn!(
+                            topic = p.topic(),
+                            partition = p.id(),
+                            "fetch read failed: {e}"
+                        );
                     }
                     out.error = Some(read_error_code(&e));
                 }
@@ -125,10 +134,15 @@ pub(crate) async fn handle(broker: &Arc<Broker>, req: FetchRequest, version: i16
     let mut targets = Vec::new();
     for (ti, ft) in req.topics.iter().enumerate() {
         topics_out.push(FetchableTopicResponse::default().with_topic(ft.topic.clone()));
-        let topic = broker.log.topic(ft.topic.0.as_str()).ok_or(ResponseError::UnknownTopicOrPartition);
+        let topic = broker
+            .log
+            .topic(ft.topic.0.as_str())
+            .ok_or(ResponseError::UnknownTopicOrPartition);
         for fp in &ft.partitions {
             let partition = match &topic {
-                Ok(t) => topics::partition(t, fp.partition).cloned().ok_or(ResponseError::UnknownTopicOrPartition),
+                Ok(t) => topics::partition(t, fp.partition)
+                    .cloned()
+                    .ok_or(ResponseError::UnknownTopicOrPartition),
                 Err(e) => Err(*e),
             };
             targets.push(Target {
@@ -141,15 +155,20 @@ pub(crate) async fn handle(broker: &Arc<Broker>, req: FetchRequest, version: i16
         }
     }
     // max_bytes <= 0 would starve the client; treat it as "no response limit" like v0-2.
-    let max_bytes = usize::try_from(req.max_bytes).ok().filter(|&n| n > 0).unwrap_or(usize::MAX);
+    let max_bytes = usize::try_from(req.max_bytes)
+        .ok()
+        .filter(|&n| n > 0)
+        .unwrap_or(usize::MAX);
     let min_bytes = usize::try_from(req.min_bytes).unwrap_or(0);
     let wait = Duration::from_millis(u64::try_from(req.max_wait_ms).unwrap_or(0)).min(MAX_WAIT);
     let deadline = Instant::now() + wait;
 
     let outcomes = loop {
         // Listen before reading, so an append between the read and the wait still wakes us.
-        let listeners: Vec<EventListener> =
-            targets.iter().filter_map(|t| t.partition.as_ref().ok().map(|p| p.listen())).collect();
+        let listeners: Vec<EventListener> = targets
+            .iter()
+            .filter_map(|t| t.partition.as_ref().ok().map(|p| p.listen()))
+            .collect();
         let (outcomes, total, errors) = read_all(&targets, max_bytes);
         if total >= min_bytes || errors || listeners.is_empty() || Instant::now() >= deadline {
             break outcomes;

@@ -54,7 +54,9 @@ mod topics;
 use std::future::Future;
 use std::sync::Arc;
 
-pub use compression::{DEFAULT_MAX_DECOMPRESSED, decompress_batches, decompress_batches_with_limit};
+pub use compression::{
+    DEFAULT_MAX_DECOMPRESSED, decompress_batches, decompress_batches_with_limit,
+};
 pub use config::KafkaConfig;
 pub use error::{DecompressError, KafkaError};
 pub use server::Broker;

@@ -17,7 +17,11 @@ const EARLIEST: i64 = -2;
 /// A timestamp query returns the first offset whose batch's max timestamp is at or after it
 /// (what the log's time index gives), or offset -1 if there is none, as Kafka does. The
 /// returned timestamp is the one asked for: the log does not report the record's own.
-pub(crate) fn handle(broker: &Broker, req: ListOffsetsRequest, version: i16) -> ListOffsetsResponse {
+pub(crate) fn handle(
+    broker: &Broker,
+    req: ListOffsetsRequest,
+    version: i16,
+) -> ListOffsetsResponse {
     let _ = version;
     let topics = req
         .topics
@@ -28,8 +32,12 @@ pub(crate) fn handle(broker: &Broker, req: ListOffsetsRequest, version: i16) -> 
                 .partitions
                 .into_iter()
                 .map(|p| {
-                    let r = ListOffsetsPartitionResponse::default().with_partition_index(p.partition_index);
-                    let Some(part) = topic.as_ref().and_then(|t| topics::partition(t, p.partition_index)) else {
+                    let r = ListOffsetsPartitionResponse::default()
+                        .with_partition_index(p.partition_index);
+                    let Some(part) = topic
+                        .as_ref()
+                        .and_then(|t| topics::partition(t, p.partition_index))
+                    else {
                         let code = ResponseError::UnknownTopicOrPartition.code();
                         broker.stats.count_error(code);
                         return r.with_error_code(code).with_offset(-1).with_timestamp(-1);
@@ -49,7 +57,9 @@ pub(crate) fn handle(broker: &Broker, req: ListOffsetsRequest, version: i16) -> 
                     }
                 })
                 .collect();
-            ListOffsetsTopicResponse::default().with_name(t.name).with_partitions(partitions)
+            ListOffsetsTopicResponse::default()
+                .with_name(t.name)
+                .with_partitions(partitions)
         })
         .collect();
     ListOffsetsResponse::default().with_topics(topics)

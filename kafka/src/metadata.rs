@@ -49,7 +49,12 @@ pub(crate) fn handle(broker: &Broker, req: MetadataRequest, version: i16) -> Met
         _ => None,
     };
     let topics = match requested {
-        None => broker.log.topics().iter().map(|t| describe(broker, t)).collect(),
+        None => broker
+            .log
+            .topics()
+            .iter()
+            .map(|t| describe(broker, t))
+            .collect(),
         Some(ts) => ts
             .into_iter()
             .map(|rt| {

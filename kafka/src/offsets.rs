@@ -21,13 +21,21 @@ use rill_log::OffsetsError;
 use crate::server::Broker;
 
 /// OffsetCommit: checks the member's generation, then commits each partition.
-pub(crate) fn offset_commit(broker: &Broker, req: OffsetCommitRequest, version: i16) -> OffsetCommitResponse {
+pub(crate) fn offset_commit(
+    broker: &Broker,
+    req: OffsetCommitRequest,
+    version: i16,
+) -> OffsetCommitResponse {
     let _ = version;
     let group = req.group_id.0.as_str();
     let check = if group.is_empty() {
         Err(ResponseError::InvalidGroupId)
     } else {
-        broker.groups.check_commit(group, req.member_id.as_str(), req.generation_id_or_member_epoch)
+        broker.groups.check_commit(
+            group,
+            req.member_id.as_str(),
+            req.generation_id_or_member_epoch,
+        )
     };
     let topics = req
         .topics
@@ -39,9 +47,16 @@ pub(crate) fn offset_commit(broker: &Broker, req: OffsetCommitRequest, version: 
                 .map(|p| {
                     let code = match check {
                         Err(e) => Some(e),
-                        Ok(()) => commit_one(broker, group, t.name.0.as_str(), p.partition_index, p.committed_offset),
+                        Ok(()) => commit_one(
+                            broker,
+                            group,
+                            t.name.0.as_str(),
+                            p.partition_index,
+                            p.committed_offset,
+                        ),
                     };
-                    let mut r = OffsetCommitResponsePartition::default().with_partition_index(p.partition_index);
+                    let mut r = OffsetCommitResponsePartition::default()
+                        .with_partition_index(p.partition_index);
                     if let Some(e) = code {
                         broker.stats.count_error(e.code());
                         r = r.with_error_code(e.code());
@@ -49,13 +64,21 @@ pub(crate) fn offset_commit(broker: &Broker, req: OffsetCommitRequest, version: 
                     r
                 })
                 .collect();
-            OffsetCommitResponseTopic::default().with_name(t.name).with_partitions(partitions)
+            OffsetCommitResponseTopic::default()
+                .with_name(t.name)
+                .with_partitions(partitions)
         })
         .collect();
     OffsetCommitResponse::default().with_topics(topics)
 }
 
-fn commit_one(broker: &Broker, group: &str, topic: &str, partition: i32, offset: i64) -> Option<ResponseError> {
+fn commit_one(
+    broker: &Broker,
+    group: &str,
+    topic: &str,
+    partition: i32,
+    offset: i64,
+) -> Option<ResponseError> {
     let Ok(partition) = u32::try_from(partition) else {
         return Some(ResponseError::UnknownTopicOrPartition);
     };
@@ -72,7 +95,11 @@ fn commit_one(broker: &Broker, group: &str, topic: &str, partition: i32, offset:
 
 /// Committed offsets of `group`: for the listed topics and partitions, or every committed
 /// one if `topics` is `None`. Partitions without a commit get -1.
-fn lookup(broker: &Broker, group: &str, topics: Option<Vec<(TopicName, Vec<i32>)>>) -> Vec<(TopicName, Vec<(i32, i64)>)> {
+fn lookup(
+    broker: &Broker,
+    group: &str,
+    topics: Option<Vec<(TopicName, Vec<i32>)>>,
+) -> Vec<(TopicName, Vec<(i32, i64)>)> {
     let offsets = broker.log.offsets();
     match topics {
         Some(ts) => ts
@@ -81,7 +108,9 @@ fn lookup(broker: &Broker, group: &str, topics: Option<Vec<(TopicName, Vec<i32>)
                 let got = parts
                     .into_iter()
                     .map(|p| {
-                        let o = u32::try_from(p).ok().and_then(|pu| offsets.fetch(group, name.0.as_str(), pu));
+                        let o = u32::try_from(p)
+                            .ok()
+                            .and_then(|pu| offsets.fetch(group, name.0.as_str(), pu));
                         (p, o.unwrap_or(-1))
                     })
                     .collect();
@@ -103,14 +132,22 @@ fn lookup(broker: &Broker, group: &str, topics: Option<Vec<(TopicName, Vec<i32>)
 }
 
 /// OffsetFetch: one group (v0-7) or several (v8).
-pub(crate) fn offset_fetch(broker: &Broker, req: OffsetFetchRequest, version: i16) -> OffsetFetchResponse {
+pub(crate) fn offset_fetch(
+    broker: &Broker,
+    req: OffsetFetchRequest,
+    version: i16,
+) -> OffsetFetchResponse {
     let empty_meta = || Some(StrBytes::from_static_str(""));
     if version >= 8 {
         let groups = req
             .groups
             .into_iter()
             .map(|g| {
-                let topics = g.topics.map(|ts| ts.into_iter().map(|t| (t.name, t.partition_indexes)).collect());
+                let topics = g.topics.map(|ts| {
+                    ts.into_iter()
+                        .map(|t| (t.name, t.partition_indexes))
+                        .collect()
+                });
                 let topics = lookup(broker, g.group_id.0.as_str(), topics)
                     .into_iter()
                     .map(|(name, parts)| {
@@ -123,15 +160,23 @@ pub(crate) fn offset_fetch(broker: &Broker, req: OffsetFetchRequest, version: i1
                                     .with_metadata(empty_meta())
                             })
                             .collect();
-                        OffsetFetchResponseTopics::default().with_name(name).with_partitions(partitions)
+                        OffsetFetchResponseTopics::default()
+                            .with_name(name)
+                            .with_partitions(partitions)
                     })
                     .collect();
-                OffsetFetchResponseGroup::default().with_group_id(g.group_id).with_topics(topics)
+                OffsetFetchResponseGroup::default()
+                    .with_group_id(g.group_id)
+                    .with_topics(topics)
             })
             .collect();
         return OffsetFetchResponse::default().with_groups(groups);
     }
-    let topics = req.topics.map(|ts| ts.into_iter().map(|t| (t.name, t.partition_indexes)).collect());
+    let topics = req.topics.map(|ts| {
+        ts.into_iter()
+            .map(|t| (t.name, t.partition_indexes))
+            .collect()
+    });
     let topics = lookup(broker, req.group_id.0.as_str(), topics)
         .into_iter()
         .map(|(name, parts)| {
@@ -144,7 +189,9 @@ pub(crate) fn offset_fetch(broker: &Broker, req: OffsetFetchRequest, version: i1
                         .with_metadata(empty_meta())
                 })
                 .collect();
-            OffsetFetchResponseTopic::default().with_name(name).with_partitions(partitions)
+            OffsetFetchResponseTopic::default()
+                .with_name(name)
+                .with_partitions(partitions)
         })
         .collect();
     OffsetFetchResponse::default().with_topics(topics)

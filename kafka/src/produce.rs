@@ -55,7 +55,10 @@ impl Producers {
         let now_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(1, |d| d.as_millis() as i64);
-        Producers { next_id: AtomicI64::new(now_ms.saturating_mul(1000)), seqs: Mutex::new(HashMap::new()) }
+        Producers {
+            next_id: AtomicI64::new(now_ms.saturating_mul(1000)),
+            seqs: Mutex::new(HashMap::new()),
+        }
     }
 }
 
@@ -86,7 +89,11 @@ fn check_sequence(broker: &Broker, topic: &str, partition: u32, records: &[u8]) 
     if pid < 0 || seq < 0 {
         return SeqCheck::Append(None);
     }
-    let seqs = broker.producers.seqs.lock().unwrap_or_else(|e| e.into_inner());
+    let seqs = broker
+        .producers
+        .seqs
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
     let Some(s) = seqs.get(&(pid, topic.to_string(), partition)) else {
         return SeqCheck::Append(Some(f));
     };
@@ -99,18 +106,44 @@ fn check_sequence(broker: &Broker, topic: &str, partition: u32, records: &[u8]) 
     if seq == s.first_seq {
         return SeqCheck::Duplicate(s.base_offset);
     }
-    let expected = if s.last_seq == i32::MAX { 0 } else { s.last_seq + 1 };
-    if seq == expected { SeqCheck::Append(Some(f)) } else { SeqCheck::Reject(ResponseError::OutOfOrderSequenceNumber) }
+    let expected = if s.last_seq == i32::MAX {
+        0
+    } else {
+        s.last_seq + 1
+    };
+    if seq == expected {
+        SeqCheck::Append(Some(f))
+    } else {
+        SeqCheck::Reject(ResponseError::OutOfOrderSequenceNumber)
+    }
 }
 
-fn remember_sequence(broker: &Broker, topic: &str, partition: u32, f: (i64, i16, i32, i32), base_offset: i64) {
+fn remember_sequence(
+    broker: &Broker,
+    topic: &str,
+    partition: u32,
+    f: (i64, i16, i32, i32),
+    base_offset: i64,
+) {
     let (pid, epoch, seq, count) = f;
     let last_seq = ((i64::from(seq) + i64::from(count) - 1) % (i64::from(i32::MAX) + 1)) as i32;
-    let mut seqs = broker.producers.seqs.lock().unwrap_or_else(|e| e.into_inner());
+    let mut seqs = broker
+        .producers
+        .seqs
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
     if seqs.len() >= MAX_SEQUENCE_STATES {
         seqs.clear();
     }
-    seqs.insert((pid, topic.to_string(), partition), SeqState { epoch, first_seq: seq, last_seq, base_offset });
+    seqs.insert(
+        (pid, topic.to_string(), partition),
+        SeqState {
+            epoch,
+            first_seq: seq,
+            last_seq,
+            base_offset,
+        },
+    );
 }
 
 fn append_error_code(e: &AppendError) -> ResponseError {
@@ -125,7 +158,10 @@ fn append_error_code(e: &AppendError) -> ResponseError {
 /// One partition's append, possibly still running on the blocking pool.
 enum Pending {
     Done(Result<(AppendInfo, usize), ResponseError>),
-    Blocking(tokio::task::JoinHandle<Result<AppendInfo, AppendError>>, usize),
+    Blocking(
+        tokio::task::JoinHandle<Result<AppendInfo, AppendError>>,
+        usize,
+    ),
 }
 
 struct Slot {
@@ -166,12 +202,16 @@ pub(crate) async fn handle(
                 index: pd.index,
                 name: name.clone(),
                 partition: None,
-                flush: topic.as_ref().map_or(FlushPolicy::Never, |t| t.config().flush),
+                flush: topic
+                    .as_ref()
+                    .map_or(FlushPolicy::Never, |t| t.config().flush),
                 seq: None,
                 pending: Pending::Done(Err(ResponseError::UnknownTopicOrPartition)),
             };
             let part = match &topic {
-                Ok(t) => topics::partition(t, pd.index).cloned().ok_or(ResponseError::UnknownTopicOrPartition),
+                Ok(t) => topics::partition(t, pd.index)
+                    .cloned()
+                    .ok_or(ResponseError::UnknownTopicOrPartition),
                 Err(e) => Err(*e),
             };
             slot.pending = match (part, pd.records) {
@@ -198,10 +238,19 @@ pub(crate) async fn handle(
         match result {
             Ok((info, len)) => {
                 if len > 0 {
-                    stats::add(&broker.stats.produce_records, (info.last_offset - info.base_offset + 1) as u64);
+                    stats::add(
+                        &broker.stats.produce_records,
+                        (info.last_offset - info.base_offset + 1) as u64,
+                    );
                     stats::add(&broker.stats.produce_bytes, len as u64);
                     if let Some(f) = slot.seq {
-                        remember_sequence(broker, &slot.name, slot.index as u32, f, info.base_offset);
+                        remember_sequence(
+                            broker,
+                            &slot.name,
+                            slot.index as u32,
+                            f,
+                            info.base_offset,
+                        );
                     }
                 }
                 pr = pr.with_base_offset(info.base_offset);
@@ -252,7 +301,11 @@ fn start_append(broker: &Broker, slot: &mut Slot, p: Arc<Partition>, records: By
     let seq = match check_sequence(broker, &slot.name, slot.index as u32, &records) {
         SeqCheck::Append(f) => f,
         SeqCheck::Duplicate(base_offset) => {
-            let info = AppendInfo { base_offset, last_offset: base_offset, log_append_time_ms: -1 };
+            let info = AppendInfo {
+                base_offset,
+                last_offset: base_offset,
+                log_append_time_ms: -1,
+            };
             return Pending::Done(Ok((info, 0)));
         }
         SeqCheck::Reject(e) => return Pending::Done(Err(e)),
@@ -263,7 +316,10 @@ fn start_append(broker: &Broker, slot: &mut Slot, p: Arc<Partition>, records: By
     let mut buf = records.to_vec();
     let len = buf.len();
     if slot.flush == FlushPolicy::Always {
-        Pending::Blocking(tokio::task::spawn_blocking(move || p.append_batches(&mut buf)), len)
+        Pending::Blocking(
+            tokio::task::spawn_blocking(move || p.append_batches(&mut buf)),
+            len,
+        )
     } else {
         Pending::Done(
             p.append_batches(&mut buf)
@@ -275,17 +331,29 @@ fn start_append(broker: &Broker, slot: &mut Slot, p: Arc<Partition>, records: By
 
 /// InitProducerId: hands out a producer id (and bumps the epoch when a producer asks to be
 /// re-initialised). Transactional ids are refused: Rill has no transactions.
-pub(crate) fn init_producer_id(broker: &Broker, req: InitProducerIdRequest) -> InitProducerIdResponse {
+pub(crate) fn init_producer_id(
+    broker: &Broker,
+    req: InitProducerIdRequest,
+) -> InitProducerIdResponse {
     let resp = InitProducerIdResponse::default();
-    if req.transactional_id.as_ref().is_some_and(|t| !t.0.is_empty()) {
+    if req
+        .transactional_id
+        .as_ref()
+        .is_some_and(|t| !t.0.is_empty())
+    {
         let code = ResponseError::TransactionalIdAuthorizationFailed.code();
         broker.stats.count_error(code);
-        return resp.with_error_code(code).with_producer_id(ProducerId(-1)).with_producer_epoch(-1);
+        return resp
+            .with_error_code(code)
+            .with_producer_id(ProducerId(-1))
+            .with_producer_epoch(-1);
     }
-    let (pid, epoch) = if req.producer_id.0 >= 0 && req.producer_epoch >= 0 && req.producer_epoch < i16::MAX - 1 {
-        (req.producer_id.0, req.producer_epoch + 1)
-    } else {
-        (broker.producers.next_id.fetch_add(1, Ordering::Relaxed), 0)
-    };
-    resp.with_producer_id(ProducerId(pid)).with_producer_epoch(epoch)
+    let (pid, epoch) =
+        if req.producer_id.0 >= 0 && req.producer_epoch >= 0 && req.producer_epoch < i16::MAX - 1 {
+            (req.producer_id.0, req.producer_epoch + 1)
+        } else {
+            (broker.producers.next_id.fetch_add(1, Ordering::Relaxed), 0)
+        };
+    resp.with_producer_id(ProducerId(pid))
+        .with_producer_epoch(epoch)
 }

@@ -38,13 +38,19 @@ impl Broker {
     /// A broker serving `log` with `cfg`. Fails only if `cfg` is unusable.
     pub fn new(log: Arc<Log>, cfg: KafkaConfig) -> Result<Arc<Broker>, KafkaError> {
         if cfg.default_partitions == 0 {
-            return Err(KafkaError::Config("default_partitions must be at least 1".into()));
+            return Err(KafkaError::Config(
+                "default_partitions must be at least 1".into(),
+            ));
         }
         if cfg.max_request_bytes < 1024 {
-            return Err(KafkaError::Config("max_request_bytes must be at least 1024".into()));
+            return Err(KafkaError::Config(
+                "max_request_bytes must be at least 1024".into(),
+            ));
         }
         if cfg.max_connections == 0 {
-            return Err(KafkaError::Config("max_connections must be at least 1".into()));
+            return Err(KafkaError::Config(
+                "max_connections must be at least 1".into(),
+            ));
         }
         let groups = Coordinator::new(Duration::from_millis(cfg.group_initial_rebalance_delay_ms));
         Ok(Arc::new(Broker {
@@ -124,7 +130,10 @@ impl Broker {
                     () = crate::conn::run(broker.clone(), stream, peer) => {}
                     _ = stop.wait_for(|s| *s) => {}
                 }
-                broker.stats.connections_open.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+                broker
+                    .stats
+                    .connections_open
+                    .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
                 drop(permit);
             });
         }

@@ -30,13 +30,18 @@ pub(crate) fn get_or_create(
     let cfg = broker.cfg.new_topic_config();
     match broker.log.create_topic(name, cfg) {
         Ok(t) => {
-            tracing::info!(topic = name, partitions = broker.cfg.default_partitions, "auto-created topic");
+            tracing::info!(
+                topic = name,
+                partitions = broker.cfg.default_partitions,
+                "auto-created topic"
+            );
             Ok(t)
         }
         // Another connection created it between our lookup and create.
-        Err(TopicError::AlreadyExists(_)) => {
-            broker.log.topic(name).ok_or(ResponseError::UnknownTopicOrPartition)
-        }
+        Err(TopicError::AlreadyExists(_)) => broker
+            .log
+            .topic(name)
+            .ok_or(ResponseError::UnknownTopicOrPartition),
         Err(TopicError::InvalidName(_)) => Err(ResponseError::InvalidTopicException),
         Err(e) => {
             tracing::warn!(topic = name, "auto-create failed: {e}");
@@ -57,7 +62,10 @@ pub(crate) fn partition(topic: &Topic, index: i32) -> Option<&Arc<rill_log::Part
 /// and Rill's own `rill.flush` (`always`, `never`, `interval:N`). Any other config name is
 /// rejected with `INVALID_CONFIG`, as Kafka does, so a client never believes a setting took
 /// effect when it did not.
-fn topic_config(broker: &Broker, t: &CreatableTopic) -> Result<TopicConfig, (ResponseError, String)> {
+fn topic_config(
+    broker: &Broker,
+    t: &CreatableTopic,
+) -> Result<TopicConfig, (ResponseError, String)> {
     let mut cfg = broker.cfg.new_topic_config();
     cfg.partitions = match t.num_partitions {
         -1 => broker.cfg.default_partitions,
@@ -67,15 +75,26 @@ fn topic_config(broker: &Broker, t: &CreatableTopic) -> Result<TopicConfig, (Res
     if !matches!(t.replication_factor, -1 | 1) {
         return Err((
             ResponseError::InvalidReplicationFactor,
-            format!("replication factor {} (Rill is a single node: use 1 or -1)", t.replication_factor),
+            format!(
+                "replication factor {} (Rill is a single node: use 1 or -1)",
+                t.replication_factor
+            ),
         ));
     }
     if !t.assignments.is_empty() {
-        return Err((ResponseError::InvalidRequest, "manual replica assignment is not supported".into()));
+        return Err((
+            ResponseError::InvalidRequest,
+            "manual replica assignment is not supported".into(),
+        ));
     }
     for c in &t.configs {
         let value = c.value.as_ref().map(|v| v.as_str()).unwrap_or("");
-        let bad = || (ResponseError::InvalidConfig, format!("invalid value {value:?} for {}", c.name.as_str()));
+        let bad = || {
+            (
+                ResponseError::InvalidConfig,
+                format!("invalid value {value:?} for {}", c.name.as_str()),
+            )
+        };
         let num = || value.trim().parse::<i64>().map_err(|_| bad());
         match c.name.as_str() {
             "retention.ms" => cfg.retention_ms = u64::try_from(num()?).ok(),
@@ -100,11 +119,15 @@ fn topic_config(broker: &Broker, t: &CreatableTopic) -> Result<TopicConfig, (Res
             }
             "rill.flush" => cfg.flush = value.parse().map_err(|_| bad())?,
             other => {
-                return Err((ResponseError::InvalidConfig, format!("unsupported topic config {other:?}")));
+                return Err((
+                    ResponseError::InvalidConfig,
+                    format!("unsupported topic config {other:?}"),
+                ));
             }
         }
     }
-    cfg.validate().map_err(|e| (ResponseError::InvalidConfig, e))?;
+    cfg.validate()
+        .map_err(|e| (ResponseError::InvalidConfig, e))?;
     Ok(cfg)
 }
 
@@ -119,7 +142,10 @@ pub(crate) fn create_topics(
         let name = t.name.0.as_str();
         let mut r = CreatableTopicResult::default().with_name(t.name.clone());
         let outcome = if !valid_topic_name(name) {
-            Err((ResponseError::InvalidTopicException, format!("invalid topic name {name:?}")))
+            Err((
+                ResponseError::InvalidTopicException,
+                format!("invalid topic name {name:?}"),
+            ))
         } else {
             topic_config(broker, t).and_then(|cfg| {
                 if req.validate_only {

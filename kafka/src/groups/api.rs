@@ -27,7 +27,11 @@ fn code(broker: &Broker, e: Option<ResponseError>) -> i16 {
 }
 
 /// FindCoordinator: this broker coordinates every group. Transactions have no coordinator.
-pub(crate) fn find_coordinator(broker: &Broker, req: FindCoordinatorRequest, version: i16) -> FindCoordinatorResponse {
+pub(crate) fn find_coordinator(
+    broker: &Broker,
+    req: FindCoordinatorRequest,
+    version: i16,
+) -> FindCoordinatorResponse {
     let (host, port) = broker.advertised();
     let node = BrokerId(broker.cfg.node_id);
     // key_type 0 = consumer group, 1 = transaction.
@@ -61,10 +65,19 @@ pub(crate) fn find_coordinator(broker: &Broker, req: FindCoordinatorRequest, ver
 }
 
 /// JoinGroup: waits until the rebalance step completes.
-pub(crate) async fn join_group(broker: &Broker, client: &Client, req: JoinGroupRequest, version: i16) -> JoinGroupResponse {
+pub(crate) async fn join_group(
+    broker: &Broker,
+    client: &Client,
+    req: JoinGroupRequest,
+    version: i16,
+) -> JoinGroupResponse {
     let ms = |v: i32| Duration::from_millis(u64::try_from(v).unwrap_or(0));
     // v0 has no rebalance timeout; Kafka uses the session timeout then.
-    let rebalance = if version >= 1 { req.rebalance_timeout_ms } else { req.session_timeout_ms };
+    let rebalance = if version >= 1 {
+        req.rebalance_timeout_ms
+    } else {
+        req.session_timeout_ms
+    };
     let params = JoinParams {
         member_id: req.member_id.to_string(),
         instance_id: req.group_instance_id.as_ref().map(|i| i.to_string()),
@@ -73,7 +86,11 @@ pub(crate) async fn join_group(broker: &Broker, client: &Client, req: JoinGroupR
         session_timeout: ms(req.session_timeout_ms),
         rebalance_timeout: ms(rebalance),
         protocol_type: req.protocol_type.to_string(),
-        protocols: req.protocols.iter().map(|p| (p.name.to_string(), p.metadata.clone())).collect(),
+        protocols: req
+            .protocols
+            .iter()
+            .map(|p| (p.name.to_string(), p.metadata.clone()))
+            .collect(),
     };
     let group = req.group_id.0.as_str();
     let outcome = match broker.groups.join(group, params) {
@@ -93,7 +110,9 @@ pub(crate) async fn join_group(broker: &Broker, client: &Client, req: JoinGroupR
         .members
         .into_iter()
         .map(|(id, instance, meta)| {
-            let mut m = JoinGroupResponseMember::default().with_member_id(s(id)).with_metadata(meta);
+            let mut m = JoinGroupResponseMember::default()
+                .with_member_id(s(id))
+                .with_metadata(meta);
             if version >= 5 {
                 m = m.with_group_instance_id(instance.map(s));
             }
@@ -108,19 +127,38 @@ pub(crate) async fn join_group(broker: &Broker, client: &Client, req: JoinGroupR
         .with_members(members);
     // v7+ make the protocol fields nullable; older versions need a string.
     let null_ok = version >= 7 && outcome.error.is_some();
-    r = r.with_protocol_name(if null_ok { None } else { Some(s(outcome.protocol_name)) });
+    r = r.with_protocol_name(if null_ok {
+        None
+    } else {
+        Some(s(outcome.protocol_name))
+    });
     if version >= 7 {
-        r = r.with_protocol_type(if null_ok { None } else { Some(s(outcome.protocol_type)) });
+        r = r.with_protocol_type(if null_ok {
+            None
+        } else {
+            Some(s(outcome.protocol_type))
+        });
     }
     r
 }
 
 /// SyncGroup: the leader hands in the assignment; everyone gets theirs.
 pub(crate) async fn sync_group(broker: &Broker, req: SyncGroupRequest) -> SyncGroupResponse {
-    let assignments = req.assignments.into_iter().map(|a| (a.member_id.to_string(), a.assignment)).collect();
-    let outcome = match broker.groups.sync(req.group_id.0.as_str(), req.member_id.as_str(), req.generation_id, assignments) {
+    let assignments = req
+        .assignments
+        .into_iter()
+        .map(|a| (a.member_id.to_string(), a.assignment))
+        .collect();
+    let outcome = match broker.groups.sync(
+        req.group_id.0.as_str(),
+        req.member_id.as_str(),
+        req.generation_id,
+        assignments,
+    ) {
         Reply::Now(o) => o,
-        Reply::Wait(rx) => rx.await.unwrap_or_else(|_| SyncOutcome::err(ResponseError::RebalanceInProgress)),
+        Reply::Wait(rx) => rx
+            .await
+            .unwrap_or_else(|_| SyncOutcome::err(ResponseError::RebalanceInProgress)),
     };
     let ok = outcome.error.is_none();
     SyncGroupResponse::default()
@@ -132,18 +170,34 @@ pub(crate) async fn sync_group(broker: &Broker, req: SyncGroupRequest) -> SyncGr
 
 /// Heartbeat.
 pub(crate) fn heartbeat(broker: &Broker, req: HeartbeatRequest) -> HeartbeatResponse {
-    let e = broker.groups.heartbeat(req.group_id.0.as_str(), req.member_id.as_str(), req.generation_id);
+    let e = broker.groups.heartbeat(
+        req.group_id.0.as_str(),
+        req.member_id.as_str(),
+        req.generation_id,
+    );
     HeartbeatResponse::default().with_error_code(code(broker, e))
 }
 
 /// LeaveGroup: one member (v0-2) or a batch (v3+).
-pub(crate) fn leave_group(broker: &Broker, req: LeaveGroupRequest, version: i16) -> LeaveGroupResponse {
+pub(crate) fn leave_group(
+    broker: &Broker,
+    req: LeaveGroupRequest,
+    version: i16,
+) -> LeaveGroupResponse {
     let group = req.group_id.0.as_str();
     if version < 3 {
-        let e = broker.groups.leave(group, &[req.member_id.to_string()]).pop().flatten();
+        let e = broker
+            .groups
+            .leave(group, &[req.member_id.to_string()])
+            .pop()
+            .flatten();
         return LeaveGroupResponse::default().with_error_code(code(broker, e));
     }
-    let ids: Vec<String> = req.members.iter().map(|m| m.member_id.to_string()).collect();
+    let ids: Vec<String> = req
+        .members
+        .iter()
+        .map(|m| m.member_id.to_string())
+        .collect();
     let results = broker.groups.leave(group, &ids);
     let members = req
         .members
@@ -162,7 +216,10 @@ pub(crate) fn leave_group(broker: &Broker, req: LeaveGroupRequest, version: i16)
 /// DescribeGroups: live groups from the coordinator; groups known only by their committed
 /// offsets (including the host's Wasm deployments) show as `Empty`; others as `Dead`, as
 /// Kafka reports unknown groups.
-pub(crate) fn describe_groups(broker: &Broker, req: DescribeGroupsRequest) -> DescribeGroupsResponse {
+pub(crate) fn describe_groups(
+    broker: &Broker,
+    req: DescribeGroupsRequest,
+) -> DescribeGroupsResponse {
     let known = broker.log.offsets().groups();
     let groups = req
         .groups
@@ -189,9 +246,9 @@ pub(crate) fn describe_groups(broker: &Broker, req: DescribeGroupsRequest) -> De
                         .with_protocol_data(s(info.protocol))
                         .with_members(members)
                 }
-                None if known.iter().any(|g| g.as_str() == gid.0.as_str()) => {
-                    d.with_group_state(s("Empty")).with_protocol_type(s("consumer"))
-                }
+                None if known.iter().any(|g| g.as_str() == gid.0.as_str()) => d
+                    .with_group_state(s("Empty"))
+                    .with_protocol_type(s("consumer")),
                 None => d.with_group_state(s("Dead")),
             }
         })
@@ -208,12 +265,21 @@ pub(crate) fn list_groups(broker: &Broker, req: ListGroupsRequest) -> ListGroups
         }
     }
     let wanted = |state: &str| {
-        req.states_filter.is_empty() || req.states_filter.iter().any(|f| f.as_str().eq_ignore_ascii_case(state))
+        req.states_filter.is_empty()
+            || req
+                .states_filter
+                .iter()
+                .any(|f| f.as_str().eq_ignore_ascii_case(state))
     };
     let groups = all
         .into_iter()
         .filter(|(_, _, st)| wanted(st))
-        .map(|(n, pt, st)| ListedGroup::default().with_group_id(GroupId(s(n))).with_protocol_type(s(pt)).with_group_state(s(st)))
+        .map(|(n, pt, st)| {
+            ListedGroup::default()
+                .with_group_id(GroupId(s(n)))
+                .with_protocol_type(s(pt))
+                .with_group_state(s(st))
+        })
         .collect();
     ListGroupsResponse::default().with_groups(groups)
 }

@@ -82,7 +82,12 @@ pub(crate) struct SyncOutcome {
 
 impl SyncOutcome {
     fn err(e: ResponseError) -> Self {
-        SyncOutcome { error: Some(e), protocol_type: String::new(), protocol_name: String::new(), assignment: Bytes::new() }
+        SyncOutcome {
+            error: Some(e),
+            protocol_type: String::new(),
+            protocol_name: String::new(),
+            assignment: Bytes::new(),
+        }
     }
 }
 
@@ -115,7 +120,11 @@ struct Member {
 
 impl Member {
     fn metadata(&self, protocol: &str) -> Bytes {
-        self.protocols.iter().find(|(n, _)| n == protocol).map(|(_, m)| m.clone()).unwrap_or_default()
+        self.protocols
+            .iter()
+            .find(|(n, _)| n == protocol)
+            .map(|(_, m)| m.clone())
+            .unwrap_or_default()
     }
     fn supports(&self, protocol: &str) -> bool {
         self.protocols.iter().any(|(n, _)| n == protocol)
@@ -158,9 +167,15 @@ impl Group {
                 let _ = tx.send(SyncOutcome::err(ResponseError::RebalanceInProgress));
             }
         }
-        let timeout = self.members.values().map(|m| m.rebalance_timeout).max().unwrap_or_default();
+        let timeout = self
+            .members
+            .values()
+            .map(|m| m.rebalance_timeout)
+            .max()
+            .unwrap_or_default();
         self.deadline = now + timeout;
-        self.initial_until = (was_empty && !initial_delay.is_zero()).then(|| now + initial_delay.min(timeout));
+        self.initial_until =
+            (was_empty && !initial_delay.is_zero()).then(|| now + initial_delay.min(timeout));
     }
 
     /// Completes the join step if every member has rejoined (and any initial delay has
@@ -171,14 +186,18 @@ impl Group {
         }
         let all_joined = self.members.values().all(|m| m.join.is_some());
         let delayed = self.initial_until.is_some_and(|t| now < t);
-        if !(all_joined && !delayed) && now < self.deadline {
+        let ready = all_joined && !delayed;
+        if !ready && now < self.deadline {
             return;
         }
         self.initial_until = None;
         let before = self.members.len();
         self.members.retain(|_, m| m.join.is_some());
         if self.members.len() < before {
-            tracing::info!(removed = before - self.members.len(), "members did not rejoin in time");
+            tracing::info!(
+                removed = before - self.members.len(),
+                "members did not rejoin in time"
+            );
         }
         self.generation = self.generation.wrapping_add(1);
         if self.members.is_empty() {
@@ -219,7 +238,11 @@ impl Group {
                     protocol_name: protocol.clone(),
                     leader: leader.clone(),
                     member_id: id.clone(),
-                    members: if *id == leader { all.clone() } else { Vec::new() },
+                    members: if *id == leader {
+                        all.clone()
+                    } else {
+                        Vec::new()
+                    },
                 });
             }
         }
@@ -271,7 +294,12 @@ impl Coordinator {
         let seed = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as u64);
-        Coordinator { groups: Mutex::new(HashMap::new()), initial_delay, next_member: AtomicU64::new(1), seed }
+        Coordinator {
+            groups: Mutex::new(HashMap::new()),
+            initial_delay,
+            next_member: AtomicU64::new(1),
+            seed,
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, HashMap<String, Group>> {
@@ -280,8 +308,15 @@ impl Coordinator {
 
     fn new_member_id(&self, client_id: &str) -> String {
         let n = self.next_member.fetch_add(1, Ordering::Relaxed);
-        let prefix = if client_id.is_empty() { "member" } else { client_id };
-        format!("{prefix}-{:08x}-{n}", (self.seed ^ (self.seed >> 32)) as u32)
+        let prefix = if client_id.is_empty() {
+            "member"
+        } else {
+            client_id
+        };
+        format!(
+            "{prefix}-{:08x}-{n}",
+            (self.seed ^ (self.seed >> 32)) as u32
+        )
     }
 
     /// JoinGroup. Errors come back as an immediate outcome.
@@ -308,10 +343,15 @@ impl Coordinator {
             return fail(ResponseError::InconsistentGroupProtocol, &p.member_id);
         }
         let mut groups = self.lock();
-        let g = groups.entry(group_id.to_string()).or_insert_with(|| Group::new(now));
+        let g = groups
+            .entry(group_id.to_string())
+            .or_insert_with(|| Group::new(now));
         let type_ok = g.members.is_empty() || g.protocol_type == p.protocol_type;
         let common = p.protocols.iter().any(|(n, _)| {
-            g.members.iter().filter(|(id, _)| **id != p.member_id).all(|(_, m)| m.supports(n))
+            g.members
+                .iter()
+                .filter(|(id, _)| **id != p.member_id)
+                .all(|(_, m)| m.supports(n))
         });
         if !type_ok || !common {
             return fail(ResponseError::InconsistentGroupProtocol, &p.member_id);
@@ -325,18 +365,21 @@ impl Coordinator {
         };
         let (tx, rx) = oneshot::channel();
         g.protocol_type = p.protocol_type;
-        let m = g.members.entry(member_id.clone()).or_insert_with(|| Member {
-            instance_id: None,
-            client_id: String::new(),
-            client_host: String::new(),
-            session_timeout: p.session_timeout,
-            rebalance_timeout: p.rebalance_timeout,
-            protocols: Vec::new(),
-            assignment: Bytes::new(),
-            last_seen: now,
-            join: None,
-            sync: None,
-        });
+        let m = g
+            .members
+            .entry(member_id.clone())
+            .or_insert_with(|| Member {
+                instance_id: None,
+                client_id: String::new(),
+                client_host: String::new(),
+                session_timeout: p.session_timeout,
+                rebalance_timeout: p.rebalance_timeout,
+                protocols: Vec::new(),
+                assignment: Bytes::new(),
+                last_seen: now,
+                join: None,
+                sync: None,
+            });
         m.instance_id = p.instance_id;
         m.client_id = p.client_id;
         m.client_host = p.client_host;
@@ -379,7 +422,9 @@ impl Coordinator {
         };
         match g.state {
             State::Empty => Reply::Now(SyncOutcome::err(ResponseError::UnknownMemberId)),
-            State::PreparingRebalance => Reply::Now(SyncOutcome::err(ResponseError::RebalanceInProgress)),
+            State::PreparingRebalance => {
+                Reply::Now(SyncOutcome::err(ResponseError::RebalanceInProgress))
+            }
             State::Stable => Reply::Now(ok(g, g.members[member_id].assignment.clone())),
             State::CompletingRebalance => {
                 let (tx, rx) = oneshot::channel();
@@ -412,7 +457,12 @@ impl Coordinator {
     }
 
     /// Heartbeat: keeps the member alive and tells it whether to rejoin.
-    pub(crate) fn heartbeat(&self, group_id: &str, member_id: &str, generation: i32) -> Option<ResponseError> {
+    pub(crate) fn heartbeat(
+        &self,
+        group_id: &str,
+        member_id: &str,
+        generation: i32,
+    ) -> Option<ResponseError> {
         let mut groups = self.lock();
         let Some(g) = groups.get_mut(group_id) else {
             return Some(ResponseError::UnknownMemberId);
@@ -436,7 +486,10 @@ impl Coordinator {
     pub(crate) fn leave(&self, group_id: &str, members: &[String]) -> Vec<Option<ResponseError>> {
         let mut groups = self.lock();
         let Some(g) = groups.get_mut(group_id) else {
-            return members.iter().map(|_| Some(ResponseError::UnknownMemberId)).collect();
+            return members
+                .iter()
+                .map(|_| Some(ResponseError::UnknownMemberId))
+                .collect();
         };
         let now = Instant::now();
         let results: Vec<_> = members
@@ -456,7 +509,12 @@ impl Coordinator {
     }
 
     /// Whether `member_id` at `generation` may commit offsets for `group_id` now.
-    pub(crate) fn check_commit(&self, group_id: &str, member_id: &str, generation: i32) -> Result<(), ResponseError> {
+    pub(crate) fn check_commit(
+        &self,
+        group_id: &str,
+        member_id: &str,
+        generation: i32,
+    ) -> Result<(), ResponseError> {
         let mut groups = self.lock();
         let g = groups.get_mut(group_id);
         // A commit from outside group management (an admin tool, or a consumer that assigns
@@ -492,7 +550,9 @@ impl Coordinator {
             let expired: Vec<String> = g
                 .members
                 .iter()
-                .filter(|(_, m)| m.join.is_none() && now.duration_since(m.last_seen) > m.session_timeout)
+                .filter(|(_, m)| {
+                    m.join.is_none() && now.duration_since(m.last_seen) > m.session_timeout
+                })
                 .map(|(id, _)| id.clone())
                 .collect();
             if !expired.is_empty() && g.state != State::PreparingRebalance {
@@ -525,13 +585,21 @@ impl Coordinator {
                 )
             })
             .collect();
-        Some(GroupInfo { state: g.state.name(), protocol_type: g.protocol_type.clone(), protocol: g.protocol.clone(), members })
+        Some(GroupInfo {
+            state: g.state.name(),
+            protocol_type: g.protocol_type.clone(),
+            protocol: g.protocol.clone(),
+            members,
+        })
     }
 
     /// Every group with members: name, protocol type, state.
     pub(crate) fn list(&self) -> Vec<(String, String, &'static str)> {
         let groups = self.lock();
-        let mut v: Vec<_> = groups.iter().map(|(n, g)| (n.clone(), g.protocol_type.clone(), g.state.name())).collect();
+        let mut v: Vec<_> = groups
+            .iter()
+            .map(|(n, g)| (n.clone(), g.protocol_type.clone(), g.state.name()))
+            .collect();
         v.sort();
         v
     }
