@@ -1,3 +1,4 @@
 //! Host-level integration tests, one module per area, in one test binary (it links faster).
 
 mod host;
+mod kafka;
