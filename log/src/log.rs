@@ -314,6 +314,11 @@ impl Inner {
                 .collect();
             let mut tick = 100u64;
             let now = now_ms();
+            for p in topics.iter().flat_map(|t| t.partitions()) {
+                if let Err(e) = p.seal_pending() {
+                    tracing::error!(topic = p.topic(), partition = p.id(), error = %e, "sealing a segment failed");
+                }
+            }
             for t in &topics {
                 if let FlushPolicy::IntervalMs(ms) = t.config().flush {
                     tick = tick.min((ms / 2).max(1));

@@ -86,6 +86,10 @@ pub struct Partition {
     failed: AtomicBool,
     closed: AtomicBool,
     event: Event,
+    /// Segments rolled under `never`/`interval` whose seal (fsync, index trim) the background
+    /// flusher still owes. Sealing inline would stall the appender behind an fsync of a whole
+    /// segment, which is the cost `never` exists to avoid.
+    pending_seal: Mutex<Vec<Arc<Segment>>>,
 }
 
 thread_local! {
@@ -131,6 +135,7 @@ impl Partition {
             failed: AtomicBool::new(false),
             closed: AtomicBool::new(false),
             event: Event::new(),
+            pending_seal: Mutex::new(Vec::new()),
         }
     }
 
@@ -360,11 +365,17 @@ impl Partition {
     }
 
     /// Seals the active segment (fsync, trim indexes) and starts a new one at `next_offset`.
+    ///
+    /// Under `always` the seal happens here: the data is already durable, so the fsync is
+    /// cheap, and acknowledged records in the new segment must never sit behind an unsynced
+    /// one. Under `never`/`interval` the old segment is queued for the background flusher.
     fn roll(&self, w: &mut Writer, now: i64) -> std::io::Result<()> {
-        w.active.seal()?;
-        // Everything in the sealed segment is durable now, whatever the policy.
+        let always = self.config.flush == FlushPolicy::Always;
+        if always {
+            w.active.seal()?;
+            self.sync.mark_durable(w.next_offset);
+        }
         self.publish(&w.active, w.size, w.next_offset);
-        self.sync.mark_durable(w.next_offset);
         let seg = Arc::new(Segment::open(
             &*self.ctx.io,
             &self.dir,
@@ -373,7 +384,14 @@ impl Partition {
             now,
         )?);
         seg.end_offset.store(w.next_offset, Ordering::Release);
-        self.ctx.io.sync_dir(&self.dir)?;
+        if always {
+            self.ctx.io.sync_dir(&self.dir)?;
+        } else {
+            self.pending_seal
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(w.active.clone());
+        }
         self.segments
             .write()
             .unwrap_or_else(|e| e.into_inner())
@@ -383,12 +401,33 @@ impl Partition {
         Ok(())
     }
 
+    /// Seals the segments rolled since the last call (background flusher, flush, close).
+    pub(crate) fn seal_pending(&self) -> std::io::Result<()> {
+        let pending =
+            std::mem::take(&mut *self.pending_seal.lock().unwrap_or_else(|e| e.into_inner()));
+        if pending.is_empty() {
+            return Ok(());
+        }
+        let sealed = pending
+            .iter()
+            .try_for_each(|s| s.seal())
+            .and_then(|()| self.ctx.io.sync_dir(&self.dir));
+        if sealed.is_err() {
+            // Try again next time; sealing is idempotent.
+            let mut q = self.pending_seal.lock().unwrap_or_else(|e| e.into_inner());
+            let newer = std::mem::replace(&mut *q, pending);
+            q.extend(newer);
+        }
+        sealed
+    }
+
     pub(crate) fn prealloc(&self) -> usize {
         prealloc_entries(&self.config, self.ctx.index_interval)
     }
 
     /// fsyncs the active segment if it has unsynced data (used by `IntervalMs` and `flush`).
     pub(crate) fn flush(&self) -> std::io::Result<()> {
+        self.seal_pending()?;
         if !self.dirty.swap(false, Ordering::AcqRel) {
             return Ok(());
         }
@@ -403,6 +442,7 @@ impl Partition {
 
     /// Flushes and trims the active segment's indexes; appends fail afterwards.
     pub(crate) fn close(&self) -> std::io::Result<()> {
+        self.seal_pending()?;
         let w = self.lock_writer();
         if self.closed.swap(true, Ordering::AcqRel) {
             return Ok(());

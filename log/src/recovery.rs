@@ -98,31 +98,80 @@ pub(crate) fn open_partition(
         });
     };
     let mut segments = Vec::with_capacity(bases.len());
-    let last = bases.len() - 1;
-    for (i, &base) in bases[..last].iter().enumerate() {
-        let end = bases[i + 1];
+    let mut i = 0;
+    while i + 1 < bases.len() {
+        let (base, end) = (bases[i], bases[i + 1]);
         let mut seg = Segment::open(&*ctx.io, &dir, base, None, now)?;
         seg.end_offset.store(end, Ordering::Release);
-        let complete = seg
+        // The final time-index entry is written by `seal`, after the fsync: its presence
+        // proves the segment was sealed.
+        let sealed = seg
             .indexes()
             .times
             .last()
             .is_some_and(|(_, rel)| i64::from(rel) == end - base);
-        if !complete {
+        if !sealed {
             drop(seg);
             seg = Segment::open(&*ctx.io, &dir, base, Some(prealloc), now)?;
             seg.end_offset.store(end, Ordering::Release);
-            rebuild_indexes(&seg, ctx.index_interval)?;
+            if clean {
+                // After a clean close every segment was sealed; only the index was lost.
+                rebuild_indexes(&seg, ctx.index_interval)?;
+                event(
+                    &seg.path,
+                    0,
+                    "index missing or incomplete".into(),
+                    RecoveryAction::IndexRebuilt,
+                );
+            } else {
+                // Rolled but not yet sealed when the process died: validate it like a tail.
+                let (size, next, cut) = scan_active(&seg, ctx.index_interval)?;
+                if cut.is_some() || next != end {
+                    // A hole: keep the log contiguous by making this the last segment.
+                    for &later in &bases[i + 1..] {
+                        for path in Segment::file_paths(&dir, later) {
+                            let bytes = std::fs::metadata(&path).map_or(0, |m| m.len());
+                            match ctx.io.remove_file(&path) {
+                                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                                    return Err(e);
+                                }
+                                _ => {}
+                            }
+                            if path.extension().is_some_and(|x| x == "log") {
+                                let reason = format!(
+                                    "follows a torn unsealed segment ending at offset {next}"
+                                );
+                                event(
+                                    &path,
+                                    0,
+                                    reason,
+                                    RecoveryAction::Truncated {
+                                        bytes_removed: bytes,
+                                    },
+                                );
+                            }
+                        }
+                    }
+                    ctx.io.sync_dir(&dir)?;
+                    bases.truncate(i + 1);
+                    break;
+                }
+                seg.written.store(size, Ordering::Release);
+                seg.published.store(size, Ordering::Release);
+                seg.verified.store(size, Ordering::Release);
+                event(
+                    &seg.path,
+                    0,
+                    "segment was rolled but not sealed; validated".into(),
+                    RecoveryAction::IndexRebuilt,
+                );
+            }
             seg.seal()?;
-            event(
-                &seg.path,
-                0,
-                "index missing or incomplete".into(),
-                RecoveryAction::IndexRebuilt,
-            );
         }
         segments.push(Arc::new(seg));
+        i += 1;
     }
+    let last = bases.len() - 1;
     let active = Segment::open(&*ctx.io, &dir, bases[last], Some(prealloc), now)?;
     let trusted = if clean { trusted_tail(&active)? } else { None };
     let (size, next) = match trusted {

@@ -330,7 +330,12 @@ impl Segment {
 
     /// Paths of the three files.
     pub fn paths(&self, dir: &Path) -> [PathBuf; 3] {
-        let (a, b, c) = index_paths(dir, self.base_offset);
+        Self::file_paths(dir, self.base_offset)
+    }
+
+    /// Paths of the three files of the segment with base offset `base` in `dir`.
+    pub fn file_paths(dir: &Path, base: i64) -> [PathBuf; 3] {
+        let (a, b, c) = index_paths(dir, base);
         [a, b, c]
     }
 }

@@ -377,3 +377,101 @@ fn process_crash_under_never_keeps_everything() {
         1000
     );
 }
+
+/// A rolled segment whose seal (owed by the background flusher under `never`) did not happen
+/// before the crash is validated like a tail; if torn, the segments after it go too, so the
+/// log stays contiguous.
+#[test]
+fn unsealed_middle_segment_is_validated() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let log = open(dir.path());
+        let cfg = TopicConfig {
+            segment_bytes: 2048,
+            ..TopicConfig::default()
+        };
+        let p = log
+            .create_topic("t", cfg)
+            .unwrap()
+            .partition(0)
+            .unwrap()
+            .clone();
+        for i in 0..100 {
+            p.append(&[rec(
+                format!("record {i:04} with some padding to fill").as_bytes()
+            )])
+            .unwrap();
+        }
+        assert!(p.segment_count() >= 4);
+        drop(p);
+        log.close().unwrap();
+    }
+    let pdir = dir.path().join("topics/t/0");
+    let mut logs: Vec<PathBuf> = std::fs::read_dir(&pdir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "log"))
+        .collect();
+    logs.sort();
+    // "Unseal" segment 1: without its time index it looks rolled-but-not-sealed.
+    let second = &logs[1];
+    std::fs::remove_file(second.with_extension("timeindex")).unwrap();
+    std::fs::remove_file(dir.path().join(".clean-shutdown")).unwrap();
+    {
+        let log = open(dir.path());
+        assert!(
+            log.recovery_report()
+                .iter()
+                .all(|e| e.action == RecoveryAction::IndexRebuilt)
+        );
+        assert_eq!(
+            read_all(log.topic("t").unwrap().partition(0).unwrap(), 0).len(),
+            100
+        );
+        log.simulate_crash();
+    }
+    // Now tear it: cut its last batch in half.
+    std::fs::remove_file(second.with_extension("timeindex")).unwrap();
+    let len = std::fs::metadata(second).unwrap().len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(second)
+        .unwrap()
+        .set_len(len - 10)
+        .unwrap();
+    let first_base: i64 = logs[1]
+        .file_stem()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let second_end: i64 = logs[2]
+        .file_stem()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let log = open(dir.path());
+    let p = log.topic("t").unwrap().partition(0).unwrap().clone();
+    assert_eq!(
+        p.high_watermark(),
+        second_end - 1,
+        "the torn last batch of segment 1 is gone"
+    );
+    assert!(p.high_watermark() > first_base);
+    assert_eq!(p.segment_count(), 2);
+    let removed = log
+        .recovery_report()
+        .iter()
+        .filter(|e| matches!(e.action, RecoveryAction::Truncated { .. }))
+        .count();
+    assert_eq!(removed, 1 + logs.len() - 2, "{:?}", log.recovery_report());
+    let rows = read_all(&p, 0);
+    assert_eq!(rows.len() as i64, second_end - 1);
+    assert_eq!(
+        p.append(&[rec(b"next")]).unwrap().base_offset,
+        second_end - 1
+    );
+}
