@@ -1,4 +1,6 @@
 //! Host-level integration tests, one module per area, in one test binary (it links faster).
 
 mod host;
+mod engine;
+mod examples;
 mod kafka;
