@@ -35,12 +35,15 @@ pub(crate) fn load_or_compile(
     wasm: &[u8],
 ) -> Result<Module, DeployError> {
     let path = dir.join(format!("{hash}-{compat}.cwasm"));
-    if path.exists() {
+    // Read into memory rather than `deserialize_file`: that one maps the file, and a file
+    // truncated under the mapping (by anyone) would kill the host with SIGBUS.
+    if let Ok(bytes) = std::fs::read(&path) {
         // SAFETY: deserializing runs the artifact's machine code later, so it must come from
         // a trusted compile. This file is one this engine wrote (the name carries the
         // module's hash and the engine's compatibility hash, and wasmtime checks its own
-        // header); anyone able to replace it could as well replace the host binary.
-        match unsafe { Module::deserialize_file(engine, &path) } {
+        // header and version); anyone able to replace it could as well replace the host
+        // binary.
+        match unsafe { Module::deserialize(engine, &bytes) } {
             Ok(m) => return Ok(m),
             Err(e) => {
                 tracing::warn!(path = %path.display(), "ignoring unusable cached artifact: {e:#}")

@@ -6,7 +6,9 @@ use rill_tests::{Rec, batch, guests, handler, values};
 use serde_json::{Value, json};
 
 fn instance(path: &str) -> rill_engine::Instance {
-    handler(path).instantiate(InstanceConfig::new("test", 3)).expect("instantiate")
+    handler(path)
+        .instantiate(InstanceConfig::new("test", 3))
+        .expect("instantiate")
 }
 
 fn json_of(bytes: &Option<Vec<u8>>) -> Value {
@@ -31,7 +33,10 @@ fn every_guest_has_a_host_test() {
         "huge-data",
     ];
     for (name, path) in guests::ALL {
-        assert!(covered.contains(name), "guest {name} ({path}) has no host test");
+        assert!(
+            covered.contains(name),
+            "guest {name} ({path}) has no host test"
+        );
         assert!(std::path::Path::new(path).exists(), "{path} missing");
     }
 }
@@ -42,9 +47,18 @@ fn notifier_emits_one_email_per_order_created() {
     let b = batch(
         100,
         &[
-            Rec::kv("c1", r#"{"type":"order_created","order_id":1,"email":"ada@example.com","total_cents":1999}"#),
-            Rec::kv("c2", r#"{"type":"order_shipped","order_id":2,"email":"bob@example.com","total_cents":500}"#),
-            Rec::kv("c3", r#"{"order_id":3,"email":"cy@example.com","total_cents":100}"#),
+            Rec::kv(
+                "c1",
+                r#"{"type":"order_created","order_id":1,"email":"ada@example.com","total_cents":1999}"#,
+            ),
+            Rec::kv(
+                "c2",
+                r#"{"type":"order_shipped","order_id":2,"email":"bob@example.com","total_cents":500}"#,
+            ),
+            Rec::kv(
+                "c3",
+                r#"{"order_id":3,"email":"cy@example.com","total_cents":100}"#,
+            ),
         ],
     );
     let inv = inst.invoke(&b, 0, i64::MAX);
@@ -74,7 +88,9 @@ fn notifier_reads_its_template_param_and_reports_bad_json_as_a_record_error() {
         ],
     );
     let inv = inst.invoke(&b, 0, i64::MAX);
-    let Outcome::RecordFailed { offset, message } = &inv.outcome else { panic!("{:?}", inv.outcome) };
+    let Outcome::RecordFailed { offset, message } = &inv.outcome else {
+        panic!("{:?}", inv.outcome)
+    };
     assert_eq!(*offset, 11);
     assert!(message.contains("expected"), "{message}");
     // The record before the failure stands; nothing after it was handled.
@@ -119,22 +135,44 @@ fn enricher_maps_orders_to_fulfillment_requests() {
 
     let empty = json!({"order_id": 9, "customer": {"name": "B", "address": {"line1": "", "city": "", "postcode": "", "country": ""}}, "items": [], "total_cents": 5});
     let inv = inst.invoke(&values(50, &[&empty.to_string()]), 0, i64::MAX);
-    assert_eq!(inv.outcome, Outcome::RecordFailed { offset: 50, message: "order 9 has no items".into() });
+    assert_eq!(
+        inv.outcome,
+        Outcome::RecordFailed {
+            offset: 50,
+            message: "order 9 has no items".into()
+        }
+    );
 }
 
 #[test]
 fn filter_forwards_blue_records_unchanged() {
     let mut inst = instance(guests::FILTER);
     let mut blue = Rec::kv("k1", r#"{"colour":"blue","n":1}"#);
-    blue.headers = vec![("trace".into(), Some(b"abc".to_vec())), ("nil".into(), None)];
-    let b = batch(0, &[blue, Rec::kv("k2", r#"{"colour":"red"}"#), Rec::value("navy blue")]);
+    blue.headers = vec![
+        ("trace".into(), Some(b"abc".to_vec())),
+        ("nil".into(), None),
+    ];
+    let b = batch(
+        0,
+        &[
+            blue,
+            Rec::kv("k2", r#"{"colour":"red"}"#),
+            Rec::value("navy blue"),
+        ],
+    );
     let inv = inst.invoke(&b, 0, i64::MAX);
     assert_eq!(inv.outcome, Outcome::Ok);
     assert_eq!(inv.records_seen, 3);
     assert_eq!(inv.emits.len(), 2);
     assert_eq!(inv.emits[0].topic, "blue");
     assert_eq!(inv.emits[0].key.as_deref(), Some(&b"k1"[..]));
-    assert_eq!(inv.emits[0].headers, vec![("trace".into(), Some(b"abc".to_vec())), ("nil".into(), None)]);
+    assert_eq!(
+        inv.emits[0].headers,
+        vec![
+            ("trace".into(), Some(b"abc".to_vec())),
+            ("nil".into(), None)
+        ]
+    );
     assert_eq!(inv.emits[1].value.as_deref(), Some(&b"navy blue"[..]));
 }
 
@@ -143,7 +181,15 @@ fn filter_handles_many_batches_in_one_invocation() {
     let mut inst = instance(guests::FILTER);
     let mut bytes = Vec::new();
     for i in 0..10 {
-        let vals: Vec<String> = (0..100).map(|j| if j % 10 == 0 { format!("blue {i} {j}") } else { format!("red {j}") }).collect();
+        let vals: Vec<String> = (0..100)
+            .map(|j| {
+                if j % 10 == 0 {
+                    format!("blue {i} {j}")
+                } else {
+                    format!("red {j}")
+                }
+            })
+            .collect();
         let refs: Vec<&str> = vals.iter().map(String::as_str).collect();
         bytes.extend(values(i * 100, &refs));
     }
@@ -160,7 +206,9 @@ fn dedup_skips_events_already_seen() {
     let inv = inst.invoke(&values(0, &[&ev("a"), &ev("b"), &ev("a")]), 0, i64::MAX);
     assert_eq!(inv.outcome, Outcome::Ok);
     assert_eq!(inv.emits.len(), 2);
-    assert!(inv.logs.iter().any(|l| l.level == Level::Debug && l.message.contains("duplicate event a") && l.offset == Some(2)));
+    assert!(inv.logs.iter().any(|l| l.level == Level::Debug
+        && l.message.contains("duplicate event a")
+        && l.offset == Some(2)));
     // The window outlives the invocation: a redelivery of the same events is dropped.
     let inv = inst.invoke(&values(0, &[&ev("a"), &ev("b"), &ev("c")]), 0, i64::MAX);
     assert_eq!(inv.emits.len(), 1);
@@ -186,10 +234,23 @@ fn wasi_logger_stdout_becomes_log_lines_and_env_is_only_params() {
     let mut cfg = InstanceConfig::new("test", 0);
     cfg.params = vec![("GREETING".into(), "hi".into())];
     let mut inst = h.instantiate(cfg).unwrap();
-    let b = batch(5, &[Rec::value("one"), Rec { value: None, ..Rec::default() }]);
+    let b = batch(
+        5,
+        &[
+            Rec::value("one"),
+            Rec {
+                value: None,
+                ..Rec::default()
+            },
+        ],
+    );
     let inv = inst.invoke(&b, 0, i64::MAX);
     assert_eq!(inv.outcome, Outcome::Ok, "{:?}", inv.logs);
-    let lines: Vec<_> = inv.logs.iter().map(|l| (l.level, l.message.as_str(), l.offset)).collect();
+    let lines: Vec<_> = inv
+        .logs
+        .iter()
+        .map(|l| (l.level, l.message.as_str(), l.offset))
+        .collect();
     assert_eq!(
         lines,
         vec![

@@ -16,7 +16,11 @@ pub mod guests {
 pub fn engine() -> &'static Engine {
     static ENGINE: OnceLock<Engine> = OnceLock::new();
     ENGINE.get_or_init(|| {
-        Engine::new(EngineConfig { max_instances: 200, ..EngineConfig::default() }).expect("engine starts")
+        Engine::new(EngineConfig {
+            max_instances: 200,
+            ..EngineConfig::default()
+        })
+        .expect("engine starts")
     })
 }
 
@@ -32,8 +36,13 @@ pub fn handler(path: &str) -> Handler {
         return h.clone();
     }
     let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("read {path}: {e}"));
-    let h = engine().load(&bytes).unwrap_or_else(|e| panic!("load {path}: {e}"));
-    cache.lock().expect("not poisoned").insert(path.to_owned(), h.clone());
+    let h = engine()
+        .load(&bytes)
+        .unwrap_or_else(|e| panic!("load {path}: {e}"));
+    cache
+        .lock()
+        .expect("not poisoned")
+        .insert(path.to_owned(), h.clone());
     h
 }
 
@@ -53,12 +62,19 @@ pub struct Rec {
 impl Rec {
     /// A record with this value and no key.
     pub fn value(v: impl AsRef<[u8]>) -> Rec {
-        Rec { value: Some(v.as_ref().to_vec()), ..Rec::default() }
+        Rec {
+            value: Some(v.as_ref().to_vec()),
+            ..Rec::default()
+        }
     }
 
     /// A record with this key and value.
     pub fn kv(k: impl AsRef<[u8]>, v: impl AsRef<[u8]>) -> Rec {
-        Rec { key: Some(k.as_ref().to_vec()), value: Some(v.as_ref().to_vec()), ..Rec::default() }
+        Rec {
+            key: Some(k.as_ref().to_vec()),
+            value: Some(v.as_ref().to_vec()),
+            ..Rec::default()
+        }
     }
 }
 
@@ -67,7 +83,15 @@ impl Rec {
 pub fn batch(base_offset: i64, records: &[Rec]) -> Vec<u8> {
     let headers: Vec<Vec<rill_log::Header<'_>>> = records
         .iter()
-        .map(|r| r.headers.iter().map(|(k, v)| rill_log::Header { key: k, value: v.as_deref() }).collect())
+        .map(|r| {
+            r.headers
+                .iter()
+                .map(|(k, v)| rill_log::Header {
+                    key: k,
+                    value: v.as_deref(),
+                })
+                .collect()
+        })
         .collect();
     let recs: Vec<rill_log::Record<'_>> = records
         .iter()
@@ -87,7 +111,10 @@ pub fn batch(base_offset: i64, records: &[Rec]) -> Vec<u8> {
 
 /// A batch of records with these values, starting at `base_offset`.
 pub fn values(base_offset: i64, values: &[&str]) -> Vec<u8> {
-    batch(base_offset, &values.iter().map(Rec::value).collect::<Vec<_>>())
+    batch(
+        base_offset,
+        &values.iter().map(Rec::value).collect::<Vec<_>>(),
+    )
 }
 
 /// A real host process for end-to-end tests (owned by the lead; keep this line).
