@@ -173,7 +173,8 @@ pub(crate) fn encode_headers<'h>(
 }
 
 /// Decodes the ABI's header format (the inverse of `encode_headers`); `None` if malformed.
-pub fn decode_headers(mut b: &[u8]) -> Option<Vec<(String, Option<Vec<u8>>)>> {
+#[cfg_attr(target_arch = "wasm32", allow(dead_code))]
+pub(crate) fn decode_headers(mut b: &[u8]) -> Option<Vec<(String, Option<Vec<u8>>)>> {
     fn take<'a>(b: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
         let (head, tail) = b.split_at_checked(n)?;
         *b = tail;

@@ -21,10 +21,14 @@
 //! assert_eq!(out.emits[0].value.as_deref(), Some(&b"v"[..]));
 //! ```
 
+#[cfg(not(target_arch = "wasm32"))]
 use std::cell::RefCell;
 
+use crate::Level;
+#[cfg(not(target_arch = "wasm32"))]
 use crate::context::decode_headers;
-use crate::{Context, Level, Record, Result};
+#[cfg(not(target_arch = "wasm32"))]
+use crate::{Context, Record, Result};
 
 /// A record emitted through the shim.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,6 +55,7 @@ pub struct Output {
 }
 
 #[derive(Default)]
+#[cfg_attr(target_arch = "wasm32", allow(dead_code))]
 struct Shim {
     out: Output,
     params: Vec<(String, String)>,
@@ -58,10 +63,12 @@ struct Shim {
     outputs: Option<Vec<String>>,
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 thread_local! {
     static SHIM: RefCell<Shim> = RefCell::new(Shim::default());
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 /// Sets a deploy-time parameter that [`Context::param`] will return on this thread.
 pub fn set_param(key: &str, value: &str) {
     SHIM.with_borrow_mut(|s| {
@@ -70,16 +77,19 @@ pub fn set_param(key: &str, value: &str) {
     })
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 /// Restricts the topics `emit` accepts on this thread, like a deployment's `outputs`.
 pub fn set_outputs(topics: Option<&[&str]>) {
     SHIM.with_borrow_mut(|s| s.outputs = topics.map(|t| t.iter().map(|&t| t.into()).collect()))
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 /// Takes what was emitted, logged and failed on this thread since the last call.
 pub fn take_output() -> Output {
     SHIM.with_borrow_mut(|s| std::mem::take(&mut s.out))
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 /// Runs a per-record handler over `batches` as the host would, and returns its output.
 pub fn run<F>(batches: &[u8], partition: u32, f: F) -> Output
 where
@@ -88,6 +98,7 @@ where
     run_range(batches, partition, i64::MIN, i64::MAX, f)
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 /// [`run`] restricted to offsets in `[start, end)`.
 pub fn run_range<F>(batches: &[u8], partition: u32, start: i64, end: i64, f: F) -> Output
 where
@@ -100,12 +111,14 @@ where
     take_output()
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 /// Copies `batches` into the input buffer, as the host does between `rill_input` and
 /// `rill_handle`.
 fn load_input(batches: &[u8]) {
     crate::abi::with_input_buffer(|buf| buf[..batches.len()].copy_from_slice(batches));
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 pub(crate) fn shim_emit(topic: &str, key: Option<&[u8]>, value: Option<&[u8]>, h: &[u8]) -> i32 {
     SHIM.with_borrow_mut(|s| {
         if let Some(outs) = &s.outputs
@@ -126,14 +139,17 @@ pub(crate) fn shim_emit(topic: &str, key: Option<&[u8]>, value: Option<&[u8]>, h
     })
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 pub(crate) fn shim_log(level: Level, msg: &str) {
     SHIM.with_borrow_mut(|s| s.out.logs.push((level, msg.to_owned())))
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 pub(crate) fn shim_fail(offset: i64, msg: &str) {
     SHIM.with_borrow_mut(|s| s.out.failure = Some((offset, msg.to_owned())))
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 pub(crate) fn shim_param(key: &str) -> Option<String> {
     SHIM.with_borrow(|s| {
         s.params
