@@ -55,8 +55,16 @@ pub(crate) async fn run(broker: Arc<Broker>, stream: TcpStream, peer: SocketAddr
                     max,
                 });
             }
-            let mut frame = BytesMut::zeroed(size as usize);
-            rd.read_exact(&mut frame).await?;
+            // Read into uninitialised capacity: zeroing a large produce frame first would
+            // cost as much as the copy itself.
+            let size = size as usize;
+            let mut frame = BytesMut::with_capacity(size);
+            while frame.len() < size {
+                let want = (size - frame.len()) as u64;
+                if (&mut rd).take(want).read_buf(&mut frame).await? == 0 {
+                    return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into());
+                }
+            }
             if let Some(resp) = dispatch(&broker, &mut client, frame.freeze()).await? {
                 wr.write_all(&resp).await?;
             }
@@ -275,11 +283,23 @@ mod tests {
 
     fn broker() -> (tempfile::TempDir, Arc<Broker>) {
         let dir = tempfile::tempdir().unwrap();
-        let log = Arc::new(rill_log::Log::open(dir.path(), rill_log::LogOptions::default()).unwrap());
+        let log =
+            Arc::new(rill_log::Log::open(dir.path(), rill_log::LogOptions::default()).unwrap());
         let t = log
-            .create_topic("t", rill_log::TopicConfig { partitions: 2, ..Default::default() })
+            .create_topic(
+                "t",
+                rill_log::TopicConfig {
+                    partitions: 2,
+                    ..Default::default()
+                },
+            )
             .unwrap();
-        let recs = [rill_log::Record { key: Some(b"k"), value: Some(b"v"), headers: &[], timestamp_ms: Some(5) }];
+        let recs = [rill_log::Record {
+            key: Some(b"k"),
+            value: Some(b"v"),
+            headers: &[],
+            timestamp_ms: Some(5),
+        }];
         t.partition(0).unwrap().append(&recs).unwrap();
         let b = Broker::new(log, crate::KafkaConfig::default()).unwrap();
         (dir, b)
@@ -310,38 +330,48 @@ mod tests {
             ),
             ApiKey::Produce => body(
                 &ProduceRequest::default().with_acks(1).with_topic_data(vec![
-                    produce_request::TopicProduceData::default().with_name(topic()).with_partition_data(
-                        vec![
+                    produce_request::TopicProduceData::default()
+                        .with_name(topic())
+                        .with_partition_data(vec![
                             produce_request::PartitionProduceData::default()
                                 .with_index(1)
                                 .with_records(Some(batch.clone())),
                             produce_request::PartitionProduceData::default()
                                 .with_index(9)
                                 .with_records(Some(batch.clone())),
-                        ],
-                    ),
+                        ]),
                 ]),
                 v,
             ),
             ApiKey::Fetch => body(
-                &FetchRequest::default().with_max_bytes(1 << 20).with_topics(vec![
-                    fetch_request::FetchTopic::default().with_topic(topic()).with_partitions(vec![
-                        fetch_request::FetchPartition::default().with_partition(0).with_partition_max_bytes(1 << 20),
-                        fetch_request::FetchPartition::default()
-                            .with_partition(1)
-                            .with_fetch_offset(99)
-                            .with_partition_max_bytes(1 << 20),
+                &FetchRequest::default()
+                    .with_max_bytes(1 << 20)
+                    .with_topics(vec![
+                        fetch_request::FetchTopic::default()
+                            .with_topic(topic())
+                            .with_partitions(vec![
+                                fetch_request::FetchPartition::default()
+                                    .with_partition(0)
+                                    .with_partition_max_bytes(1 << 20),
+                                fetch_request::FetchPartition::default()
+                                    .with_partition(1)
+                                    .with_fetch_offset(99)
+                                    .with_partition_max_bytes(1 << 20),
+                            ]),
                     ]),
-                ]),
                 v,
             ),
             ApiKey::ListOffsets => body(
                 &ListOffsetsRequest::default().with_topics(vec![
-                    list_offsets_request::ListOffsetsTopic::default().with_name(topic()).with_partitions(vec![
-                        list_offsets_request::ListOffsetsPartition::default().with_timestamp(-1),
-                        list_offsets_request::ListOffsetsPartition::default().with_timestamp(-2),
-                        list_offsets_request::ListOffsetsPartition::default().with_timestamp(0),
-                    ]),
+                    list_offsets_request::ListOffsetsTopic::default()
+                        .with_name(topic())
+                        .with_partitions(vec![
+                            list_offsets_request::ListOffsetsPartition::default()
+                                .with_timestamp(-1),
+                            list_offsets_request::ListOffsetsPartition::default()
+                                .with_timestamp(-2),
+                            list_offsets_request::ListOffsetsPartition::default().with_timestamp(0),
+                        ]),
                 ]),
                 v,
             ),
@@ -362,33 +392,50 @@ mod tests {
             ApiKey::FindCoordinator => body(
                 &FindCoordinatorRequest::default()
                     .with_key(StrBytes::from_static_str(if v >= 4 { "" } else { "g" }))
-                    .with_coordinator_keys(if v >= 4 { vec![StrBytes::from_static_str("g")] } else { vec![] }),
+                    .with_coordinator_keys(if v >= 4 {
+                        vec![StrBytes::from_static_str("g")]
+                    } else {
+                        vec![]
+                    }),
                 v,
             ),
             ApiKey::JoinGroup => body(&JoinGroupRequest::default().with_group_id(group), v),
             ApiKey::SyncGroup => body(&SyncGroupRequest::default().with_group_id(group), v),
             ApiKey::Heartbeat => body(&HeartbeatRequest::default().with_group_id(group), v),
             ApiKey::LeaveGroup => body(&LeaveGroupRequest::default().with_group_id(group), v),
-            ApiKey::DescribeGroups => body(&DescribeGroupsRequest::default().with_groups(vec![group]), v),
+            ApiKey::DescribeGroups => body(
+                &DescribeGroupsRequest::default().with_groups(vec![group]),
+                v,
+            ),
             ApiKey::ListGroups => body(&ListGroupsRequest::default(), v),
             ApiKey::OffsetCommit => body(
-                &OffsetCommitRequest::default().with_group_id(group).with_generation_id_or_member_epoch(-1).with_topics(
-                    vec![offset_commit_request::OffsetCommitRequestTopic::default().with_name(topic()).with_partitions(
-                        vec![offset_commit_request::OffsetCommitRequestPartition::default().with_committed_offset(1)],
-                    )],
-                ),
+                &OffsetCommitRequest::default()
+                    .with_group_id(group)
+                    .with_generation_id_or_member_epoch(-1)
+                    .with_topics(vec![
+                        offset_commit_request::OffsetCommitRequestTopic::default()
+                            .with_name(topic())
+                            .with_partitions(vec![
+                                offset_commit_request::OffsetCommitRequestPartition::default()
+                                    .with_committed_offset(1),
+                            ]),
+                    ]),
                 v,
             ),
             ApiKey::OffsetFetch => {
                 let r = if v >= 8 {
-                    OffsetFetchRequest::default()
-                        .with_groups(vec![offset_fetch_request::OffsetFetchRequestGroup::default().with_group_id(group)])
+                    OffsetFetchRequest::default().with_groups(vec![
+                        offset_fetch_request::OffsetFetchRequestGroup::default()
+                            .with_group_id(group),
+                    ])
                 } else {
-                    OffsetFetchRequest::default().with_group_id(group).with_topics(Some(vec![
-                        offset_fetch_request::OffsetFetchRequestTopic::default()
-                            .with_name(topic())
-                            .with_partition_indexes(vec![0, 1]),
-                    ]))
+                    OffsetFetchRequest::default()
+                        .with_group_id(group)
+                        .with_topics(Some(vec![
+                            offset_fetch_request::OffsetFetchRequestTopic::default()
+                                .with_name(topic())
+                                .with_partition_indexes(vec![0, 1]),
+                        ]))
                 };
                 body(&r, v)
             }
@@ -400,15 +447,24 @@ mod tests {
     async fn every_api_answers_at_every_advertised_version() {
         let (_dir, broker) = broker();
         let mut batch = rill_log::batch::encode(
-            &[rill_log::Record { key: Some(b"k"), value: Some(b"v"), headers: &[], timestamp_ms: Some(5) }],
+            &[rill_log::Record {
+                key: Some(b"k"),
+                value: Some(b"v"),
+                headers: &[],
+                timestamp_ms: Some(5),
+            }],
             5,
         );
         batch[..8].copy_from_slice(&0i64.to_be_bytes());
         let batch = Bytes::from(batch);
-        let client = Client { peer: "127.0.0.1:1".parse().unwrap(), client_id: "t".into() };
+        let client = Client {
+            peer: "127.0.0.1:1".parse().unwrap(),
+            client_id: "t".into(),
+        };
         for s in api_versions::SUPPORTED {
             for v in s.accept_min..=s.max {
-                let b = requests(s.key, v, &batch).unwrap_or_else(|| panic!("request {:?} v{v}", s.key));
+                let b = requests(s.key, v, &batch)
+                    .unwrap_or_else(|| panic!("request {:?} v{v}", s.key));
                 let out = handle(&broker, &client, s.key, v, 42, b)
                     .await
                     .unwrap_or_else(|e| panic!("{:?} v{v}: {e}", s.key));
