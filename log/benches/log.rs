@@ -354,6 +354,34 @@ fn offsets_bench(c: &mut Criterion) {
     });
 }
 
+/// Where append time goes besides the write: encoding records and the CRC.
+fn cpu_benches(c: &mut Criterion) {
+    let value = vec![b'x'; 1024];
+    let recs: Vec<Record<'_>> = (0..1000)
+        .map(|_| Record {
+            value: Some(&value),
+            ..Record::default()
+        })
+        .collect();
+    let mut g = c.benchmark_group("cpu/1024B/x1000");
+    g.throughput(Throughput::Bytes(1024 * 1000));
+    let mut buf = Vec::new();
+    g.bench_function("encode_into", |b| {
+        b.iter(|| rill_log::batch::encode_into(&recs, 0, &mut buf))
+    });
+    g.bench_function("crc32c", |b| b.iter(|| crc32c::crc32c(&buf)));
+    let mut copy = vec![0u8; buf.len()];
+    g.bench_function("memcpy", |b| b.iter(|| copy.copy_from_slice(&buf)));
+    g.bench_function("validate", |b| {
+        b.iter(|| {
+            let (batch, _) = rill_log::RecordBatch::parse(&buf).expect("parse");
+            batch.validate().expect("valid");
+            batch.records().count()
+        })
+    });
+    g.finish();
+}
+
 fn config() -> Criterion {
     Criterion::default()
         .sample_size(10)
@@ -361,5 +389,5 @@ fn config() -> Criterion {
         .measurement_time(Duration::from_millis(1500))
 }
 
-criterion_group! { name = benches; config = config(); targets = append_benches, concurrent_always, read_benches, offsets_bench }
+criterion_group! { name = benches; config = config(); targets = append_benches, concurrent_always, read_benches, offsets_bench, cpu_benches }
 criterion_main!(benches);
