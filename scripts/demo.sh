@@ -44,7 +44,7 @@ run runtime deploy "$wasm" --name notifier --topic orders --output emails
 
 step "Producing 1000 orders, keyed by customer"
 for i in $(seq 1 1000); do
-  printf 'customer-%d\t{"event":"order_created","order_id":%d,"email":"customer%d@example.com","total_cents":%d}\n' \
+  printf 'customer-%d\t{"type":"order_created","order_id":%d,"email":"customer%d@example.com","total_cents":%d}\n' \
     $((i % 37)) "$i" $((i % 37)) $((i * 7 % 10000))
 done >"$root/target/demo-orders.txt"
 run runtime produce orders --key-separator $'\t' --file "$root/target/demo-orders.txt"

@@ -57,7 +57,10 @@ pub struct KafkaSection {
 
 impl Default for KafkaSection {
     fn default() -> Self {
-        KafkaSection { enabled: true, config: rill_kafka::KafkaConfig::default() }
+        KafkaSection {
+            enabled: true,
+            config: rill_kafka::KafkaConfig::default(),
+        }
     }
 }
 
@@ -129,9 +132,14 @@ pub enum ConfigError {
 impl Config {
     /// Reads a config file; a missing key takes its default.
     pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
-        Config::from_toml(&text).map_err(|message| ConfigError::Parse { path: path.to_owned(), message })
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Config::from_toml(&text).map_err(|message| ConfigError::Parse {
+            path: path.to_owned(),
+            message,
+        })
     }
 
     /// Parses TOML text.
@@ -144,7 +152,9 @@ impl Config {
         if self.max_parallel_invocations > 0 {
             self.max_parallel_invocations
         } else {
-            std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2)
         }
     }
 }
@@ -164,7 +174,8 @@ mod flush_str {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<FlushPolicy, D::Error> {
         let s = String::deserialize(d)?;
-        s.parse().map_err(|_| D::Error::custom(format!("invalid flush policy '{s}'")))
+        s.parse()
+            .map_err(|_| D::Error::custom(format!("invalid flush policy '{s}'")))
     }
 }
 

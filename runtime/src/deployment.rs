@@ -40,7 +40,9 @@ impl std::str::FromStr for StartFrom {
                         .map_err(|_| format!("invalid timestamp '{ts}' (want @MILLISECONDS)"))
                 } else {
                     s.parse().map(StartFrom::Offset).map_err(|_| {
-                        format!("invalid start '{s}' (want earliest, latest, OFFSET or @TIMESTAMP_MS)")
+                        format!(
+                            "invalid start '{s}' (want earliest, latest, OFFSET or @TIMESTAMP_MS)"
+                        )
                     })
                 }
             }
@@ -159,21 +161,31 @@ impl DeploymentStore {
         let specs = data_dir.join("deployments");
         let modules = data_dir.join("modules");
         for dir in [&specs, &modules] {
-            std::fs::create_dir_all(dir)
-                .map_err(|source| StoreError::Io { what: "create", path: dir.clone(), source })?;
+            std::fs::create_dir_all(dir).map_err(|source| StoreError::Io {
+                what: "create",
+                path: dir.clone(),
+                source,
+            })?;
         }
         Ok(DeploymentStore { specs, modules })
     }
 
     /// Every stored spec, sorted by name.
     pub fn load_all(&self) -> Result<Vec<DeploymentSpec>, StoreError> {
-        let io = |source| StoreError::Io { what: "list", path: self.specs.clone(), source };
+        let io = |source| StoreError::Io {
+            what: "list",
+            path: self.specs.clone(),
+            source,
+        };
         let mut out = Vec::new();
         for entry in std::fs::read_dir(&self.specs).map_err(io)? {
             let path = entry.map_err(io)?.path();
             if path.extension().is_some_and(|e| e == "toml") {
-                let text = std::fs::read_to_string(&path)
-                    .map_err(|source| StoreError::Io { what: "read", path: path.clone(), source })?;
+                let text = std::fs::read_to_string(&path).map_err(|source| StoreError::Io {
+                    what: "read",
+                    path: path.clone(),
+                    source,
+                })?;
                 let spec = toml::from_str(&text).map_err(|e| StoreError::Invalid {
                     path: path.clone(),
                     message: e.message().replace('\n', " "),
@@ -200,7 +212,11 @@ impl DeploymentStore {
         match std::fs::remove_file(&path) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(source) => Err(StoreError::Io { what: "remove", path, source }),
+            Err(source) => Err(StoreError::Io {
+                what: "remove",
+                path,
+                source,
+            }),
         }
     }
 
@@ -216,7 +232,11 @@ impl DeploymentStore {
     /// Reads module bytes by hash.
     pub fn load_module(&self, hash: &str) -> Result<Vec<u8>, StoreError> {
         let path = self.modules.join(format!("{hash}.wasm"));
-        std::fs::read(&path).map_err(|source| StoreError::Io { what: "read", path, source })
+        std::fs::read(&path).map_err(|source| StoreError::Io {
+            what: "read",
+            path,
+            source,
+        })
     }
 
     fn spec_path(&self, name: &str) -> PathBuf {
@@ -227,14 +247,20 @@ impl DeploymentStore {
 /// Writes a file so that a crash leaves either the old or the new content, never a mix.
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
     use std::io::Write;
-    let io = |what, source| StoreError::Io { what, path: path.to_owned(), source };
+    let io = |what, source| StoreError::Io {
+        what,
+        path: path.to_owned(),
+        source,
+    };
     let tmp = path.with_extension("tmp");
     let mut f = std::fs::File::create(&tmp).map_err(|e| io("create", e))?;
     f.write_all(bytes).map_err(|e| io("write", e))?;
     f.sync_data().map_err(|e| io("fsync", e))?;
     std::fs::rename(&tmp, path).map_err(|e| io("rename", e))?;
     if let Some(dir) = path.parent() {
-        std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(|e| io("fsync dir of", e))?;
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| io("fsync dir of", e))?;
     }
     Ok(())
 }
@@ -243,7 +269,9 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
 pub fn validate_name(name: &str) -> Result<(), String> {
     let ok = !name.is_empty()
         && name.len() <= 200
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
         && !name.starts_with('.');
     if ok {
         Ok(())
@@ -260,9 +288,15 @@ mod tests {
 
     #[test]
     fn start_from_parses() {
-        assert_eq!("earliest".parse::<StartFrom>().unwrap(), StartFrom::Earliest);
+        assert_eq!(
+            "earliest".parse::<StartFrom>().unwrap(),
+            StartFrom::Earliest
+        );
         assert_eq!("42".parse::<StartFrom>().unwrap(), StartFrom::Offset(42));
-        assert_eq!("@1000".parse::<StartFrom>().unwrap(), StartFrom::Timestamp(1000));
+        assert_eq!(
+            "@1000".parse::<StartFrom>().unwrap(),
+            StartFrom::Timestamp(1000)
+        );
         assert!("soon".parse::<StartFrom>().is_err());
     }
 

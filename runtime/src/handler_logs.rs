@@ -8,14 +8,14 @@
 use std::collections::VecDeque;
 use std::sync::Mutex;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
 /// How many lines a deployment keeps.
 pub const RING_CAPACITY: usize = 10_000;
 
 /// One line a handler logged.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LogEntry {
     /// Position in this deployment's log, starting at 1.
     pub seq: u64,
@@ -70,7 +70,12 @@ impl HandlerLogs {
     /// Lines with a sequence above `after`, at most `limit`.
     pub fn after(&self, after: u64, limit: usize) -> Vec<LogEntry> {
         let ring = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        ring.lines.iter().filter(|l| l.seq > after).take(limit).cloned().collect()
+        ring.lines
+            .iter()
+            .filter(|l| l.seq > after)
+            .take(limit)
+            .cloned()
+            .collect()
     }
 
     /// Waits until a line above `after` exists or `timeout` passes.
@@ -85,7 +90,10 @@ impl HandlerLogs {
     }
 
     fn last_seq(&self) -> u64 {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner()).next_seq
+        self.inner
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .next_seq
     }
 }
 

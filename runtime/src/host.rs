@@ -74,7 +74,9 @@ pub struct Host {
 
 impl std::fmt::Debug for Host {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Host").field("data_dir", &self.config.data_dir).finish_non_exhaustive()
+        f.debug_struct("Host")
+            .field("data_dir", &self.config.data_dir)
+            .finish_non_exhaustive()
     }
 }
 
@@ -88,8 +90,10 @@ pub async fn run(
     ready: impl FnOnce(SocketAddr, Option<SocketAddr>),
 ) -> Result<(), HostError> {
     let data_dir = config.data_dir.clone();
-    std::fs::create_dir_all(&data_dir)
-        .map_err(|source| HostError::DataDir { path: data_dir.clone(), source })?;
+    std::fs::create_dir_all(&data_dir).map_err(|source| HostError::DataDir {
+        path: data_dir.clone(),
+        source,
+    })?;
     let _lock = lock_data_dir(&data_dir)?;
 
     let opened = Instant::now();
@@ -107,14 +111,22 @@ pub async fn run(
 
     let admin_listener = TcpListener::bind(config.admin_addr)
         .await
-        .map_err(|source| HostError::Bind { what: "admin API", addr: config.admin_addr, source })?;
+        .map_err(|source| HostError::Bind {
+            what: "admin API",
+            addr: config.admin_addr,
+            source,
+        })?;
     let admin_addr = admin_listener.local_addr().map_err(HostError::Admin)?;
     let kafka_listener = if config.kafka.enabled {
         let addr = config.kafka.config.listen;
         Some(
             TcpListener::bind(addr)
                 .await
-                .map_err(|source| HostError::Bind { what: "Kafka listener", addr, source })?,
+                .map_err(|source| HostError::Bind {
+                    what: "Kafka listener",
+                    addr,
+                    source,
+                })?,
         )
     } else {
         None
@@ -208,7 +220,10 @@ fn lock_data_dir(dir: &std::path::Path) -> Result<std::fs::File, HostError> {
         .truncate(false)
         .write(true)
         .open(&path)
-        .map_err(|source| HostError::DataDir { path: path.clone(), source })?;
+        .map_err(|source| HostError::DataDir {
+            path: path.clone(),
+            source,
+        })?;
     match file.try_lock() {
         Ok(()) => Ok(file),
         Err(std::fs::TryLockError::WouldBlock) => Err(HostError::Locked(dir.to_owned())),

@@ -6,17 +6,25 @@
 //! they cannot drift from the truth.
 
 use std::fmt::Write;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
 /// Upper bounds of the invocation latency histogram, in seconds.
-pub const LATENCY_BUCKETS: [f64; 12] =
-    [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.25, 1.0, 5.0];
+pub const LATENCY_BUCKETS: [f64; 12] = [
+    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.25, 1.0, 5.0,
+];
 
 /// Error kinds counted separately, matching `rill_engine::Outcome::kind`.
-pub const ERROR_KINDS: [&str; 7] =
-    ["record_error", "trap", "timeout", "memory_limit", "emit_limit", "exit", "append"];
+pub const ERROR_KINDS: [&str; 7] = [
+    "record_error",
+    "trap",
+    "timeout",
+    "memory_limit",
+    "emit_limit",
+    "exit",
+    "append",
+];
 
 /// The counters of one deployment.
 #[derive(Debug, Default)]
@@ -40,7 +48,8 @@ impl DeploymentMetrics {
     /// Records one invocation's latency.
     pub fn observe(&self, elapsed: Duration) {
         self.invocations.fetch_add(1, Relaxed);
-        self.latency_sum_ns.fetch_add(elapsed.as_nanos() as u64, Relaxed);
+        self.latency_sum_ns
+            .fetch_add(elapsed.as_nanos() as u64, Relaxed);
         let secs = elapsed.as_secs_f64();
         if let Some(i) = LATENCY_BUCKETS.iter().position(|b| secs <= *b) {
             self.buckets[i].fetch_add(1, Relaxed);
@@ -63,19 +72,41 @@ impl DeploymentMetrics {
     /// Appends this deployment's series to a Prometheus text body.
     pub fn render(&self, deployment: &str, out: &mut String) {
         let l = format!("deployment=\"{}\"", escape(deployment));
-        let _ = writeln!(out, "rill_records_in_total{{{l}}} {}", self.records_in.load(Relaxed));
-        let _ = writeln!(out, "rill_records_out_total{{{l}}} {}", self.records_out.load(Relaxed));
-        let _ = writeln!(out, "rill_dead_lettered_total{{{l}}} {}", self.dead_lettered.load(Relaxed));
+        let _ = writeln!(
+            out,
+            "rill_records_in_total{{{l}}} {}",
+            self.records_in.load(Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "rill_records_out_total{{{l}}} {}",
+            self.records_out.load(Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "rill_dead_lettered_total{{{l}}} {}",
+            self.dead_lettered.load(Relaxed)
+        );
         for (kind, n) in ERROR_KINDS.iter().zip(&self.errors) {
-            let _ = writeln!(out, "rill_invocation_errors_total{{{l},kind=\"{kind}\"}} {}", n.load(Relaxed));
+            let _ = writeln!(
+                out,
+                "rill_invocation_errors_total{{{l},kind=\"{kind}\"}} {}",
+                n.load(Relaxed)
+            );
         }
         let mut cumulative = 0;
         for (bound, n) in LATENCY_BUCKETS.iter().zip(&self.buckets) {
             cumulative += n.load(Relaxed);
-            let _ = writeln!(out, "rill_invocation_seconds_bucket{{{l},le=\"{bound}\"}} {cumulative}");
+            let _ = writeln!(
+                out,
+                "rill_invocation_seconds_bucket{{{l},le=\"{bound}\"}} {cumulative}"
+            );
         }
         let count = self.invocations.load(Relaxed);
-        let _ = writeln!(out, "rill_invocation_seconds_bucket{{{l},le=\"+Inf\"}} {count}");
+        let _ = writeln!(
+            out,
+            "rill_invocation_seconds_bucket{{{l},le=\"+Inf\"}} {count}"
+        );
         let sum = self.latency_sum_ns.load(Relaxed) as f64 / 1e9;
         let _ = writeln!(out, "rill_invocation_seconds_sum{{{l}}} {sum}");
         let _ = writeln!(out, "rill_invocation_seconds_count{{{l}}} {count}");
@@ -85,15 +116,51 @@ impl DeploymentMetrics {
 /// The `# HELP`/`# TYPE` preamble for the per-deployment families.
 pub fn render_headers(out: &mut String) {
     for (name, kind, help) in [
-        ("rill_records_in_total", "counter", "Records handled by the deployment and committed."),
-        ("rill_records_out_total", "counter", "Records emitted by the deployment and appended."),
-        ("rill_dead_lettered_total", "counter", "Records sent to the dead-letter topic."),
-        ("rill_invocation_errors_total", "counter", "Failed invocations by kind."),
-        ("rill_invocation_seconds", "histogram", "Wall time of one invocation."),
-        ("rill_consumer_lag", "gauge", "End offset minus committed offset, per group and partition."),
-        ("rill_consumer_committed_offset", "gauge", "Committed offset, per group and partition."),
-        ("rill_log_end_offset", "gauge", "High watermark per partition."),
-        ("rill_log_size_bytes", "gauge", "Bytes on disk per partition."),
+        (
+            "rill_records_in_total",
+            "counter",
+            "Records handled by the deployment and committed.",
+        ),
+        (
+            "rill_records_out_total",
+            "counter",
+            "Records emitted by the deployment and appended.",
+        ),
+        (
+            "rill_dead_lettered_total",
+            "counter",
+            "Records sent to the dead-letter topic.",
+        ),
+        (
+            "rill_invocation_errors_total",
+            "counter",
+            "Failed invocations by kind.",
+        ),
+        (
+            "rill_invocation_seconds",
+            "histogram",
+            "Wall time of one invocation.",
+        ),
+        (
+            "rill_consumer_lag",
+            "gauge",
+            "End offset minus committed offset, per group and partition.",
+        ),
+        (
+            "rill_consumer_committed_offset",
+            "gauge",
+            "Committed offset, per group and partition.",
+        ),
+        (
+            "rill_log_end_offset",
+            "gauge",
+            "High watermark per partition.",
+        ),
+        (
+            "rill_log_size_bytes",
+            "gauge",
+            "Bytes on disk per partition.",
+        ),
     ] {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
     }
@@ -101,7 +168,9 @@ pub fn render_headers(out: &mut String) {
 
 /// Escapes a Prometheus label value.
 pub fn escape(s: &str) -> String {
-    s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    s.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 #[cfg(test)]
@@ -115,8 +184,17 @@ mod tests {
         m.observe(Duration::from_millis(3));
         let mut s = String::new();
         m.render("d", &mut s);
-        assert!(s.contains("rill_invocation_seconds_bucket{deployment=\"d\",le=\"0.00005\"} 1"), "{s}");
-        assert!(s.contains("rill_invocation_seconds_bucket{deployment=\"d\",le=\"+Inf\"} 2"), "{s}");
-        assert!(s.contains("rill_invocation_seconds_bucket{deployment=\"d\",le=\"0.005\"} 2"), "{s}");
+        assert!(
+            s.contains("rill_invocation_seconds_bucket{deployment=\"d\",le=\"0.00005\"} 1"),
+            "{s}"
+        );
+        assert!(
+            s.contains("rill_invocation_seconds_bucket{deployment=\"d\",le=\"+Inf\"} 2"),
+            "{s}"
+        );
+        assert!(
+            s.contains("rill_invocation_seconds_bucket{deployment=\"d\",le=\"0.005\"} 2"),
+            "{s}"
+        );
     }
 }

@@ -20,7 +20,9 @@ pub enum ClientError {
         message: String,
     },
     /// The host could not be reached.
-    #[error("cannot reach the Rill host at {url}: {message} (is 'runtime serve' running? set --admin or RILL_ADMIN)")]
+    #[error(
+        "cannot reach the Rill host at {url}: {message} (is 'runtime serve' running? set --admin or RILL_ADMIN)"
+    )]
     Unreachable {
         /// The admin URL.
         url: String,
@@ -56,7 +58,10 @@ impl Client {
             .http_status_as_error(false)
             .timeout_global(Some(Duration::from_secs(120)))
             .build();
-        Client { base, agent: config.into() }
+        Client {
+            base,
+            agent: config.into(),
+        }
     }
 
     /// The base URL.
@@ -67,41 +72,70 @@ impl Client {
     /// `GET path`.
     pub fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
         let url = format!("{}{path}", self.base);
-        let resp = self.agent.get(&url).call().map_err(|e| self.unreachable(e))?;
+        let resp = self
+            .agent
+            .get(&url)
+            .call()
+            .map_err(|e| self.unreachable(e))?;
         self.decode(&url, resp)
     }
 
     /// `GET path` as text.
     pub fn get_text(&self, path: &str) -> Result<String, ClientError> {
         let url = format!("{}{path}", self.base);
-        let mut resp = self.agent.get(&url).call().map_err(|e| self.unreachable(e))?;
+        let mut resp = self
+            .agent
+            .get(&url)
+            .call()
+            .map_err(|e| self.unreachable(e))?;
         let status = resp.status().as_u16();
         let text = resp
             .body_mut()
             .read_to_string()
-            .map_err(|e| ClientError::Protocol { url: url.clone(), message: e.to_string() })?;
+            .map_err(|e| ClientError::Protocol {
+                url: url.clone(),
+                message: e.to_string(),
+            })?;
         if status >= 400 {
-            return Err(ClientError::Api { status, message: text });
+            return Err(ClientError::Api {
+                status,
+                message: text,
+            });
         }
         Ok(text)
     }
 
     /// `POST path` with a JSON body.
-    pub fn post<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> Result<T, ClientError> {
+    pub fn post<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T, ClientError> {
         let url = format!("{}{path}", self.base);
-        let resp = self.agent.post(&url).send_json(body).map_err(|e| self.unreachable(e))?;
+        let resp = self
+            .agent
+            .post(&url)
+            .send_json(body)
+            .map_err(|e| self.unreachable(e))?;
         self.decode(&url, resp)
     }
 
     /// `DELETE path`.
     pub fn delete(&self, path: &str) -> Result<(), ClientError> {
         let url = format!("{}{path}", self.base);
-        let resp = self.agent.delete(&url).call().map_err(|e| self.unreachable(e))?;
+        let resp = self
+            .agent
+            .delete(&url)
+            .call()
+            .map_err(|e| self.unreachable(e))?;
         self.decode::<serde_json::Value>(&url, resp).map(|_| ())
     }
 
     fn unreachable(&self, e: ureq::Error) -> ClientError {
-        ClientError::Unreachable { url: self.base.clone(), message: e.to_string() }
+        ClientError::Unreachable {
+            url: self.base.clone(),
+            message: e.to_string(),
+        }
     }
 
     fn decode<T: DeserializeOwned>(
@@ -115,7 +149,10 @@ impl Client {
             .with_config()
             .limit(256 << 20)
             .read_to_string()
-            .map_err(|e| ClientError::Protocol { url: url.to_owned(), message: e.to_string() })?;
+            .map_err(|e| ClientError::Protocol {
+                url: url.to_owned(),
+                message: e.to_string(),
+            })?;
         if status >= 400 {
             let message = serde_json::from_str::<ApiError>(&text)
                 .map(|e| e.error)
@@ -123,7 +160,9 @@ impl Client {
             return Err(ClientError::Api { status, message });
         }
         let text = if text.is_empty() { "null" } else { &text };
-        serde_json::from_str(text)
-            .map_err(|e| ClientError::Protocol { url: url.to_owned(), message: e.to_string() })
+        serde_json::from_str(text).map_err(|e| ClientError::Protocol {
+            url: url.to_owned(),
+            message: e.to_string(),
+        })
     }
 }

@@ -25,7 +25,11 @@ pub async fn metrics(State(host): State<Arc<Host>>) -> impl IntoResponse {
                 p.partition
             );
             let _ = writeln!(out, "rill_consumer_lag{{{l}}} {}", p.lag);
-            let _ = writeln!(out, "rill_consumer_committed_offset{{{l}}} {}", p.committed.unwrap_or(0));
+            let _ = writeln!(
+                out,
+                "rill_consumer_committed_offset{{{l}}} {}",
+                p.committed.unwrap_or(0)
+            );
         }
     }
     for t in host.log.topics() {
@@ -35,6 +39,10 @@ pub async fn metrics(State(host): State<Arc<Host>>) -> impl IntoResponse {
             let _ = writeln!(out, "rill_log_size_bytes{{{l}}} {}", p.size_bytes());
         }
     }
-    let _ = writeln!(out, "# TYPE rill_uptime_seconds gauge\nrill_uptime_seconds {}", host.started.elapsed().as_secs());
+    let _ = writeln!(
+        out,
+        "# TYPE rill_uptime_seconds gauge\nrill_uptime_seconds {}",
+        host.started.elapsed().as_secs()
+    );
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
 }

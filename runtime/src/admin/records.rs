@@ -45,20 +45,34 @@ pub fn collect(
             break;
         }
         let id = p.id();
-        let Some(pos) = positions.get_mut(&id) else { continue };
+        let Some(pos) = positions.get_mut(&id) else {
+            continue;
+        };
         if *pos >= p.high_watermark() {
             continue;
         }
-        let read = p.read(*pos, 1 << 20).map_err(|source| CollectError::Read { partition: id, source })?;
-        let bytes = rill_kafka::decompress_batches(&read.bytes).map_err(|e| CollectError::Decode {
+        let read = p.read(*pos, 1 << 20).map_err(|source| CollectError::Read {
             partition: id,
-            offset: *pos,
-            message: e.to_string(),
+            source,
         })?;
+        let bytes =
+            rill_kafka::decompress_batches(&read.bytes).map_err(|e| CollectError::Decode {
+                partition: id,
+                offset: *pos,
+                message: e.to_string(),
+            })?;
         'batches: for batch in rill_log::batch::batches(&bytes) {
-            let batch = batch.map_err(|e| CollectError::Decode { partition: id, offset: *pos, message: e.to_string() })?;
+            let batch = batch.map_err(|e| CollectError::Decode {
+                partition: id,
+                offset: *pos,
+                message: e.to_string(),
+            })?;
             for rec in batch.records() {
-                let rec = rec.map_err(|e| CollectError::Decode { partition: id, offset: *pos, message: e.to_string() })?;
+                let rec = rec.map_err(|e| CollectError::Decode {
+                    partition: id,
+                    offset: *pos,
+                    message: e.to_string(),
+                })?;
                 if rec.offset < *pos {
                     continue;
                 }

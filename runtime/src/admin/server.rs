@@ -32,7 +32,10 @@ pub fn router(host: Arc<Host>) -> Router {
         .route("/v1/topics/{name}/fetch", post(fetch))
         .route("/v1/groups/{group}/offsets", post(commit_offsets))
         .route("/v1/deployments", get(list_deployments).post(deploy))
-        .route("/v1/deployments/{name}", get(get_deployment).delete(undeploy))
+        .route(
+            "/v1/deployments/{name}",
+            get(get_deployment).delete(undeploy),
+        )
         .route("/v1/deployments/{name}/pause", post(pause))
         .route("/v1/deployments/{name}/resume", post(resume))
         .route("/v1/deployments/{name}/logs", get(logs))
@@ -62,7 +65,9 @@ fn not_found(msg: impl Into<String>) -> Fail {
 impl From<DeployError> for Fail {
     fn from(e: DeployError) -> Self {
         let code = match &e {
-            DeployError::UnknownTopic(_) | DeployError::UnknownDeployment(_) => StatusCode::NOT_FOUND,
+            DeployError::UnknownTopic(_) | DeployError::UnknownDeployment(_) => {
+                StatusCode::NOT_FOUND
+            }
             DeployError::Module(_) | DeployError::Invalid(_) => StatusCode::BAD_REQUEST,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
@@ -100,7 +105,12 @@ async fn status(State(host): H) -> Json<Status> {
         topics: host.log.topics().len(),
         deployments: host.scheduler.list().len(),
         unhealthy_deployments: unhealthy,
-        recovery: host.log.recovery_report().iter().map(|e| e.to_string()).collect(),
+        recovery: host
+            .log
+            .recovery_report()
+            .iter()
+            .map(|e| e.to_string())
+            .collect(),
         restore_failures: host.restore_failures.clone(),
     })
 }
@@ -131,23 +141,37 @@ async fn list_topics(State(host): H) -> Json<Vec<TopicInfo>> {
 }
 
 async fn get_topic(State(host): H, Path(name): Path<String>) -> Result<Json<TopicInfo>, Fail> {
-    let t = host.log.topic(&name).ok_or_else(|| not_found(format!("unknown topic '{name}'")))?;
+    let t = host
+        .log
+        .topic(&name)
+        .ok_or_else(|| not_found(format!("unknown topic '{name}'")))?;
     Ok(Json(topic_info(&t)))
 }
 
-async fn create_topic(State(host): H, Json(req): Json<CreateTopic>) -> Result<(StatusCode, Json<TopicInfo>), Fail> {
+async fn create_topic(
+    State(host): H,
+    Json(req): Json<CreateTopic>,
+) -> Result<(StatusCode, Json<TopicInfo>), Fail> {
     let d = &host.config.defaults;
     let flush = match &req.flush {
         Some(s) => s.parse::<FlushPolicy>().map_err(|_| {
-            bad(format!("invalid flush policy '{s}' (want always, never or interval:MS)"))
+            bad(format!(
+                "invalid flush policy '{s}' (want always, never or interval:MS)"
+            ))
         })?,
         None => d.flush,
     };
     let partitions = req.partitions.unwrap_or(d.partitions);
     if partitions == 0 || partitions > 10_000 {
-        return Err(bad(format!("invalid partition count {partitions} (want 1 to 10000)")));
+        return Err(bad(format!(
+            "invalid partition count {partitions} (want 1 to 10000)"
+        )));
     }
-    let mut cfg = TopicConfig { partitions, flush, ..TopicConfig::default() };
+    let mut cfg = TopicConfig {
+        partitions,
+        flush,
+        ..TopicConfig::default()
+    };
     cfg.retention_ms = req.retention_ms;
     cfg.retention_bytes = req.retention_bytes;
     if let Some(s) = req.segment_bytes {
@@ -167,12 +191,20 @@ async fn create_topic(State(host): H, Json(req): Json<CreateTopic>) -> Result<(S
 }
 
 async fn delete_topic(State(host): H, Path(name): Path<String>) -> Result<StatusCode, Fail> {
-    let users: Vec<_> =
-        host.scheduler.consumed_topics().into_iter().filter(|(t, _)| *t == name).map(|(_, d)| d).collect();
+    let users: Vec<_> = host
+        .scheduler
+        .consumed_topics()
+        .into_iter()
+        .filter(|(t, _)| *t == name)
+        .map(|(_, d)| d)
+        .collect();
     if !users.is_empty() {
         return Err(Fail(
             StatusCode::CONFLICT,
-            format!("topic '{name}' is consumed by deployment(s) {}; undeploy them first", users.join(", ")),
+            format!(
+                "topic '{name}' is consumed by deployment(s) {}; undeploy them first",
+                users.join(", ")
+            ),
         ));
     }
     host.log.delete_topic(&name).map_err(|e| match e {
@@ -182,8 +214,15 @@ async fn delete_topic(State(host): H, Path(name): Path<String>) -> Result<Status
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn produce(State(host): H, Path(name): Path<String>, Json(req): Json<Produce>) -> Result<Json<Produced>, Fail> {
-    let topic = host.log.topic(&name).ok_or_else(|| not_found(format!("unknown topic '{name}'")))?;
+async fn produce(
+    State(host): H,
+    Path(name): Path<String>,
+    Json(req): Json<Produce>,
+) -> Result<Json<Produced>, Fail> {
+    let topic = host
+        .log
+        .topic(&name)
+        .ok_or_else(|| not_found(format!("unknown topic '{name}'")))?;
     let b64 = base64::engine::general_purpose::STANDARD;
     // Decode and place every record before appending any, so a bad record rejects the
     // whole request and nothing is half-written.
@@ -192,9 +231,16 @@ async fn produce(State(host): H, Path(name): Path<String>, Json(req): Json<Produ
     for (i, r) in req.records.iter().enumerate() {
         let value = match (&r.value, &r.value_b64) {
             (Some(v), None) => Some(v.as_bytes().to_vec()),
-            (None, Some(b)) => Some(b.decode(b).map_err(|e| bad(format!("record {i}: invalid value_b64: {e}")))?),
+            (None, Some(text)) => Some(
+                b64.decode(text)
+                    .map_err(|e| bad(format!("record {i}: invalid value_b64: {e}")))?,
+            ),
             (None, None) => None,
-            (Some(_), Some(_)) => return Err(bad(format!("record {i}: give value or value_b64, not both"))),
+            (Some(_), Some(_)) => {
+                return Err(bad(format!(
+                    "record {i}: give value or value_b64, not both"
+                )));
+            }
         };
         let p = match r.partition {
             Some(p) if p >= topic.config().partitions => {
@@ -223,7 +269,10 @@ async fn produce(State(host): H, Path(name): Path<String>, Json(req): Json<Produ
                     req.records[i]
                         .headers
                         .iter()
-                        .map(|(k, v)| Header { key: k.as_str(), value: Some(v.as_bytes()) })
+                        .map(|(k, v)| Header {
+                            key: k.as_str(),
+                            value: Some(v.as_bytes()),
+                        })
                         .collect()
                 })
                 .collect();
@@ -237,7 +286,9 @@ async fn produce(State(host): H, Path(name): Path<String>, Json(req): Json<Produ
                     timestamp_ms: req.records[i].timestamp,
                 })
                 .collect();
-            let partition = topic2.partition(p).ok_or_else(|| bad(format!("no partition {p}")))?;
+            let partition = topic2
+                .partition(p)
+                .ok_or_else(|| bad(format!("no partition {p}")))?;
             let info = partition.append(&records).map_err(append_fail)?;
             for (k, &i) in idx.iter().enumerate() {
                 out[i] = (p, info.base_offset + k as i64);
@@ -250,8 +301,15 @@ async fn produce(State(host): H, Path(name): Path<String>, Json(req): Json<Produ
     Ok(Json(Produced { offsets }))
 }
 
-async fn fetch(State(host): H, Path(name): Path<String>, Json(req): Json<Fetch>) -> Result<Json<Fetched>, Fail> {
-    let topic = host.log.topic(&name).ok_or_else(|| not_found(format!("unknown topic '{name}'")))?;
+async fn fetch(
+    State(host): H,
+    Path(name): Path<String>,
+    Json(req): Json<Fetch>,
+) -> Result<Json<Fetched>, Fail> {
+    let topic = host
+        .log
+        .topic(&name)
+        .ok_or_else(|| not_found(format!("unknown topic '{name}'")))?;
     let mut positions = match req.positions {
         Some(p) => p,
         None => start_positions(&host, &topic, req.from.as_deref(), req.group.as_deref())?,
@@ -261,12 +319,24 @@ async fn fetch(State(host): H, Path(name): Path<String>, Json(req): Json<Fetch>)
     loop {
         // Listen before looking, so an append between the look and the wait is not missed.
         let listeners: Vec<_> = topic.partitions().iter().map(|p| p.listen()).collect();
-        let records = super::records::collect(&topic, &mut positions, max_records).map_err(|e| {
-            Fail(StatusCode::INTERNAL_SERVER_ERROR, format!("read failed: {e}"))
-        })?;
+        let records =
+            super::records::collect(&topic, &mut positions, max_records).map_err(|e| {
+                Fail(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("read failed: {e}"),
+                )
+            })?;
         if !records.is_empty() || tokio::time::Instant::now() >= deadline {
-            let ends = topic.partitions().iter().map(|p| (p.id(), p.high_watermark())).collect();
-            return Ok(Json(Fetched { records, positions, ends }));
+            let ends = topic
+                .partitions()
+                .iter()
+                .map(|p| (p.id(), p.high_watermark()))
+                .collect();
+            return Ok(Json(Fetched {
+                records,
+                positions,
+                ends,
+            }));
         }
         let any = futures_select_all(listeners);
         let _ = tokio::time::timeout_at(deadline, any).await;
@@ -305,19 +375,33 @@ fn start_positions(
             StartFrom::Earliest => p.log_start_offset(),
             StartFrom::Latest => p.high_watermark(),
             StartFrom::Offset(o) => o,
-            StartFrom::Timestamp(ts) => p.offset_for_timestamp(ts).unwrap_or_else(|| p.high_watermark()),
+            StartFrom::Timestamp(ts) => p
+                .offset_for_timestamp(ts)
+                .unwrap_or_else(|| p.high_watermark()),
         });
         out.insert(p.id(), o.clamp(p.log_start_offset(), p.high_watermark()));
     }
     Ok(out)
 }
 
-async fn commit_offsets(State(host): H, Path(group): Path<String>, Json(req): Json<CommitOffsets>) -> Result<StatusCode, Fail> {
-    let topic = host.log.topic(&req.topic).ok_or_else(|| not_found(format!("unknown topic '{}'", req.topic)))?;
+async fn commit_offsets(
+    State(host): H,
+    Path(group): Path<String>,
+    Json(req): Json<CommitOffsets>,
+) -> Result<StatusCode, Fail> {
+    let topic = host
+        .log
+        .topic(&req.topic)
+        .ok_or_else(|| not_found(format!("unknown topic '{}'", req.topic)))?;
     for (p, o) in req.offsets {
-        let part = topic.partition(p).ok_or_else(|| bad(format!("no partition {p}")))?;
+        let part = topic
+            .partition(p)
+            .ok_or_else(|| bad(format!("no partition {p}")))?;
         if o < 0 || o > part.high_watermark() {
-            return Err(bad(format!("offset {o} is outside partition {p} (end {})", part.high_watermark())));
+            return Err(bad(format!(
+                "offset {o} is outside partition {p} (end {})",
+                part.high_watermark()
+            )));
         }
         host.log
             .offsets()
@@ -331,11 +415,17 @@ async fn list_deployments(State(host): H) -> Json<Vec<crate::scheduler::Deployme
     Json(host.scheduler.list())
 }
 
-async fn get_deployment(State(host): H, Path(name): Path<String>) -> Result<Json<crate::scheduler::DeploymentInfo>, Fail> {
+async fn get_deployment(
+    State(host): H,
+    Path(name): Path<String>,
+) -> Result<Json<crate::scheduler::DeploymentInfo>, Fail> {
     Ok(Json(host.scheduler.info(&name)?))
 }
 
-async fn deploy(State(host): H, Json(req): Json<Deploy>) -> Result<(StatusCode, Json<crate::scheduler::DeploymentInfo>), Fail> {
+async fn deploy(
+    State(host): H,
+    Json(req): Json<Deploy>,
+) -> Result<(StatusCode, Json<crate::scheduler::DeploymentInfo>), Fail> {
     let wasm = base64::engine::general_purpose::STANDARD
         .decode(&req.wasm_b64)
         .map_err(|e| bad(format!("invalid wasm_b64: {e}")))?;
@@ -368,16 +458,26 @@ struct UndeployQuery {
     drop_offsets: bool,
 }
 
-async fn undeploy(State(host): H, Path(name): Path<String>, Query(q): Query<UndeployQuery>) -> Result<StatusCode, Fail> {
+async fn undeploy(
+    State(host): H,
+    Path(name): Path<String>,
+    Query(q): Query<UndeployQuery>,
+) -> Result<StatusCode, Fail> {
     host.scheduler.undeploy(&name, q.drop_offsets).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn pause(State(host): H, Path(name): Path<String>) -> Result<Json<crate::scheduler::DeploymentInfo>, Fail> {
+async fn pause(
+    State(host): H,
+    Path(name): Path<String>,
+) -> Result<Json<crate::scheduler::DeploymentInfo>, Fail> {
     Ok(Json(host.scheduler.set_paused(&name, true)?))
 }
 
-async fn resume(State(host): H, Path(name): Path<String>) -> Result<Json<crate::scheduler::DeploymentInfo>, Fail> {
+async fn resume(
+    State(host): H,
+    Path(name): Path<String>,
+) -> Result<Json<crate::scheduler::DeploymentInfo>, Fail> {
     Ok(Json(host.scheduler.set_paused(&name, false)?))
 }
 
@@ -399,7 +499,10 @@ async fn logs(
     let limit = q.limit.unwrap_or(1000).min(10_000);
     let mut lines = shared.logs.after(q.after, limit);
     if lines.is_empty() && q.wait_ms > 0 {
-        shared.logs.wait_after(q.after, Duration::from_millis(q.wait_ms.min(60_000))).await;
+        shared
+            .logs
+            .wait_after(q.after, Duration::from_millis(q.wait_ms.min(60_000)))
+            .await;
         lines = shared.logs.after(q.after, limit);
     }
     Ok(Json(lines))

@@ -47,9 +47,17 @@ pub fn run(client: &Client, args: ConsumeArgs) -> anyhow::Result<()> {
             if args.json {
                 println!("{}", serde_json::to_string(r)?);
             } else {
-                let value = r.value.clone().or_else(|| r.value_b64.as_ref().map(|b| format!("base64:{b}")));
+                let value = r
+                    .value
+                    .clone()
+                    .or_else(|| r.value_b64.as_ref().map(|b| format!("base64:{b}")));
                 match &r.key {
-                    Some(k) => println!("{}:{} {k} {}", r.partition, r.offset, value.unwrap_or_default()),
+                    Some(k) => println!(
+                        "{}:{} {k} {}",
+                        r.partition,
+                        r.offset,
+                        value.unwrap_or_default()
+                    ),
                     None => println!("{}:{} {}", r.partition, r.offset, value.unwrap_or_default()),
                 }
             }
@@ -57,11 +65,17 @@ pub fn run(client: &Client, args: ConsumeArgs) -> anyhow::Result<()> {
         printed += resp.records.len();
         if let Some(g) = &args.group {
             if !resp.records.is_empty() {
-                let commit = CommitOffsets { topic: args.topic.clone(), offsets: resp.positions.clone() };
+                let commit = CommitOffsets {
+                    topic: args.topic.clone(),
+                    offsets: resp.positions.clone(),
+                };
                 client.post::<_, serde_json::Value>(&format!("/v1/groups/{g}/offsets"), &commit)?;
             }
         }
-        let caught_up = resp.positions.iter().all(|(p, o)| resp.ends.get(p).is_none_or(|e| o >= e));
+        let caught_up = resp
+            .positions
+            .iter()
+            .all(|(p, o)| resp.ends.get(p).is_none_or(|e| o >= e));
         positions = Some(resp.positions);
         if args.max.is_some_and(|m| printed >= m) || (!args.follow && caught_up) {
             break;

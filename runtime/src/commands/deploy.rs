@@ -84,7 +84,8 @@ pub fn parse_kv(s: &str) -> Result<(String, String), String> {
 }
 
 pub fn run(client: &Client, args: DeployArgs) -> anyhow::Result<()> {
-    let wasm = std::fs::read(&args.wasm).with_context(|| format!("cannot read {}", args.wasm.display()))?;
+    let wasm = std::fs::read(&args.wasm)
+        .with_context(|| format!("cannot read {}", args.wasm.display()))?;
     let name = match args.name {
         Some(n) => n,
         None => args

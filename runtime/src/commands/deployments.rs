@@ -55,11 +55,21 @@ pub fn list(client: &Client, args: ListArgs) -> anyhow::Result<()> {
     for d in &all {
         println!(
             "{:<24} {:<16} {:<9} {:>10} {:>12} {:>12} {:>7} {:>5}",
-            d.spec.name, d.spec.topic, d.state, d.lag, d.records_in, d.records_out, d.errors, d.dead_lettered
+            d.spec.name,
+            d.spec.topic,
+            d.state,
+            d.lag,
+            d.records_in,
+            d.records_out,
+            d.errors,
+            d.dead_lettered
         );
         if args.partitions || d.state != "running" {
             for p in &d.partitions {
-                let committed = p.committed.map(|c| c.to_string()).unwrap_or_else(|| "-".into());
+                let committed = p
+                    .committed
+                    .map(|c| c.to_string())
+                    .unwrap_or_else(|| "-".into());
                 println!(
                     "    partition {:<4} committed {:>10}  end {:>10}  lag {:>8}  {}{}",
                     p.partition,
@@ -67,7 +77,10 @@ pub fn list(client: &Client, args: ListArgs) -> anyhow::Result<()> {
                     p.end,
                     p.lag,
                     p.status,
-                    p.error.as_ref().map(|e| format!("  error: {e}")).unwrap_or_default()
+                    p.error
+                        .as_ref()
+                        .map(|e| format!("  error: {e}"))
+                        .unwrap_or_default()
                 );
             }
         }
@@ -79,7 +92,11 @@ pub fn list(client: &Client, args: ListArgs) -> anyhow::Result<()> {
 }
 
 pub fn undeploy(client: &Client, args: UndeployArgs) -> anyhow::Result<()> {
-    let q = if args.drop_offsets { "?drop_offsets=true" } else { "" };
+    let q = if args.drop_offsets {
+        "?drop_offsets=true"
+    } else {
+        ""
+    };
     client.delete(&format!("/v1/deployments/{}{q}", args.name))?;
     println!("undeployed {}", args.name);
     Ok(())
@@ -87,7 +104,8 @@ pub fn undeploy(client: &Client, args: UndeployArgs) -> anyhow::Result<()> {
 
 pub fn pause(client: &Client, args: NameArg, paused: bool) -> anyhow::Result<()> {
     let verb = if paused { "pause" } else { "resume" };
-    let info: DeploymentInfo = client.post(&format!("/v1/deployments/{}/{verb}", args.name), &())?;
+    let info: DeploymentInfo =
+        client.post(&format!("/v1/deployments/{}/{verb}", args.name), &())?;
     println!("{} is {}", info.spec.name, info.state);
     Ok(())
 }
@@ -96,11 +114,19 @@ pub fn logs(client: &Client, args: LogsArgs) -> anyhow::Result<()> {
     let mut after = 0u64;
     loop {
         let wait = if args.follow { 10_000 } else { 0 };
-        let lines: Vec<LogEntry> =
-            client.get(&format!("/v1/deployments/{}/logs?after={after}&wait_ms={wait}", args.name))?;
+        let lines: Vec<LogEntry> = client.get(&format!(
+            "/v1/deployments/{}/logs?after={after}&wait_ms={wait}",
+            args.name
+        ))?;
         for l in &lines {
             let offset = l.offset.map(|o| format!(" offset={o}")).unwrap_or_default();
-            println!("{} {:<5} partition={}{offset} {}", fmt_ts(l.ts_ms), l.level, l.partition, l.message);
+            println!(
+                "{} {:<5} partition={}{offset} {}",
+                fmt_ts(l.ts_ms),
+                l.level,
+                l.partition,
+                l.message
+            );
             after = l.seq;
         }
         if !args.follow {

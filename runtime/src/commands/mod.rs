@@ -24,7 +24,12 @@ use rill_runtime::admin::client::Client;
 #[command(name = "runtime", version, about, long_about = None)]
 pub struct Cli {
     /// The admin API of the host to talk to.
-    #[arg(long, global = true, env = "RILL_ADMIN", default_value = "http://127.0.0.1:8080")]
+    #[arg(
+        long,
+        global = true,
+        env = "RILL_ADMIN",
+        default_value = "http://127.0.0.1:8080"
+    )]
     admin: String,
     #[command(subcommand)]
     command: Command,

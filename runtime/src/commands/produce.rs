@@ -37,7 +37,8 @@ pub struct ProduceArgs {
 pub fn run(client: &Client, args: ProduceArgs) -> anyhow::Result<()> {
     let (input, total_bytes): (Box<dyn BufRead>, Option<u64>) = match &args.file {
         Some(path) => {
-            let f = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+            let f = std::fs::File::open(path)
+                .with_context(|| format!("cannot open {}", path.display()))?;
             let len = f.metadata().ok().map(|m| m.len());
             (Box::new(BufReader::with_capacity(1 << 20, f)), len)
         }
@@ -53,11 +54,15 @@ pub fn run(client: &Client, args: ProduceArgs) -> anyhow::Result<()> {
         if batch.is_empty() {
             return Ok(());
         }
-        let req = Produce { records: std::mem::take(batch) };
+        let req = Produce {
+            records: std::mem::take(batch),
+        };
         let n = req.records.len() as u64;
         let resp: Produced = client
             .post(&format!("/v1/topics/{}/records", args.topic), &req)
-            .with_context(|| format!("produce to '{}' failed after {} records", args.topic, *sent))?;
+            .with_context(|| {
+                format!("produce to '{}' failed after {} records", args.topic, *sent)
+            })?;
         first = first.or(resp.offsets.first().copied());
         *sent += n;
         Ok(())
@@ -101,9 +106,16 @@ pub fn run(client: &Client, args: ProduceArgs) -> anyhow::Result<()> {
     }
     match first {
         Some((p, o)) if sent == 1 => {
-            println!("produced 1 record to {} (partition {p}, offset {o})", args.topic)
+            println!(
+                "produced 1 record to {} (partition {p}, offset {o})",
+                args.topic
+            )
         }
-        _ => println!("produced {sent} records to {} in {:.2}s", args.topic, started.elapsed().as_secs_f64()),
+        _ => println!(
+            "produced {sent} records to {} in {:.2}s",
+            args.topic,
+            started.elapsed().as_secs_f64()
+        ),
     }
     Ok(())
 }

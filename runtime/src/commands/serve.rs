@@ -51,8 +51,9 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         config.kafka.enabled = false;
     }
     if let Some(f) = args.default_flush {
-        config.defaults.flush =
-            f.parse().map_err(|_| anyhow::anyhow!("invalid --default-flush '{f}' (want always, never or interval:MS)"))?;
+        config.defaults.flush = f.parse().map_err(|_| {
+            anyhow::anyhow!("invalid --default-flush '{f}' (want always, never or interval:MS)")
+        })?;
     }
     if let Some(p) = args.default_partitions {
         anyhow::ensure!(p > 0, "--default-partitions must be at least 1");
@@ -62,8 +63,9 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
 
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("RILL_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,wasmtime=warn,cranelift=warn")),
+            tracing_subscriber::EnvFilter::try_from_env("RILL_LOG").unwrap_or_else(|_| {
+                tracing_subscriber::EnvFilter::new("info,wasmtime=warn,cranelift=warn")
+            }),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -75,8 +77,9 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         .context("cannot start the async runtime")?;
     runtime.block_on(async move {
         let shutdown = async {
-            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                .expect("SIGTERM handler installs");
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                    .expect("SIGTERM handler installs");
             tokio::select! {
                 _ = tokio::signal::ctrl_c() => {}
                 _ = term.recv() => {}
@@ -87,8 +90,14 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         rill_runtime::host::run(config, shutdown, |admin, kafka| {
             // One line that scripts and tests wait for.
             match kafka {
-                Some(k) => println!("rill ready admin=http://{admin} kafka={k} data_dir={}", data_dir.display()),
-                None => println!("rill ready admin=http://{admin} kafka=off data_dir={}", data_dir.display()),
+                Some(k) => println!(
+                    "rill ready admin=http://{admin} kafka={k} data_dir={}",
+                    data_dir.display()
+                ),
+                None => println!(
+                    "rill ready admin=http://{admin} kafka=off data_dir={}",
+                    data_dir.display()
+                ),
             }
         })
         .await

@@ -43,18 +43,41 @@ pub enum TopicCommand {
 
 pub fn run(client: &Client, cmd: TopicCommand) -> anyhow::Result<()> {
     match cmd {
-        TopicCommand::Create { name, partitions, flush, retention, retention_bytes, segment_bytes } => {
-            let req = CreateTopic { name, partitions, flush, retention_ms: retention, retention_bytes, segment_bytes };
+        TopicCommand::Create {
+            name,
+            partitions,
+            flush,
+            retention,
+            retention_bytes,
+            segment_bytes,
+        } => {
+            let req = CreateTopic {
+                name,
+                partitions,
+                flush,
+                retention_ms: retention,
+                retention_bytes,
+                segment_bytes,
+            };
             let t: TopicInfo = client.post("/v1/topics", &req)?;
-            println!("created topic {} with {} partition(s), flush {}", t.name, t.partitions, t.flush);
+            println!(
+                "created topic {} with {} partition(s), flush {}",
+                t.name, t.partitions, t.flush
+            );
         }
         TopicCommand::List => {
             let topics: Vec<TopicInfo> = client.get("/v1/topics")?;
-            println!("{:<32} {:>10} {:>14} {:>12}", "TOPIC", "PARTITIONS", "RECORDS", "BYTES");
+            println!(
+                "{:<32} {:>10} {:>14} {:>12}",
+                "TOPIC", "PARTITIONS", "RECORDS", "BYTES"
+            );
             for t in topics {
                 let records: i64 = t.partition_info.iter().map(|p| p.end - p.start).sum();
                 let bytes: u64 = t.partition_info.iter().map(|p| p.size_bytes).sum();
-                println!("{:<32} {:>10} {:>14} {:>12}", t.name, t.partitions, records, bytes);
+                println!(
+                    "{:<32} {:>10} {:>14} {:>12}",
+                    t.name, t.partitions, records, bytes
+                );
             }
         }
         TopicCommand::Describe { name } => {
@@ -64,12 +87,22 @@ pub fn run(client: &Client, cmd: TopicCommand) -> anyhow::Result<()> {
                 t.name,
                 t.partitions,
                 t.flush,
-                t.retention_ms.map(|m| format!("{m}ms")).unwrap_or_else(|| "none".into()),
-                t.retention_bytes.map(|b| b.to_string()).unwrap_or_else(|| "none".into()),
+                t.retention_ms
+                    .map(|m| format!("{m}ms"))
+                    .unwrap_or_else(|| "none".into()),
+                t.retention_bytes
+                    .map(|b| b.to_string())
+                    .unwrap_or_else(|| "none".into()),
             );
-            println!("{:>9} {:>14} {:>14} {:>14}", "PARTITION", "START", "END", "BYTES");
+            println!(
+                "{:>9} {:>14} {:>14} {:>14}",
+                "PARTITION", "START", "END", "BYTES"
+            );
             for p in t.partition_info {
-                println!("{:>9} {:>14} {:>14} {:>14}", p.partition, p.start, p.end, p.size_bytes);
+                println!(
+                    "{:>9} {:>14} {:>14} {:>14}",
+                    p.partition, p.start, p.end, p.size_bytes
+                );
             }
         }
         TopicCommand::Delete { name } => {
@@ -117,7 +150,9 @@ pub fn parse_bytes(s: &str) -> Result<u64, String> {
     for (suffix, mult) in units {
         if let Some(n) = s.strip_suffix(suffix) {
             if let Ok(n) = n.trim().parse::<u64>() {
-                return n.checked_mul(mult).ok_or_else(|| format!("size '{s}' is too large"));
+                return n
+                    .checked_mul(mult)
+                    .ok_or_else(|| format!("size '{s}' is too large"));
             }
         }
     }

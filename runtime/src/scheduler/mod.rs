@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex, RwLock};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
 
@@ -56,7 +56,10 @@ impl DeploymentShared {
     }
 
     pub fn handler(&self) -> Handler {
-        self.handler.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.handler
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     pub fn count_in(&self, n: u64) {
@@ -92,7 +95,7 @@ pub enum DeployError {
 }
 
 /// Per-partition figures for `runtime list`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PartitionInfo {
     /// Partition number.
     pub partition: u32,
@@ -109,7 +112,7 @@ pub struct PartitionInfo {
 }
 
 /// A deployment as `runtime list` shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DeploymentInfo {
     /// The spec it was deployed with.
     pub spec: DeploymentSpec,
@@ -183,7 +186,11 @@ impl Scheduler {
     }
 
     /// Deploys (or redeploys under the same name, keeping offsets) a module.
-    pub async fn deploy(&self, mut spec: DeploymentSpec, wasm: &[u8]) -> Result<DeploymentInfo, DeployError> {
+    pub async fn deploy(
+        &self,
+        mut spec: DeploymentSpec,
+        wasm: &[u8],
+    ) -> Result<DeploymentInfo, DeployError> {
         crate::deployment::validate_name(&spec.name).map_err(DeployError::Invalid)?;
         if self.log.topic(&spec.topic).is_none() {
             return Err(DeployError::UnknownTopic(spec.topic.clone()));
@@ -210,9 +217,16 @@ impl Scheduler {
     }
 
     fn start(&self, spec: DeploymentSpec, handler: Handler) -> Result<(), DeployError> {
-        let topic = self.log.topic(&spec.topic).ok_or_else(|| DeployError::UnknownTopic(spec.topic.clone()))?;
+        let topic = self
+            .log
+            .topic(&spec.topic)
+            .ok_or_else(|| DeployError::UnknownTopic(spec.topic.clone()))?;
         let n = topic.partitions().len();
-        let initial = if spec.paused { Control::Pause } else { Control::Run };
+        let initial = if spec.paused {
+            Control::Pause
+        } else {
+            Control::Run
+        };
         let (control, rx) = watch::channel(initial);
         let shared = Arc::new(DeploymentShared {
             log: self.log.clone(),
@@ -221,7 +235,12 @@ impl Scheduler {
             metrics: DeploymentMetrics::default(),
             logs: HandlerLogs::default(),
             partitions: (0..n)
-                .map(|_| Mutex::new(PartitionState { status: "starting", error: None }))
+                .map(|_| {
+                    Mutex::new(PartitionState {
+                        status: "starting",
+                        error: None,
+                    })
+                })
                 .collect(),
         });
         let mut create_config = topic.config().clone();
@@ -245,14 +264,25 @@ impl Scheduler {
             })
             .collect();
         let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
-        running.insert(spec.name.clone(), Running { shared, control, tasks });
+        running.insert(
+            spec.name.clone(),
+            Running {
+                shared,
+                control,
+                tasks,
+            },
+        );
         Ok(())
     }
 
     /// Signals a deployment's workers to stop and hands back their tasks: each finishes its
     /// in-flight invocation, appends and commits, then exits.
     fn stop(&self, name: &str) -> Option<Vec<JoinHandle<()>>> {
-        let r = self.running.lock().unwrap_or_else(|e| e.into_inner()).remove(name)?;
+        let r = self
+            .running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(name)?;
         let _ = r.control.send(Control::Stop);
         Some(r.tasks)
     }
@@ -283,7 +313,9 @@ impl Scheduler {
             self.store.save(&spec)?;
             *r.shared.spec.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(spec);
             // Resuming also restarts partitions that stopped on a failure.
-            let _ = r.control.send(if paused { Control::Pause } else { Control::Run });
+            let _ = r
+                .control
+                .send(if paused { Control::Pause } else { Control::Run });
             Ok(())
         })??;
         self.info(name)
@@ -291,7 +323,10 @@ impl Scheduler {
 
     fn with<T>(&self, name: &str, f: impl FnOnce(&Running) -> T) -> Result<T, DeployError> {
         let running = self.running.lock().unwrap_or_else(|e| e.into_inner());
-        running.get(name).map(f).ok_or_else(|| DeployError::UnknownDeployment(name.to_owned()))
+        running
+            .get(name)
+            .map(f)
+            .ok_or_else(|| DeployError::UnknownDeployment(name.to_owned()))
     }
 
     /// The shared state of a deployment (logs, metrics).
@@ -302,7 +337,13 @@ impl Scheduler {
     /// Names of topics that deployments consume.
     pub fn consumed_topics(&self) -> Vec<(String, String)> {
         let running = self.running.lock().unwrap_or_else(|e| e.into_inner());
-        running.values().map(|r| { let s = r.shared.spec(); (s.topic.clone(), s.name.clone()) }).collect()
+        running
+            .values()
+            .map(|r| {
+                let s = r.shared.spec();
+                (s.topic.clone(), s.name.clone())
+            })
+            .collect()
     }
 
     /// One deployment's status.
@@ -357,7 +398,12 @@ impl Scheduler {
             records_out: shared.metrics.records_out.load(Relaxed),
             errors: shared.metrics.errors_total(),
             dead_lettered: shared.metrics.dead_lettered.load(Relaxed),
-            last_error: shared.metrics.last_error.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+            last_error: shared
+                .metrics
+                .last_error
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone(),
             partitions,
             spec: (*spec).clone(),
         }

@@ -20,7 +20,11 @@ pub(super) struct Outputs {
 
 impl Outputs {
     pub(super) fn new(log: Arc<Log>, create_config: TopicConfig) -> Self {
-        Outputs { log, topics: HashMap::new(), create_config }
+        Outputs {
+            log,
+            topics: HashMap::new(),
+            create_config,
+        }
     }
 
     /// The topic, created with one partition if it does not exist yet.
@@ -44,7 +48,11 @@ impl Outputs {
     }
 
     /// Appends emits, one batch per (topic, partition), keeping their order per key.
-    pub(super) fn append(&mut self, emits: &[Emit], metrics: &DeploymentMetrics) -> Result<(), String> {
+    pub(super) fn append(
+        &mut self,
+        emits: &[Emit],
+        metrics: &DeploymentMetrics,
+    ) -> Result<(), String> {
         if emits.is_empty() {
             return Ok(());
         }
@@ -53,7 +61,10 @@ impl Outputs {
         for (i, emit) in emits.iter().enumerate() {
             let topic = self.topic(&emit.topic)?;
             let p = topic.partition_for_key(emit.key.as_deref());
-            match groups.iter_mut().find(|(t, gp, _)| Arc::ptr_eq(t, &topic) && *gp == p) {
+            match groups
+                .iter_mut()
+                .find(|(t, gp, _)| Arc::ptr_eq(t, &topic) && *gp == p)
+            {
                 Some((_, _, idx)) => idx.push(i),
                 None => groups.push((topic, p, vec![i])),
             }
@@ -65,7 +76,10 @@ impl Outputs {
                     emits[i]
                         .headers
                         .iter()
-                        .map(|(k, v)| Header { key: k.as_str(), value: v.as_deref() })
+                        .map(|(k, v)| Header {
+                            key: k.as_str(),
+                            value: v.as_deref(),
+                        })
                         .collect()
                 })
                 .collect();
@@ -113,18 +127,47 @@ impl Outputs {
         let offset_s = offset.to_string();
         let attempts_s = attempts.to_string();
         let mut headers = vec![
-            Header { key: "rill.error", value: Some(message.as_bytes()) },
-            Header { key: "rill.error.kind", value: Some(kind.as_bytes()) },
-            Header { key: "rill.source.topic", value: Some(spec.topic.as_bytes()) },
-            Header { key: "rill.source.partition", value: Some(partition_s.as_bytes()) },
-            Header { key: "rill.source.offset", value: Some(offset_s.as_bytes()) },
-            Header { key: "rill.attempts", value: Some(attempts_s.as_bytes()) },
+            Header {
+                key: "rill.error",
+                value: Some(message.as_bytes()),
+            },
+            Header {
+                key: "rill.error.kind",
+                value: Some(kind.as_bytes()),
+            },
+            Header {
+                key: "rill.source.topic",
+                value: Some(spec.topic.as_bytes()),
+            },
+            Header {
+                key: "rill.source.partition",
+                value: Some(partition_s.as_bytes()),
+            },
+            Header {
+                key: "rill.source.offset",
+                value: Some(offset_s.as_bytes()),
+            },
+            Header {
+                key: "rill.attempts",
+                value: Some(attempts_s.as_bytes()),
+            },
         ];
         if found.is_none() {
-            headers.push(Header { key: "rill.record.missing", value: Some(b"true") });
+            headers.push(Header {
+                key: "rill.record.missing",
+                value: Some(b"true"),
+            });
         }
-        headers.extend(orig_headers.iter().map(|(k, v)| Header { key: k.as_str(), value: v.as_deref() }));
-        let record = Record { key, value, headers: &headers, timestamp_ms: None };
+        headers.extend(orig_headers.iter().map(|(k, v)| Header {
+            key: k.as_str(),
+            value: v.as_deref(),
+        }));
+        let record = Record {
+            key,
+            value,
+            headers: &headers,
+            timestamp_ms: None,
+        };
         let p = dlq.partition_for_key(key);
         dlq.partition(p)
             .ok_or_else(|| "dead-letter topic has no partitions".to_string())?
@@ -134,7 +177,11 @@ impl Outputs {
     }
 }
 
-type Owned = (Option<Vec<u8>>, Option<Vec<u8>>, Vec<(String, Option<Vec<u8>>)>);
+type Owned = (
+    Option<Vec<u8>>,
+    Option<Vec<u8>>,
+    Vec<(String, Option<Vec<u8>>)>,
+);
 
 /// The record at `offset` in concatenated uncompressed batches, copied out.
 fn find_record(batches: &[u8], offset: i64) -> Option<Owned> {
@@ -146,9 +193,16 @@ fn find_record(batches: &[u8], offset: i64) -> Option<Owned> {
         for rec in batch.records() {
             let rec = rec.ok()?;
             if rec.offset == offset {
-                let headers =
-                    rec.headers.iter().map(|h| (h.key.to_owned(), h.value.map(<[u8]>::to_vec))).collect();
-                return Some((rec.key.map(<[u8]>::to_vec), rec.value.map(<[u8]>::to_vec), headers));
+                let headers = rec
+                    .headers
+                    .iter()
+                    .map(|h| (h.key.to_owned(), h.value.map(<[u8]>::to_vec)))
+                    .collect();
+                return Some((
+                    rec.key.map(<[u8]>::to_vec),
+                    rec.value.map(<[u8]>::to_vec),
+                    headers,
+                ));
             }
         }
     }

@@ -77,7 +77,11 @@ impl Worker {
     fn start_offset(&self) -> Result<i64, String> {
         let spec = self.dep.spec();
         let p = &self.partition;
-        let committed = self.dep.log.offsets().fetch(&spec.group, &spec.topic, self.pid());
+        let committed = self
+            .dep
+            .log
+            .offsets()
+            .fetch(&spec.group, &spec.topic, self.pid());
         let start = match committed {
             Some(o) => o,
             None => {
@@ -85,9 +89,9 @@ impl Worker {
                     StartFrom::Earliest => p.log_start_offset(),
                     StartFrom::Latest => p.high_watermark(),
                     StartFrom::Offset(o) => o,
-                    StartFrom::Timestamp(ts) => {
-                        p.offset_for_timestamp(ts).unwrap_or_else(|| p.high_watermark())
-                    }
+                    StartFrom::Timestamp(ts) => p
+                        .offset_for_timestamp(ts)
+                        .unwrap_or_else(|| p.high_watermark()),
                 };
                 let o = o.clamp(p.log_start_offset(), p.high_watermark());
                 // Commit the starting point at once, so "latest" means the moment of the
@@ -165,7 +169,10 @@ impl Worker {
     fn backoff_delay(&self) -> Duration {
         let spec = self.dep.spec();
         let exp = self.attempts.saturating_sub(1).min(20);
-        let ms = spec.backoff_initial_ms.saturating_mul(1 << exp).min(spec.backoff_max_ms);
+        let ms = spec
+            .backoff_initial_ms
+            .saturating_mul(1 << exp)
+            .min(spec.backoff_max_ms);
         Duration::from_millis(ms.max(1))
     }
 
@@ -189,7 +196,9 @@ impl Worker {
                     "records {}..{} were deleted by retention before this group processed them",
                     next, start
                 );
-                self.dep.logs.push("warn", self.pid(), Some(next), msg.clone());
+                self.dep
+                    .logs
+                    .push("warn", self.pid(), Some(next), msg.clone());
                 tracing::warn!(deployment = %spec.name, partition = self.pid(), "{msg}");
                 self.next = start;
                 return match self.commit(start) {
@@ -198,21 +207,34 @@ impl Worker {
                 };
             }
             Err(e) => {
-                let msg = format!("read of {}/{} at {} failed: {e}", spec.topic, self.pid(), next);
+                let msg = format!(
+                    "read of {}/{} at {} failed: {e}",
+                    spec.topic,
+                    self.pid(),
+                    next
+                );
                 self.dep.metrics.error("append", msg.clone());
                 self.set_state("backoff", Some(msg));
                 return Step::Backoff;
             }
         };
         let bytes = match rill_kafka::decompress_batches(&read.bytes) {
-            Ok(b) => b,
+            // Untouched (nothing was compressed): share the read buffer, no copy.
+            Ok(std::borrow::Cow::Borrowed(_)) => read.bytes.clone(),
+            Ok(std::borrow::Cow::Owned(v)) => bytes::Bytes::from(v),
             Err(e) => {
                 let msg = format!("cannot decompress batch at {}: {e}", next);
-                return self.fail_record(next, "record_error", msg, &read.bytes).await;
+                return self
+                    .fail_record(next, "record_error", msg, &read.bytes)
+                    .await;
             }
         };
         let isolating = next < self.isolate_until;
-        let end = if isolating { next + 1 } else { next + i64::from(spec.max_batch_records) };
+        let end = if isolating {
+            next + 1
+        } else {
+            next + i64::from(spec.max_batch_records)
+        };
         let covered = end.min(read.next_offset);
 
         let invocation = match self.invoke(bytes.clone(), next, end).await {
@@ -272,7 +294,10 @@ impl Worker {
                         "warn",
                         self.pid(),
                         Some(next),
-                        format!("{msg}; re-running offsets {}..{covered} one at a time", next),
+                        format!(
+                            "{msg}; re-running offsets {}..{covered} one at a time",
+                            next
+                        ),
                     );
                     return Step::Continue;
                 }
@@ -282,7 +307,12 @@ impl Worker {
     }
 
     /// Runs the guest on the blocking pool, holding one CPU permit.
-    async fn invoke(&mut self, bytes: bytes::Bytes, start: i64, end: i64) -> Result<Invocation, String> {
+    async fn invoke(
+        &mut self,
+        bytes: bytes::Bytes,
+        start: i64,
+        end: i64,
+    ) -> Result<Invocation, String> {
         let mut instance = match self.instance.take() {
             Some(i) => i,
             None => {
@@ -291,14 +321,25 @@ impl Worker {
                     deployment: spec.name.clone(),
                     partition: self.pid(),
                     params: spec.env.clone(),
-                    outputs: if spec.outputs.is_empty() { None } else { Some(spec.outputs.clone()) },
+                    outputs: if spec.outputs.is_empty() {
+                        None
+                    } else {
+                        Some(spec.outputs.clone())
+                    },
                     limits: spec.limits.clone(),
                 };
-                self.dep.handler().instantiate(cfg).map_err(|e| format!("instantiate: {e}"))?
+                self.dep
+                    .handler()
+                    .instantiate(cfg)
+                    .map_err(|e| format!("instantiate: {e}"))?
             }
         };
-        let permit: OwnedSemaphorePermit =
-            self.cpu.clone().acquire_owned().await.map_err(|_| "host is shutting down".to_string())?;
+        let permit: OwnedSemaphorePermit = self
+            .cpu
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| "host is shutting down".to_string())?;
         let (instance, invocation) = tokio::task::spawn_blocking(move || {
             let inv = instance.invoke(&bytes, start, end);
             drop(permit);
@@ -312,7 +353,12 @@ impl Worker {
 
     fn record_logs(&self, inv: &Invocation) {
         for line in &inv.logs {
-            self.dep.logs.push(line.level.as_str(), self.pid(), line.offset, line.message.clone());
+            self.dep.logs.push(
+                line.level.as_str(),
+                self.pid(),
+                line.offset,
+                line.message.clone(),
+            );
         }
     }
 
@@ -338,11 +384,22 @@ impl Worker {
                 Step::Stop
             }
             OnFailure::DeadLetter => {
-                if let Err(e) = self.outputs.dead_letter(&spec, self.pid(), offset, bytes, kind, &msg, self.attempts) {
+                if let Err(e) = self.outputs.dead_letter(
+                    &spec,
+                    self.pid(),
+                    offset,
+                    bytes,
+                    kind,
+                    &msg,
+                    self.attempts,
+                ) {
                     self.set_state("backoff", Some(e));
                     return Step::Backoff;
                 }
-                self.dep.metrics.dead_lettered.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                self.dep
+                    .metrics
+                    .dead_lettered
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 if self.commit(offset + 1).is_err() {
                     return Step::Backoff;
                 }
