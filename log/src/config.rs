@@ -151,6 +151,7 @@ mod tests {
             ..TopicConfig::default()
         };
         let s = toml::to_string(&c).unwrap();
+        assert!(s.contains("[flush]\ninterval_ms = 5"), "{s}");
         assert_eq!(toml::from_str::<TopicConfig>(&s).unwrap(), c);
     }
 }
