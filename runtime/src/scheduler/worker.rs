@@ -352,13 +352,19 @@ impl Worker {
     }
 
     fn record_logs(&self, inv: &Invocation) {
+        if inv.logs.is_empty() {
+            return;
+        }
+        let spec = self.dep.spec();
         for line in &inv.logs {
-            self.dep.logs.push(
-                line.level.as_str(),
-                self.pid(),
-                line.offset,
-                line.message.clone(),
-            );
+            let level = line.level.as_str();
+            // Handler lines also reach the host's own log, tagged, at debug level so a
+            // chatty handler cannot drown the host's log at the default level.
+            tracing::debug!(target: "rill::handler", deployment = %spec.name,
+                partition = self.pid(), offset = ?line.offset, level, "{}", line.message);
+            self.dep
+                .logs
+                .push(level, self.pid(), line.offset, line.message.clone());
         }
     }
 
