@@ -60,8 +60,15 @@ fn on_record(rec: &Record<'_>, ctx: &mut Context) -> Result<()> {
     };
     let fresh = SEEN.with_borrow_mut(|w| {
         let w = w.get_or_insert_with(|| {
-            let cap = ctx.param("DEDUP_WINDOW").and_then(|v| v.parse().ok()).unwrap_or(10_000);
-            Window { cap, order: VecDeque::new(), set: HashSet::new() }
+            let cap = ctx
+                .param("DEDUP_WINDOW")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(10_000);
+            Window {
+                cap,
+                order: VecDeque::new(),
+                set: HashSet::new(),
+            }
         });
         w.insert(&id)
     });

@@ -57,10 +57,16 @@ fn on_record(rec: &Record<'_>, ctx: &mut Context) -> Result<()> {
         rill_guest::bail!("order {} has no items", order.order_id);
     }
     let express_cents = match ctx.param("EXPRESS_CENTS") {
-        Some(v) => v.parse::<u64>().map_err(|e| Error::msg(format!("EXPRESS_CENTS: {e}")))?,
+        Some(v) => v
+            .parse::<u64>()
+            .map_err(|e| Error::msg(format!("EXPRESS_CENTS: {e}")))?,
         None => 20_000,
     };
-    let priority = if order.total_cents >= express_cents { "express" } else { "standard" };
+    let priority = if order.total_cents >= express_cents {
+        "express"
+    } else {
+        "standard"
+    };
     let out = Fulfillment {
         order_id: order.order_id,
         ship_to: &order.customer.name,

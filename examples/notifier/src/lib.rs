@@ -25,7 +25,9 @@ fn on_record(rec: &Record<'_>, ctx: &mut Context) -> Result<()> {
     if order.kind.as_deref().is_some_and(|k| k != "order_created") {
         return Ok(());
     }
-    let template = ctx.param("TEMPLATE").unwrap_or_else(|| "order_confirmation".into());
+    let template = ctx
+        .param("TEMPLATE")
+        .unwrap_or_else(|| "order_confirmation".into());
     ctx.emit_json(
         "emails",
         rec.key(),

@@ -9,7 +9,11 @@ use rill_guest::prelude::*;
 
 fn on_record(rec: &Record<'_>, ctx: &mut Context) -> Result<()> {
     let greeting = std::env::var("GREETING").unwrap_or_else(|_| "hello".into());
-    println!("{greeting} from offset {}: {}", rec.offset(), rec.value_str().unwrap_or("<binary>"));
+    println!(
+        "{greeting} from offset {}: {}",
+        rec.offset(),
+        rec.value_str().unwrap_or("<binary>")
+    );
     if rec.value().is_none() {
         eprintln!("offset {} has a null value", rec.offset());
     }

@@ -5,7 +5,11 @@
 use rill_guest::prelude::*;
 
 fn on_record(rec: &Record<'_>, ctx: &mut Context) -> Result<()> {
-    let limit_mib: usize = rec.value_str().ok().and_then(|v| v.parse().ok()).unwrap_or(usize::MAX);
+    let limit_mib: usize = rec
+        .value_str()
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(usize::MAX);
     let mut hoard: Vec<Vec<u8>> = Vec::new();
     while hoard.len() < limit_mib {
         let mut chunk = vec![0u8; 1 << 20];
