@@ -54,6 +54,9 @@ pub enum HostError {
     /// The admin server failed.
     #[error("admin API failed: {0}")]
     Admin(std::io::Error),
+    /// The Kafka front door could not start.
+    #[error("cannot start the Kafka listener: {0}")]
+    Kafka(#[from] rill_kafka::KafkaError),
 }
 
 /// Everything the doors (admin API, Kafka listener) and the scheduler share.
@@ -70,6 +73,8 @@ pub struct Host {
     pub restore_failures: Vec<(String, String)>,
     /// The Kafka listener's address, when it runs.
     pub kafka_addr: Option<SocketAddr>,
+    /// The Kafka front door, when it runs (its counters feed `/metrics`).
+    pub kafka: Option<Arc<rill_kafka::Broker>>,
 }
 
 impl std::fmt::Debug for Host {
@@ -133,6 +138,18 @@ pub async fn run(
     };
     let kafka_addr = kafka_listener.as_ref().and_then(|l| l.local_addr().ok());
 
+    let broker = match &kafka_listener {
+        Some(_) => {
+            let mut cfg = config.kafka.config.clone();
+            if let Some(a) = kafka_addr {
+                // Clients are told to reconnect to the address actually bound (port 0 → real).
+                cfg.listen = a;
+            }
+            Some(rill_kafka::Broker::new(log.clone(), cfg)?)
+        }
+        None => None,
+    };
+
     let restore_failures = scheduler.restore();
     tracing::info!(
         elapsed_ms = opened.elapsed().as_millis() as u64,
@@ -147,6 +164,7 @@ pub async fn run(
         started: Instant::now(),
         restore_failures,
         kafka_addr,
+        kafka: broker.clone(),
     });
 
     // One signal fans out to every part.
@@ -159,15 +177,10 @@ pub async fn run(
         let _ = rx.wait_for(|s| *s).await;
     };
 
-    let kafka_task = kafka_listener.map(|listener| {
-        let mut cfg = host.config.kafka.config.clone();
-        if let Some(a) = kafka_addr {
-            cfg.listen = a;
-        }
-        let log = log.clone();
+    let kafka_task = kafka_listener.zip(broker).map(|(listener, broker)| {
         let stop = stopped(stop_rx.clone());
         tokio::spawn(async move {
-            if let Err(e) = rill_kafka::serve(listener, log, cfg, stop).await {
+            if let Err(e) = broker.serve(listener, stop).await {
                 tracing::error!("Kafka listener stopped: {e}");
             }
         })

@@ -201,6 +201,26 @@ impl Scheduler {
             ));
         }
         let handler = self.engine.load(wasm)?;
+        // Declared outputs exist from the deploy on, so consumers can subscribe before the
+        // first emit. They get one partition and the source topic's flush policy.
+        for output in &spec.outputs {
+            if self.log.topic(output).is_none() {
+                let mut cfg = self
+                    .log
+                    .topic(&spec.topic)
+                    .map(|t| t.config().clone())
+                    .unwrap_or_default();
+                cfg.partitions = 1;
+                match self.log.create_topic(output, cfg) {
+                    Ok(_) | Err(rill_log::TopicError::AlreadyExists(_)) => {}
+                    Err(e) => {
+                        return Err(DeployError::Invalid(format!(
+                            "output topic '{output}': {e}"
+                        )));
+                    }
+                }
+            }
+        }
         spec.module_hash = handler.hash().to_owned();
         self.store.save_module(&spec.module_hash, wasm)?;
         // Replacing a running deployment: stop its workers first, so two versions never
