@@ -20,12 +20,17 @@
 
 use crate::error::BatchError;
 
+mod builder;
+
+pub(crate) use builder::set_base_offset;
+pub use builder::{BatchBuilder, encode, encode_into};
+
 /// Size of the fixed batch header.
 pub const HEADER_LEN: usize = 61;
 /// Bytes before `batchLength` counts: baseOffset and batchLength themselves.
 pub const LOG_OVERHEAD: usize = 12;
 /// Byte offset where the CRC-covered part starts.
-const CRC_START: usize = 21;
+pub(crate) const CRC_START: usize = 21;
 const TIMESTAMP_TYPE_LOG_APPEND: i16 = 1 << 3;
 
 /// Compression codec of a batch (attributes bits 0-2).
@@ -441,170 +446,6 @@ impl<'a> Cursor<'a> {
             count,
         })
     }
-}
-
-fn zigzag(v: i64) -> u64 {
-    ((v << 1) ^ (v >> 63)) as u64
-}
-
-fn varlong_len(v: i64) -> usize {
-    (64 - (zigzag(v) | 1).leading_zeros() as usize).div_ceil(7)
-}
-
-fn nullable_len(b: Option<&[u8]>) -> usize {
-    b.map_or(1, |b| varlong_len(b.len() as i64) + b.len())
-}
-
-fn put_varlong(out: &mut Vec<u8>, v: i64) {
-    let mut z = zigzag(v);
-    while z >= 0x80 {
-        out.push((z as u8) | 0x80);
-        z >>= 7;
-    }
-    out.push(z as u8);
-}
-
-fn put_nullable(out: &mut Vec<u8>, b: Option<&[u8]>) {
-    match b {
-        None => put_varlong(out, -1),
-        Some(b) => {
-            put_varlong(out, b.len() as i64);
-            out.extend_from_slice(b);
-        }
-    }
-}
-
-/// Builds one uncompressed v2 batch (create-time timestamps, no producer id) into a buffer
-/// the caller may reuse, so encoding allocates nothing once the buffer has grown.
-#[derive(Debug)]
-pub struct BatchBuilder<B: AsMut<Vec<u8>> = Vec<u8>> {
-    buf: B,
-    count: i32,
-    first_ts: i64,
-    max_ts: i64,
-}
-
-impl Default for BatchBuilder {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl BatchBuilder {
-    /// An empty builder.
-    pub fn new() -> Self {
-        Self::with_capacity(256)
-    }
-    /// An empty builder with room for `bytes` of batch.
-    pub fn with_capacity(bytes: usize) -> Self {
-        BatchBuilder::into_buffer(Vec::with_capacity(bytes.max(HEADER_LEN)))
-    }
-}
-
-impl<B: AsMut<Vec<u8>>> BatchBuilder<B> {
-    /// A builder writing into `buf`, which is cleared first.
-    pub fn into_buffer(mut buf: B) -> Self {
-        let v = buf.as_mut();
-        v.clear();
-        v.resize(HEADER_LEN, 0);
-        BatchBuilder {
-            buf,
-            count: 0,
-            first_ts: 0,
-            max_ts: i64::MIN,
-        }
-    }
-    /// Number of records pushed.
-    pub fn len(&self) -> usize {
-        self.count as usize
-    }
-    /// Whether no record was pushed.
-    pub fn is_empty(&self) -> bool {
-        self.count == 0
-    }
-    /// Appends a record; `now_ms` stands in for a missing timestamp.
-    pub fn push(&mut self, r: &Record<'_>, now_ms: i64) {
-        let ts = r.timestamp_ms.unwrap_or(now_ms);
-        if self.count == 0 {
-            self.first_ts = ts;
-        }
-        self.max_ts = self.max_ts.max(ts);
-        let ts_delta = ts.wrapping_sub(self.first_ts);
-        let offset_delta = i64::from(self.count);
-        // The length prefix comes first, so size the body before writing it in place.
-        let body_len = 1
-            + varlong_len(ts_delta)
-            + varlong_len(offset_delta)
-            + nullable_len(r.key)
-            + nullable_len(r.value)
-            + varlong_len(r.headers.len() as i64)
-            + r.headers
-                .iter()
-                .map(|h| nullable_len(Some(h.key.as_bytes())) + nullable_len(h.value))
-                .sum::<usize>();
-        let out = self.buf.as_mut();
-        out.reserve(body_len + 5);
-        put_varlong(out, body_len as i64);
-        out.push(0);
-        put_varlong(out, ts_delta);
-        put_varlong(out, offset_delta);
-        put_nullable(out, r.key);
-        put_nullable(out, r.value);
-        put_varlong(out, r.headers.len() as i64);
-        for h in r.headers {
-            put_nullable(out, Some(h.key.as_bytes()));
-            put_nullable(out, h.value);
-        }
-        self.count += 1;
-    }
-    /// Writes the header (base offset 0) and CRC; returns the buffer holding the batch.
-    pub fn finish(mut self) -> B {
-        let (count, first_ts) = (self.count, self.first_ts);
-        let max_ts = if count == 0 { first_ts } else { self.max_ts };
-        let b = self.buf.as_mut();
-        let len = (b.len() - LOG_OVERHEAD) as i32;
-        b[..8].copy_from_slice(&0i64.to_be_bytes());
-        b[8..12].copy_from_slice(&len.to_be_bytes());
-        b[12..16].copy_from_slice(&(-1i32).to_be_bytes()); // partitionLeaderEpoch
-        b[16] = 2;
-        b[21..23].copy_from_slice(&0i16.to_be_bytes());
-        b[23..27].copy_from_slice(&(count - 1).max(0).to_be_bytes());
-        b[27..35].copy_from_slice(&first_ts.to_be_bytes());
-        b[35..43].copy_from_slice(&max_ts.to_be_bytes());
-        b[43..51].copy_from_slice(&(-1i64).to_be_bytes()); // producerId
-        b[51..53].copy_from_slice(&(-1i16).to_be_bytes()); // producerEpoch
-        b[53..57].copy_from_slice(&(-1i32).to_be_bytes()); // baseSequence
-        b[57..61].copy_from_slice(&count.to_be_bytes());
-        let crc = crc32c::crc32c(&b[CRC_START..]);
-        b[17..21].copy_from_slice(&crc.to_be_bytes());
-        self.buf
-    }
-}
-
-/// Encodes `records` as one batch with base offset 0.
-pub fn encode(records: &[Record<'_>], now_ms: i64) -> Vec<u8> {
-    let mut out = Vec::new();
-    encode_into(records, now_ms, &mut out);
-    out
-}
-
-/// Encodes `records` as one batch with base offset 0 into `out` (cleared first).
-pub fn encode_into(records: &[Record<'_>], now_ms: i64, out: &mut Vec<u8>) {
-    let est: usize = records
-        .iter()
-        .map(|r| 24 + r.key.map_or(0, <[u8]>::len) + r.value.map_or(0, <[u8]>::len))
-        .sum();
-    out.reserve(HEADER_LEN + est);
-    let mut b = BatchBuilder::into_buffer(out);
-    for r in records {
-        b.push(r, now_ms);
-    }
-    b.finish();
-}
-
-/// Overwrites the base offset of the batch at the start of `buf` (not covered by the CRC).
-pub(crate) fn set_base_offset(buf: &mut [u8], base: i64) {
-    buf[..8].copy_from_slice(&base.to_be_bytes());
 }
 
 #[cfg(test)]

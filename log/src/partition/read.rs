@@ -1,0 +1,226 @@
+//! The read side of a partition: offset lookups, whole-batch reads with CRC checks, and
+//! timestamp lookups. Readers never take the writer lock.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use bytes::Bytes;
+
+use super::{Partition, ReadResult};
+use crate::batch::{self, HEADER_LEN, RecordBatch};
+use crate::error::{BatchError, ReadError};
+use crate::io::read_full_at;
+use crate::segment::Segment;
+
+impl Partition {
+    /// Reads whole batches from `from_offset`, up to about `max_bytes` (at least one batch
+    /// if any is available). See [`ReadResult`].
+    pub fn read(&self, from_offset: i64, max_bytes: usize) -> Result<ReadResult, ReadError> {
+        let hw = self.high_watermark();
+        let start = self.log_start_offset();
+        let out_of_range = || ReadError::OffsetOutOfRange {
+            requested: from_offset,
+            start,
+            end: hw,
+        };
+        if from_offset < start || from_offset > hw {
+            return Err(out_of_range());
+        }
+        let empty = ReadResult {
+            bytes: Bytes::new(),
+            high_watermark: hw,
+            log_start_offset: start,
+            next_offset: from_offset,
+        };
+        if from_offset == hw {
+            return Ok(empty);
+        }
+        let seg = {
+            let segs = self.segs();
+            let i = segs.partition_point(|s| s.base_offset <= from_offset);
+            match i.checked_sub(1) {
+                Some(i) => segs[i].clone(),
+                // Retention removed it between our check and now.
+                None => return Err(out_of_range()),
+            }
+        };
+        let end = seg.published.load(Ordering::Acquire);
+        let Some(pos) = self.locate(&seg, from_offset, end)? else {
+            return Ok(empty);
+        };
+        let bytes = read_batches(&seg, pos, end, max_bytes)?;
+        let next = match batch::batches(&bytes).last() {
+            Some(Ok(b)) => b.last_offset() + 1,
+            _ => from_offset,
+        };
+        Ok(ReadResult {
+            bytes,
+            high_watermark: hw,
+            log_start_offset: start,
+            next_offset: next,
+        })
+    }
+
+    /// Position of the batch holding `offset` in `seg`: index lookup, then a short walk of
+    /// headers. `None` if no batch below `end` holds it.
+    fn locate(&self, seg: &Segment, offset: i64, end: u64) -> Result<Option<u64>, ReadError> {
+        let (rel, pos) = seg.indexes().offsets.lookup(seg.rel(offset));
+        let (mut pos, mut expected) = (u64::from(pos), seg.base_offset + i64::from(rel));
+        loop {
+            let Some(h) = seg.read_header(pos, end).map_err(ReadError::Io)? else {
+                return Ok(None);
+            };
+            let corrupt = |reason: String| ReadError::Corrupt {
+                path: seg.path.clone(),
+                position: pos,
+                reason,
+            };
+            let ((base, last), size) = parse_header(&h).map_err(|e| corrupt(e.to_string()))?;
+            // Offsets are contiguous within a segment; a jump means a damaged header.
+            if base != expected || last < base {
+                return Err(corrupt(format!(
+                    "batch base offset {base} where {expected} was expected"
+                )));
+            }
+            if last >= offset {
+                return Ok(Some(pos));
+            }
+            expected = last + 1;
+            pos += size as u64;
+        }
+    }
+
+    /// First offset whose timestamp is `>= ts_ms`, below the high watermark.
+    ///
+    /// For a compressed batch, the batch's base offset is returned when its max timestamp
+    /// qualifies (records are not decompressed).
+    pub fn offset_for_timestamp(&self, ts_ms: i64) -> Option<i64> {
+        let hw = self.high_watermark();
+        let segs: Vec<Arc<Segment>> = self.segs().clone();
+        for seg in segs {
+            if seg.base_offset >= hw || seg.max_timestamp().ok()? < ts_ms {
+                continue;
+            }
+            let end = seg.published.load(Ordering::Acquire);
+            let pos = {
+                let ix = seg.indexes();
+                u64::from(ix.offsets.lookup(ix.times.lookup(ts_ms)).1)
+            };
+            let mut found = None;
+            let _ = seg.walk(pos, end, false, |b| {
+                if b.max_ts >= ts_ms {
+                    found = Some(*b);
+                    return Err(String::new());
+                }
+                Ok(())
+            });
+            let Some(b) = found else { continue };
+            let bytes = read_batches(&seg, b.pos, end, 1).ok()?;
+            let (batch, _) = RecordBatch::parse(&bytes).ok()?;
+            if batch.compression() != batch::Compression::None {
+                return Some(batch.base_offset());
+            }
+            let hit = batch
+                .records()
+                .filter_map(Result::ok)
+                .find(|r| r.timestamp_ms >= ts_ms);
+            return Some(hit.map_or(batch.base_offset(), |r| r.offset));
+        }
+        None
+    }
+}
+
+fn parse_header(h: &[u8; HEADER_LEN]) -> Result<((i64, i64), usize), BatchError> {
+    let size = batch::batch_size(h)?;
+    let magic = h[16] as i8;
+    if magic != 2 {
+        return Err(BatchError::BadMagic(magic));
+    }
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&h[..8]);
+    let base = i64::from_be_bytes(a);
+    let delta = i32::from_be_bytes([h[23], h[24], h[25], h[26]]);
+    Ok(((base, base.wrapping_add(i64::from(delta))), size))
+}
+
+/// Reads whole batches from `pos` (a batch boundary) below `end`: as many as fit in
+/// `max_bytes`, at least one. Every batch is CRC-checked unless already verified.
+fn read_batches(seg: &Segment, pos: u64, end: u64, max_bytes: usize) -> Result<Bytes, ReadError> {
+    let corrupt = |at: u64, reason: String| ReadError::Corrupt {
+        path: seg.path.clone(),
+        position: at,
+        reason,
+    };
+    let avail = end.saturating_sub(pos);
+    let mut len = avail.min(max_bytes as u64) as usize;
+    if len < HEADER_LEN {
+        // Too small for a batch: fetch exactly the first one.
+        let h = seg
+            .read_header(pos, end)
+            .map_err(ReadError::Io)?
+            .ok_or_else(|| corrupt(pos, "torn header".into()))?;
+        len = parse_header(&h).map_err(|e| corrupt(pos, e.to_string()))?.1;
+    }
+    let mut buf = vec![0u8; len];
+    let n = read_full_at(&*seg.file, &mut buf, pos).map_err(ReadError::Io)?;
+    buf.truncate(n);
+    // Keep only whole batches; if the first does not fit, read exactly it.
+    let mut whole = 0usize;
+    loop {
+        match batch::batch_size(&buf[whole..]) {
+            Ok(s) if whole + s <= buf.len() => whole += s,
+            Ok(s) if whole == 0 => {
+                if pos + s as u64 > end {
+                    return Err(corrupt(
+                        pos,
+                        format!("batch of {s} bytes runs past the segment end"),
+                    ));
+                }
+                buf.resize(s, 0);
+                if read_full_at(&*seg.file, &mut buf, pos).map_err(ReadError::Io)? < s {
+                    return Err(corrupt(pos, "segment shorter than its batch".into()));
+                }
+                whole = s;
+                break;
+            }
+            Err(BatchError::BadLength(l)) => {
+                return Err(corrupt(
+                    pos + whole as u64,
+                    format!("invalid batch length {l}"),
+                ));
+            }
+            _ => break,
+        }
+    }
+    if whole == 0 {
+        return Err(corrupt(pos, "no whole batch".into()));
+    }
+    buf.truncate(whole);
+    // CRC-check what this process has not checked yet.
+    let verified = seg.verified.load(Ordering::Acquire);
+    let mut off = 0usize;
+    let mut expected: Option<i64> = None;
+    for b in batch::batches(&buf) {
+        let at = pos + off as u64;
+        let b = b.map_err(|e| corrupt(at, e.to_string()))?;
+        let size = b.as_bytes().len();
+        if expected.is_some_and(|e| e != b.base_offset()) {
+            return Err(corrupt(
+                at,
+                format!(
+                    "batch base offset {} where {expected:?} was expected",
+                    b.base_offset()
+                ),
+            ));
+        }
+        expected = Some(b.last_offset() + 1);
+        if at + size as u64 > verified {
+            b.validate().map_err(|e| corrupt(at, e.to_string()))?;
+        }
+        off += size;
+    }
+    if pos <= verified {
+        seg.verified.fetch_max(pos + whole as u64, Ordering::AcqRel);
+    }
+    Ok(Bytes::from(buf))
+}
