@@ -75,6 +75,16 @@ pub struct Host {
     pub kafka_addr: Option<SocketAddr>,
     /// The Kafka front door, when it runs (its counters feed `/metrics`).
     pub kafka: Option<Arc<rill_kafka::Broker>>,
+    /// Becomes true when the host starts shutting down, so long polls end at once.
+    stopping: watch::Receiver<bool>,
+}
+
+impl Host {
+    /// Resolves when the host starts shutting down.
+    pub async fn stopping(&self) {
+        let mut rx = self.stopping.clone();
+        let _ = rx.wait_for(|s| *s).await;
+    }
 }
 
 impl std::fmt::Debug for Host {
@@ -157,7 +167,10 @@ pub async fn run(
         "recovered log and deployments"
     );
 
+    // One signal fans out to every part.
+    let (stop_tx, stop_rx) = watch::channel(false);
     let host = Arc::new(Host {
+        stopping: stop_rx.clone(),
         config,
         log: log.clone(),
         scheduler,
@@ -167,8 +180,6 @@ pub async fn run(
         kafka: broker.clone(),
     });
 
-    // One signal fans out to every part.
-    let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(async move {
         shutdown.await;
         let _ = stop_tx.send(true);

@@ -339,7 +339,12 @@ async fn fetch(
             }));
         }
         let any = futures_select_all(listeners);
-        let _ = tokio::time::timeout_at(deadline, any).await;
+        tokio::select! {
+            _ = tokio::time::timeout_at(deadline, any) => {}
+            _ = host.stopping() => {
+                return Err(Fail(StatusCode::SERVICE_UNAVAILABLE, "host is shutting down".into()));
+            }
+        }
     }
 }
 
@@ -499,10 +504,11 @@ async fn logs(
     let limit = q.limit.unwrap_or(1000).min(10_000);
     let mut lines = shared.logs.after(q.after, limit);
     if lines.is_empty() && q.wait_ms > 0 {
-        shared
-            .logs
-            .wait_after(q.after, Duration::from_millis(q.wait_ms.min(60_000)))
-            .await;
+        let wait = Duration::from_millis(q.wait_ms.min(60_000));
+        tokio::select! {
+            _ = shared.logs.wait_after(q.after, wait) => {}
+            _ = host.stopping() => {}
+        }
         lines = shared.logs.after(q.after, limit);
     }
     Ok(Json(lines))
