@@ -10,6 +10,9 @@
 //! - `read/…`: reading a 64 MiB partition 1 MiB at a time from offset 0 and from random
 //!   offsets, against `pread` of the same segment file 1 MiB at a time.
 //! - `offsets/commit_never`: one consumer-offset commit under `never`.
+//! - `cpu/…`: encoding, CRC-32C and validation of a 1 MB batch, next to a memcpy.
+//! - `paired append …` (printed, not a criterion bench): log and raw appends alternating in
+//!   short rounds, so a shared machine's load hits both alike; prints the median ratio.
 //!
 //! Run: `cargo bench -p rill-log --bench log`.
 
@@ -382,6 +385,69 @@ fn cpu_benches(c: &mut Criterion) {
     g.finish();
 }
 
+/// The machine is shared, so load shifts between two criterion benches. This measures the
+/// no-fsync append targets *paired*: log and raw alternate in short rounds, and the median of
+/// the per-round ratios is printed, so both sides see the same load.
+fn paired_targets(_c: &mut Criterion) {
+    const ROUNDS: usize = 40;
+    let dir = bench_dir();
+    let log = Log::open(dir.path().join("data"), LogOptions::default()).expect("open");
+    for (size, batch, per_round) in [
+        (100usize, 1usize, 2000usize),
+        (1024, 1, 2000),
+        (100, 1000, 40),
+        (1024, 100, 40),
+        (1024, 1000, 8),
+    ] {
+        let value = vec![b'x'; size];
+        let recs: Vec<Record<'_>> = (0..batch)
+            .map(|_| Record {
+                value: Some(&value),
+                ..Record::default()
+            })
+            .collect();
+        let encoded = encode(&recs, now_ms());
+        let p = topic(&log, &format!("paired-{size}-{batch}"), FlushPolicy::Never);
+        let mut raw = RawFile::create(
+            &dir.path().join(format!("paired-raw-{size}-{batch}")),
+            FlushPolicy::Never,
+        );
+        let mut ratios = Vec::with_capacity(ROUNDS);
+        for round in 0..ROUNDS + 5 {
+            let t = Instant::now();
+            for _ in 0..per_round {
+                p.append(&recs).expect("append");
+            }
+            let log_t = t.elapsed();
+            let t = Instant::now();
+            for _ in 0..per_round {
+                raw.append(&encoded);
+            }
+            let raw_t = t.elapsed();
+            if p.size_bytes() > RESET_BYTES {
+                log.enforce_retention().expect("retention");
+            }
+            raw.maybe_reset();
+            // The first rounds warm up.
+            if round >= 5 {
+                ratios.push(raw_t.as_secs_f64() / log_t.as_secs_f64());
+            }
+        }
+        ratios.sort_by(f64::total_cmp);
+        let (q1, med, q3) = (
+            ratios[ROUNDS / 4],
+            ratios[ROUNDS / 2],
+            ratios[3 * ROUNDS / 4],
+        );
+        eprintln!(
+            "paired append {size}B x{batch} never: log/raw rate = {:.0}% (quartiles {:.0}%..{:.0}%)",
+            med * 100.0,
+            q1 * 100.0,
+            q3 * 100.0
+        );
+    }
+}
+
 fn config() -> Criterion {
     Criterion::default()
         .sample_size(10)
@@ -389,5 +455,5 @@ fn config() -> Criterion {
         .measurement_time(Duration::from_millis(1500))
 }
 
-criterion_group! { name = benches; config = config(); targets = append_benches, concurrent_always, read_benches, offsets_bench, cpu_benches }
+criterion_group! { name = benches; config = config(); targets = append_benches, concurrent_always, read_benches, offsets_bench, cpu_benches, paired_targets }
 criterion_main!(benches);
