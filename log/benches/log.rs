@@ -369,6 +369,16 @@ fn cpu_benches(c: &mut Criterion) {
     let mut g = c.benchmark_group("cpu/1024B/x1000");
     g.throughput(Throughput::Bytes(1024 * 1000));
     let mut buf = Vec::new();
+    let small = [b'x'; 100];
+    let small_recs: Vec<Record<'_>> = (0..1000)
+        .map(|_| Record {
+            value: Some(&small),
+            ..Record::default()
+        })
+        .collect();
+    g.bench_function("encode_into_100B_x1000", |b| {
+        b.iter(|| rill_log::batch::encode_into(&small_recs, 0, &mut buf))
+    });
     g.bench_function("encode_into", |b| {
         b.iter(|| rill_log::batch::encode_into(&recs, 0, &mut buf))
     });
@@ -414,16 +424,28 @@ fn paired_targets(_c: &mut Criterion) {
         );
         let mut ratios = Vec::with_capacity(ROUNDS);
         for round in 0..ROUNDS + 5 {
-            let t = Instant::now();
-            for _ in 0..per_round {
-                p.append(&recs).expect("append");
-            }
-            let log_t = t.elapsed();
-            let t = Instant::now();
-            for _ in 0..per_round {
-                raw.append(&encoded);
-            }
-            let raw_t = t.elapsed();
+            // Alternate which side goes first, so neither always runs on a cold cache.
+            let time_log = |p: &Partition| {
+                let t = Instant::now();
+                for _ in 0..per_round {
+                    p.append(&recs).expect("append");
+                }
+                t.elapsed()
+            };
+            let mut time_raw = |raw: &mut RawFile| {
+                let t = Instant::now();
+                for _ in 0..per_round {
+                    raw.append(&encoded);
+                }
+                t.elapsed()
+            };
+            let (log_t, raw_t) = if round % 2 == 0 {
+                let l = time_log(&p);
+                (l, time_raw(&mut raw))
+            } else {
+                let r = time_raw(&mut raw);
+                (time_log(&p), r)
+            };
             if p.size_bytes() > RESET_BYTES {
                 log.enforce_retention().expect("retention");
             }
