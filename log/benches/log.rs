@@ -432,7 +432,7 @@ fn paired_targets(_c: &mut Criterion) {
                 }
                 t.elapsed()
             };
-            let mut time_raw = |raw: &mut RawFile| {
+            let time_raw = |raw: &mut RawFile| {
                 let t = Instant::now();
                 for _ in 0..per_round {
                     raw.append(&encoded);
