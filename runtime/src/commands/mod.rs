@@ -21,7 +21,15 @@ use rill_runtime::admin::client::Client;
 /// Start a host with `runtime serve`, create a topic, deploy a handler, produce records.
 /// Every command but serve/new/build/test talks to a running host's admin API.
 #[derive(Parser, Debug)]
-#[command(name = "runtime", version, about, long_about = None)]
+#[command(
+    name = "runtime",
+    version,
+    about,
+    long_about = None,
+    after_help = "Not there yet: replication, authentication and TLS (both doors listen on \
+                  loopback), handler state stores, exactly-once, compaction by key, changing a \
+                  topic's partition count. See README.md."
+)]
 pub struct Cli {
     /// The admin API of the host to talk to.
     #[arg(
