@@ -427,3 +427,44 @@ fn concurrent_readers_never_see_torn_batches() {
         assert_eq!(read_all(&p, 0).len(), total);
     }
 }
+
+#[test]
+fn unknown_format_version_and_bad_config_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let log = open(dir.path());
+        log.create_topic("t", TopicConfig::default()).unwrap();
+        assert!(matches!(
+            log.create_topic(
+                "u",
+                TopicConfig {
+                    partitions: 0,
+                    ..TopicConfig::default()
+                }
+            ),
+            Err(TopicError::InvalidConfig(_))
+        ));
+    }
+    let cfg = dir.path().join("topics/t/topic.toml");
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    assert!(text.contains("format_version = 1"), "{text}");
+    std::fs::write(
+        &cfg,
+        text.replace("format_version = 1", "format_version = 2"),
+    )
+    .unwrap();
+    let err = Log::open(dir.path(), LogOptions::default()).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            rill_log::OpenError::UnsupportedVersion { found: 2, .. }
+        ),
+        "{err}"
+    );
+    std::fs::write(&cfg, "this is not toml [").unwrap();
+    let err = Log::open(dir.path(), LogOptions::default()).unwrap_err();
+    assert!(
+        matches!(err, rill_log::OpenError::BadTopicConfig { .. }),
+        "{err}"
+    );
+}
