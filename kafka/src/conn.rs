@@ -126,6 +126,53 @@ async fn dispatch(
     handle(broker, client, api.key, version, correlation_id, whole).await
 }
 
+/// Decodes one request frame (the bytes after the 4-byte size) the way a connection does:
+/// the frame-size bounds, the API key and version, the header at its version, then the body
+/// of a supported API. Runs no handler. The fuzz target `kafka_request_decode` drives it.
+#[doc(hidden)]
+pub fn decode_request(frame: &[u8], max_request_bytes: usize) -> Result<(), String> {
+    use kafka_protocol::messages::*;
+
+    if frame.len() < MIN_FRAME as usize || frame.len() > max_request_bytes {
+        return Err(format!("frame size {} out of bounds", frame.len()));
+    }
+    let mut whole = Bytes::copy_from_slice(frame);
+    let mut head = whole.clone();
+    let (key, version) = (head.get_i16(), head.get_i16());
+    let Some(api) = ApiKey::try_from(key).ok().and_then(api_versions::supported) else {
+        return Err(format!("unknown API {key}"));
+    };
+    if version < api.accept_min || version > api.max {
+        return Err(format!("unsupported version {version}"));
+    }
+    RequestHeader::decode(&mut whole, api.key.request_header_version(version))
+        .map_err(|e| format!("header: {e}"))?;
+    macro_rules! body {
+        ($t:ty) => {
+            <$t>::decode(&mut whole, version).map(drop).map_err(|e| e.to_string())
+        };
+    }
+    match api.key {
+        ApiKey::ApiVersions => body!(ApiVersionsRequest),
+        ApiKey::Metadata => body!(MetadataRequest),
+        ApiKey::Produce => body!(ProduceRequest),
+        ApiKey::Fetch => body!(FetchRequest),
+        ApiKey::ListOffsets => body!(ListOffsetsRequest),
+        ApiKey::CreateTopics => body!(CreateTopicsRequest),
+        ApiKey::InitProducerId => body!(InitProducerIdRequest),
+        ApiKey::FindCoordinator => body!(FindCoordinatorRequest),
+        ApiKey::JoinGroup => body!(JoinGroupRequest),
+        ApiKey::SyncGroup => body!(SyncGroupRequest),
+        ApiKey::Heartbeat => body!(HeartbeatRequest),
+        ApiKey::LeaveGroup => body!(LeaveGroupRequest),
+        ApiKey::DescribeGroups => body!(DescribeGroupsRequest),
+        ApiKey::ListGroups => body!(ListGroupsRequest),
+        ApiKey::OffsetCommit => body!(OffsetCommitRequest),
+        ApiKey::OffsetFetch => body!(OffsetFetchRequest),
+        _ => Err("not served".into()),
+    }
+}
+
 /// A response carrying only the correlation id and `UNSUPPORTED_VERSION` (35) for a request
 /// whose API or version we do not serve. We cannot encode that API's real response schema,
 /// but every Kafka response body that has a top-level error code puts it where a client

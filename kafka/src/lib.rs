@@ -58,6 +58,8 @@ pub use compression::{
     DEFAULT_MAX_DECOMPRESSED, decompress_batches, decompress_batches_with_limit,
 };
 pub use config::KafkaConfig;
+#[doc(hidden)]
+pub use conn::decode_request;
 pub use error::{DecompressError, KafkaError};
 pub use server::Broker;
 pub use stats::{KafkaStats, KafkaStatsSnapshot};
