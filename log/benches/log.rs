@@ -376,6 +376,15 @@ fn cpu_benches(c: &mut Criterion) {
             ..Record::default()
         })
         .collect();
+    g.bench_function("push_per_record_100B_x1000", |b| {
+        b.iter(|| {
+            let mut bb = rill_log::BatchBuilder::into_buffer(&mut buf);
+            for r in &small_recs {
+                bb.push(r, 0);
+            }
+            bb.finish();
+        })
+    });
     g.bench_function("encode_into_100B_x1000", |b| {
         b.iter(|| rill_log::batch::encode_into(&small_recs, 0, &mut buf))
     });

@@ -14,6 +14,19 @@ fn nullable_len(b: Option<&[u8]>) -> usize {
     b.map_or(1, |b| varlong_len(b.len() as i64) + b.len())
 }
 
+/// Bytes of a record after its length prefix.
+fn body_len(r: &Record<'_>, ts_delta: i64, offset_delta: i64) -> usize {
+    1 + varlong_len(ts_delta)
+        + varlong_len(offset_delta)
+        + nullable_len(r.key)
+        + nullable_len(r.value)
+        + varlong_len(r.headers.len() as i64)
+        + r.headers
+            .iter()
+            .map(|h| nullable_len(Some(h.key.as_bytes())) + nullable_len(h.value))
+            .sum::<usize>()
+}
+
 /// Writes into a slice sized in advance, so encoding a record is a run of plain stores
 /// rather than a capacity check per byte.
 struct SliceWriter<'a> {
@@ -97,44 +110,54 @@ impl<B: AsMut<Vec<u8>>> BatchBuilder<B> {
     }
     /// Appends a record; `now_ms` stands in for a missing timestamp.
     pub fn push(&mut self, r: &Record<'_>, now_ms: i64) {
-        let ts = r.timestamp_ms.unwrap_or(now_ms);
+        self.push_all(std::slice::from_ref(r), now_ms);
+    }
+
+    /// Appends records. All are sized first so the buffer grows once and each record is a
+    /// run of plain stores, which matters for small records, where per-record overhead
+    /// rivals the cost of writing the bytes.
+    pub fn push_all(&mut self, records: &[Record<'_>], now_ms: i64) {
+        let Some(first) = records.first() else { return };
         if self.count == 0 {
-            self.first_ts = ts;
+            self.first_ts = first.timestamp_ms.unwrap_or(now_ms);
         }
-        self.max_ts = self.max_ts.max(ts);
-        let ts_delta = ts.wrapping_sub(self.first_ts);
-        let offset_delta = i64::from(self.count);
-        // The length prefix comes first, so size the body before writing it in place.
-        let body_len = 1
-            + varlong_len(ts_delta)
-            + varlong_len(offset_delta)
-            + nullable_len(r.key)
-            + nullable_len(r.value)
-            + varlong_len(r.headers.len() as i64)
-            + r.headers
-                .iter()
-                .map(|h| nullable_len(Some(h.key.as_bytes())) + nullable_len(h.value))
-                .sum::<usize>();
+        let (first_ts, count) = (self.first_ts, i64::from(self.count));
+        let deltas = |i: usize, r: &Record<'_>| {
+            (
+                r.timestamp_ms.unwrap_or(now_ms).wrapping_sub(first_ts),
+                count + i as i64,
+            )
+        };
+        let mut total = 0;
+        for (i, r) in records.iter().enumerate() {
+            let (ts_delta, offset_delta) = deltas(i, r);
+            let body = body_len(r, ts_delta, offset_delta);
+            total += varlong_len(body as i64) + body;
+        }
         let out = self.buf.as_mut();
         let start = out.len();
-        out.resize(start + varlong_len(body_len as i64) + body_len, 0);
+        out.resize(start + total, 0);
         let mut w = SliceWriter {
             buf: &mut out[start..],
             pos: 0,
         };
-        w.varlong(body_len as i64);
-        w.bytes(&[0]);
-        w.varlong(ts_delta);
-        w.varlong(offset_delta);
-        w.nullable(r.key);
-        w.nullable(r.value);
-        w.varlong(r.headers.len() as i64);
-        for h in r.headers {
-            w.nullable(Some(h.key.as_bytes()));
-            w.nullable(h.value);
+        for (i, r) in records.iter().enumerate() {
+            let (ts_delta, offset_delta) = deltas(i, r);
+            self.max_ts = self.max_ts.max(r.timestamp_ms.unwrap_or(now_ms));
+            w.varlong(body_len(r, ts_delta, offset_delta) as i64);
+            w.bytes(&[0]); // record attributes
+            w.varlong(ts_delta);
+            w.varlong(offset_delta);
+            w.nullable(r.key);
+            w.nullable(r.value);
+            w.varlong(r.headers.len() as i64);
+            for h in r.headers {
+                w.nullable(Some(h.key.as_bytes()));
+                w.nullable(h.value);
+            }
         }
         debug_assert_eq!(w.pos, w.buf.len());
-        self.count += 1;
+        self.count += records.len() as i32;
     }
     /// Writes the header (base offset 0) and CRC; returns the buffer holding the batch.
     pub fn finish(mut self) -> B {
@@ -175,9 +198,7 @@ pub fn encode_into(records: &[Record<'_>], now_ms: i64, out: &mut Vec<u8>) {
         .sum();
     out.reserve(HEADER_LEN + est);
     let mut b = BatchBuilder::into_buffer(out);
-    for r in records {
-        b.push(r, now_ms);
-    }
+    b.push_all(records, now_ms);
     b.finish();
 }
 
