@@ -234,6 +234,9 @@ impl Partition {
         for b in batch::batches(buf) {
             let b = b?;
             b.validate()?;
+            if let batch::Compression::Unknown(_) = b.compression() {
+                return Err(BatchError::BadRecord("unknown compression codec").into());
+            }
             if b.compression() == batch::Compression::None {
                 for r in b.records() {
                     r?;

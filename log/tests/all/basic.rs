@@ -180,6 +180,15 @@ fn raw_batches_keep_their_bytes() {
         p.append_batch(&mut [0u8; 10]),
         Err(AppendError::InvalidBatch(_))
     ));
+    // An unknown codec (attributes bits 0-2 = 7) is refused even with a valid CRC.
+    let mut odd = one.clone();
+    odd[22] |= 7;
+    let crc = crc32c::crc32c(&odd[21..]);
+    odd[17..21].copy_from_slice(&crc.to_be_bytes());
+    assert!(matches!(
+        p.append_batch(&mut odd),
+        Err(AppendError::InvalidBatch(_))
+    ));
     assert_eq!(p.high_watermark(), 7);
 }
 
