@@ -316,7 +316,7 @@ fn two_consumers_in_one_group_split_the_partitions() {
 
 #[test]
 fn kafka_produced_records_feed_a_wasm_handler_whose_output_kcat_reads() {
-    if !(have_kcat() && have_python("confluent_kafka")) {
+    if !(have_kcat() && have_python("confluent_kafka") && have_python("kafka")) {
         return;
     }
     let h = TestHost::start();
@@ -371,6 +371,40 @@ fn kafka_produced_records_feed_a_wasm_handler_whose_output_kcat_reads() {
         .collect();
     ids.sort_unstable();
     assert_eq!(ids, (0..150).collect::<Vec<u64>>());
+
+    // The deployment's committed offsets are what Kafka tools see for its group
+    // (ListGroups lists it; OffsetFetch returns the same positions the host reports).
+    let d = h
+        .wait_for(WAIT, || {
+            let d: rill_runtime::scheduler::DeploymentInfo = h
+                .client()
+                .get("/v1/deployments/notifier")
+                .expect("deployment info");
+            d.partitions
+                .iter()
+                .all(|p| p.committed == Some(p.end))
+                .then_some(d)
+        })
+        .expect("the deployment catches up");
+    let seen = script(&h, "group_offsets.py", &["--group", "notifier"]);
+    let kafka: BTreeMap<u32, i64> = seen
+        .lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            assert_eq!(f[0], "orders", "{l}");
+            (
+                f[1].parse().expect("partition"),
+                f[2].parse().expect("offset"),
+            )
+        })
+        .collect();
+    let host: BTreeMap<u32, i64> = d
+        .partitions
+        .iter()
+        .filter_map(|p| p.committed.map(|c| (p.partition, c)))
+        .collect();
+    assert_eq!(kafka, host);
+    assert_eq!(kafka.values().sum::<i64>(), 150);
 }
 
 // ---- raw protocol robustness: no client library involved ----
