@@ -111,9 +111,21 @@ where
     take_output()
 }
 
+/// Runs a batch handler over `batches` as the host would, and returns its output.
 #[cfg(not(target_arch = "wasm32"))]
+pub fn run_batch<F>(batches: &[u8], partition: u32, f: F) -> Output
+where
+    F: FnMut(&crate::Batch<'_>, &mut Context) -> Result<()>,
+{
+    crate::abi::input(batches.len() as i32);
+    load_input(batches);
+    crate::abi::handle_batch(batches.len() as i32, partition as i32, i64::MIN, i64::MAX, f);
+    take_output()
+}
+
 /// Copies `batches` into the input buffer, as the host does between `rill_input` and
 /// `rill_handle`.
+#[cfg(not(target_arch = "wasm32"))]
 fn load_input(batches: &[u8]) {
     crate::abi::with_input_buffer(|buf| buf[..batches.len()].copy_from_slice(batches));
 }
