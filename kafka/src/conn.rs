@@ -149,7 +149,9 @@ pub fn decode_request(frame: &[u8], max_request_bytes: usize) -> Result<(), Stri
         .map_err(|e| format!("header: {e}"))?;
     macro_rules! body {
         ($t:ty) => {
-            <$t>::decode(&mut whole, version).map(drop).map_err(|e| e.to_string())
+            <$t>::decode(&mut whole, version)
+                .map(drop)
+                .map_err(|e| e.to_string())
         };
     }
     match api.key {
@@ -519,5 +521,79 @@ mod tests {
                 assert_eq!(&out[4..8], &42i32.to_be_bytes(), "{:?} v{v}", s.key);
             }
         }
+    }
+
+    #[tokio::test]
+    async fn a_waiting_fetch_returns_as_soon_as_data_arrives() {
+        let (_dir, broker) = broker();
+        let client = Client {
+            peer: "127.0.0.1:1".parse().unwrap(),
+            client_id: "t".into(),
+        };
+        let req = FetchRequest::default()
+            .with_max_wait_ms(10_000)
+            .with_min_bytes(1)
+            .with_max_bytes(1 << 20)
+            .with_topics(vec![
+                fetch_request::FetchTopic::default()
+                    .with_topic(topic())
+                    .with_partitions(vec![
+                        fetch_request::FetchPartition::default()
+                            .with_partition(0)
+                            .with_fetch_offset(1)
+                            .with_partition_max_bytes(1 << 20),
+                    ]),
+            ]);
+        let b = body(&req, 12).unwrap();
+        let start = std::time::Instant::now();
+        let (broker2, client2) = (broker.clone(), client.clone());
+        let waiting =
+            tokio::spawn(async move { handle(&broker2, &client2, ApiKey::Fetch, 12, 1, b).await });
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        assert!(!waiting.is_finished(), "no data yet: the fetch must wait");
+        let t = broker.log.topic("t").unwrap();
+        let recs = [rill_log::Record {
+            key: None,
+            value: Some(b"late"),
+            headers: &[],
+            timestamp_ms: None,
+        }];
+        t.partition(0).unwrap().append(&recs).unwrap();
+        let out = waiting.await.unwrap().unwrap().unwrap();
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(5),
+            "woke at {:?}",
+            start.elapsed()
+        );
+        let needle: &[u8] = b"late";
+        assert!(
+            out.windows(4).any(|w| w == needle),
+            "the new record is in the response"
+        );
+
+        // acks=0: stored, and no response at all.
+        let mut batch = rill_log::batch::encode(&recs, 5);
+        batch[..8].copy_from_slice(&0i64.to_be_bytes());
+        let req = ProduceRequest::default().with_acks(0).with_topic_data(vec![
+            produce_request::TopicProduceData::default()
+                .with_name(topic())
+                .with_partition_data(vec![
+                    produce_request::PartitionProduceData::default()
+                        .with_index(1)
+                        .with_records(Some(Bytes::from(batch))),
+                ]),
+        ]);
+        let out = handle(
+            &broker,
+            &client,
+            ApiKey::Produce,
+            9,
+            2,
+            body(&req, 9).unwrap(),
+        )
+        .await
+        .unwrap();
+        assert!(out.is_none());
+        assert_eq!(t.partition(1).unwrap().high_watermark(), 1);
     }
 }
