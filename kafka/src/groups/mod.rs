@@ -721,7 +721,7 @@ mod tests {
         );
 
         // A leaves: B alone forms generation 3 once it rejoins.
-        assert_eq!(c.leave("g", &[a.member_id.clone()]), vec![None]);
+        assert_eq!(c.leave("g", std::slice::from_ref(&a.member_id)), vec![None]);
         assert_eq!(
             c.heartbeat("g", &b.member_id, 2),
             Some(ResponseError::RebalanceInProgress)
