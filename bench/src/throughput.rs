@@ -1,0 +1,122 @@
+//! Scenario 1: end-to-end throughput through the filter, beside the native baseline.
+//!
+//! Records are produced before the filter is deployed (paused), so the timed part is only
+//! the handler path: resume → every worker reads, invokes, appends its emits, commits → lag 0.
+
+use std::time::{Duration, Instant};
+
+use crate::host::Host;
+use crate::report::{Report, Row};
+use crate::workload::{self, poll};
+use crate::{Ctx, Progress};
+
+/// Figures of one throughput run.
+pub struct Throughput {
+    pub records: u64,
+    pub partitions: u32,
+    pub produce_rate: f64,
+    pub e2e_rate: f64,
+    pub native_1: f64,
+    pub native_n: f64,
+    pub threads: usize,
+}
+
+pub fn run(ctx: &Ctx, pb: &Progress, report: &mut Report) -> anyhow::Result<()> {
+    let (n, partitions) = (ctx.records, ctx.partitions);
+    let per_request = 10_000u64.min(n.max(1));
+    let dir = ctx.tmp.path().join("throughput");
+    let host = Host::start(&ctx.bin, &dir)?;
+    let c = host.client();
+    workload::create_topic(&c, "events", partitions, "never")?;
+    workload::create_topic(&c, "blue", 1, "never")?;
+
+    pb.phase("throughput: producing", n);
+    let t = Instant::now();
+    workload::produce_all(&c, "events", n, partitions, per_request, &|done| {
+        pb.set(done)
+    })?;
+    let produce_rate = n as f64 / t.elapsed().as_secs_f64();
+
+    workload::deploy(&c, &ctx.wasm, "filter", "events", "earliest", true)?;
+    pb.phase("throughput: handler", n);
+    let t = Instant::now();
+    let _: serde_json::Value = c.post("/v1/deployments/filter/resume", &serde_json::json!({}))?;
+    let info = poll(
+        Duration::from_secs(600),
+        Duration::from_millis(2),
+        "the filter to drain its topic",
+        || {
+            let i = workload::info(&c, "filter")?;
+            pb.set(i.records_in);
+            Ok((i.lag == 0 && i.records_in >= n).then_some(i))
+        },
+    )?;
+    let elapsed = t.elapsed();
+    let e2e_rate = n as f64 / elapsed.as_secs_f64();
+    let blue = (0..n).filter(|&i| workload::is_blue(i)).count() as u64;
+    anyhow::ensure!(
+        info.records_out == blue,
+        "the filter forwarded {} records, expected {blue}",
+        info.records_out
+    );
+    drop(host);
+
+    pb.phase("throughput: native baseline", 0);
+    let batches = workload::encode_like_host(n, partitions, per_request);
+    let threads = ctx.parallelism.min(partitions as usize).max(1);
+    let native_1 = workload::native_rate(&batches, n, 1, 5);
+    let native_n = workload::native_rate(&batches, n, threads, 5);
+
+    let t = Throughput {
+        records: n,
+        partitions,
+        produce_rate,
+        e2e_rate,
+        native_1,
+        native_n,
+        threads,
+    };
+    t.add_rows(report);
+    Ok(())
+}
+
+impl Throughput {
+    fn add_rows(&self, r: &mut Report) {
+        let what = format!("{} records, {} partitions", self.records, self.partitions);
+        r.push(
+            Row::new("throughput", "produce (admin API, 10k/request)", &what)
+                .rate(self.produce_rate),
+        );
+        r.push(
+            Row::new(
+                "throughput",
+                "through the Wasm filter, commit per invocation",
+                &what,
+            )
+            .rate(self.e2e_rate),
+        );
+        r.push(Row::new("throughput", "native filter, 1 thread", &what).rate(self.native_1));
+        r.push(
+            Row::new(
+                "throughput",
+                &format!("native filter, {} threads", self.threads),
+                &what,
+            )
+            .rate(self.native_n),
+        );
+        let ratio = self.e2e_rate / self.native_n;
+        r.push(
+            Row::new(
+                "throughput",
+                &format!("e2e / native ({} threads)", self.threads),
+                &what,
+            )
+            .value(format!("{ratio:.2}×"))
+            .target("≥ 0.75×", ratio >= 0.75),
+        );
+        r.push(
+            Row::new("throughput", "e2e / native (1 thread)", &what)
+                .value(format!("{:.2}×", self.e2e_rate / self.native_1)),
+        );
+    }
+}
