@@ -12,6 +12,7 @@ Topics are created with the broker's defaults (flush `never` unless configured).
 
 import argparse
 import multiprocessing as mp
+import resource
 import struct
 import time
 import uuid
@@ -50,6 +51,7 @@ def throughput(a):
 
     chunk = 10_000
     msgs = [{"value": value, "partition": i % a.partitions} for i in range(chunk)]
+    r0 = resource.getrusage(resource.RUSAGE_SELF)
     t0 = time.perf_counter()
     sent = 0
     while sent < a.count:
@@ -63,6 +65,8 @@ def throughput(a):
         p.poll(0)
     left = p.flush(120)
     t1 = time.perf_counter()
+    r1 = resource.getrusage(resource.RUSAGE_SELF)
+    client_cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
     dt = t1 - t0
     if left or errors:
         raise SystemExit(f"{left} records not delivered, errors: {errors[:3]}")
@@ -73,7 +77,8 @@ def throughput(a):
         raise SystemExit(f"the topic holds {stored} records, expected {a.count}")
     rps = a.count / dt
     print(f"throughput: {a.count} records x {a.size} B, {a.partitions} partitions, codec {a.codec}, "
-          f"linger {a.linger} ms: {dt:.2f} s, {rps:,.0f} records/s, {rps * a.size / 1e6:.1f} MB/s")
+          f"linger {a.linger} ms: {dt:.2f} s, {rps:,.0f} records/s, {rps * a.size / 1e6:.1f} MB/s "
+          f"(client CPU {client_cpu:.2f} s)")
     return rps
 
 
