@@ -183,6 +183,8 @@ fn read_batches(seg: &Segment, pos: u64, end: u64, max_bytes: usize) -> Result<B
                 whole = s;
                 break;
             }
+            // A damaged batch after whole ones: serve those; the next read reports it.
+            Err(BatchError::BadLength(_)) if whole > 0 => break,
             Err(BatchError::BadLength(l)) => {
                 return Err(corrupt(
                     pos + whole as u64,
@@ -200,24 +202,44 @@ fn read_batches(seg: &Segment, pos: u64, end: u64, max_bytes: usize) -> Result<B
     let verified = seg.verified.load(Ordering::Acquire);
     let mut off = 0usize;
     let mut expected: Option<i64> = None;
+    let mut damage = None;
     for b in batch::batches(&buf) {
         let at = pos + off as u64;
-        let b = b.map_err(|e| corrupt(at, e.to_string()))?;
+        let b = match b {
+            Ok(b) => b,
+            Err(e) => {
+                damage = Some(corrupt(at, e.to_string()));
+                break;
+            }
+        };
         let size = b.as_bytes().len();
         if expected.is_some_and(|e| e != b.base_offset()) {
-            return Err(corrupt(
+            damage = Some(corrupt(
                 at,
                 format!(
                     "batch base offset {} where {expected:?} was expected",
                     b.base_offset()
                 ),
             ));
+            break;
         }
         expected = Some(b.last_offset() + 1);
-        if at + size as u64 > verified {
-            b.validate().map_err(|e| corrupt(at, e.to_string()))?;
+        if at + size as u64 > verified
+            && let Err(e) = b.validate()
+        {
+            damage = Some(corrupt(at, e.to_string()));
+            break;
         }
         off += size;
+    }
+    if let Some(e) = damage {
+        // Serve the good batches before the damaged one, as Kafka does; the read that starts
+        // at the damaged batch fails, naming it. Nothing of it is ever returned.
+        if off == 0 {
+            return Err(e);
+        }
+        buf.truncate(off);
+        whole = off;
     }
     if pos <= verified {
         seg.verified.fetch_max(pos + whole as u64, Ordering::AcqRel);

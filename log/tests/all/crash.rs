@@ -212,6 +212,10 @@ fn corrupt_sealed_segment_is_reported_never_served() {
         "{corrupt:?}"
     );
     assert!(p.read(0, 1).is_ok() && p.read(2, 1).is_ok());
+    // A large read serves the good batch before the damaged one and stops there.
+    let r = p.read(0, 1 << 20).unwrap();
+    assert_eq!(r.next_offset, 1);
+    assert_eq!(rill_log::batches(&r.bytes).count(), 1);
 }
 
 #[test]
