@@ -31,6 +31,10 @@ pub struct KafkaConfig {
     pub max_request_bytes: usize,
     /// Connections served at once (default 4096); further connections are closed at once.
     pub max_connections: usize,
+    /// Bytes of request frames held in memory at once across all connections (default
+    /// 512 MiB, like Kafka's `queued.max.request.bytes`). A connection whose next frame does
+    /// not fit waits before reading it, so many large requests cannot exhaust memory.
+    pub max_inflight_request_bytes: usize,
     /// How long the first member of an empty group waits for others before the first
     /// generation is formed, in ms (Kafka's `group.initial.rebalance.delay.ms`, which is
     /// 3000 there). Default 0: a lone consumer starts at once, and later members trigger a
@@ -63,6 +67,7 @@ impl Default for KafkaConfig {
             default_partitions: 1,
             max_request_bytes: 100 << 20,
             max_connections: 4096,
+            max_inflight_request_bytes: 512 << 20,
             group_initial_rebalance_delay_ms: 0,
             topic_defaults: None,
         }

@@ -55,9 +55,19 @@ pub(crate) async fn run(broker: Arc<Broker>, stream: TcpStream, peer: SocketAddr
                     max,
                 });
             }
+            // Reserve the frame's memory first (at most the whole budget, so one maximal
+            // frame can always proceed); the permit is held until the response is written.
+            let size = size as usize;
+            let kib = u32::try_from(size.div_ceil(1024)).unwrap_or(u32::MAX);
+            let budget = u32::try_from(broker.request_memory_kib()).unwrap_or(u32::MAX);
+            let _memory = broker
+                .request_memory
+                .clone()
+                .acquire_many_owned(kib.min(budget))
+                .await
+                .map_err(|_| std::io::Error::other("broker shutting down"))?;
             // Read into uninitialised capacity: zeroing a large produce frame first would
             // cost as much as the copy itself.
-            let size = size as usize;
             let mut frame = BytesMut::with_capacity(size);
             while frame.len() < size {
                 let want = (size - frame.len()) as u64;

@@ -31,6 +31,8 @@ pub struct Broker {
     /// port 0 works.
     advertised: OnceLock<(String, i32)>,
     pub(crate) groups: Coordinator,
+    /// Request memory, in KiB units: a frame's bytes are reserved before it is read.
+    pub(crate) request_memory: Arc<Semaphore>,
     pub(crate) producers: Producers,
 }
 
@@ -53,7 +55,11 @@ impl Broker {
             ));
         }
         let groups = Coordinator::new(Duration::from_millis(cfg.group_initial_rebalance_delay_ms));
+        let memory_kib =
+            u32::try_from(cfg.max_inflight_request_bytes.div_ceil(1024)).unwrap_or(u32::MAX);
+        let request_memory = Arc::new(Semaphore::new(memory_kib.max(1) as usize));
         Ok(Arc::new(Broker {
+            request_memory,
             log,
             cfg,
             stats: KafkaStats::default(),
@@ -61,6 +67,14 @@ impl Broker {
             groups,
             producers: Producers::new(),
         }))
+    }
+
+    /// Size of the request-memory budget in KiB.
+    pub(crate) fn request_memory_kib(&self) -> usize {
+        self.cfg
+            .max_inflight_request_bytes
+            .div_ceil(1024)
+            .clamp(1, u32::MAX as usize)
     }
 
     /// Live counters, for the host's `/metrics`.
