@@ -279,6 +279,7 @@ impl Scheduler {
                     isolate_until: -1,
                     attempts: 0,
                     next: 0,
+                    bytes_per_record: 0,
                 };
                 tokio::spawn(w.run())
             })
