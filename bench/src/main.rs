@@ -43,6 +43,12 @@ struct Args {
     /// Partitions of the throughput topic.
     #[arg(long, default_value_t = 4)]
     partitions: u32,
+    /// Records per stored batch in the throughput run (per partition per produce request).
+    /// The default matches the host's default `max_batch_records`, so one invocation covers
+    /// whole batches; a larger value makes the guest walk a batch once per invocation that
+    /// covers part of it.
+    #[arg(long, default_value_t = 1000)]
+    batch_records: u64,
     /// Size of the log for the restart run, in MiB (default 10,240; quick 64).
     #[arg(long)]
     restart_mib: Option<u64>,
@@ -69,6 +75,7 @@ pub struct Ctx {
     parallelism: usize,
     records: u64,
     partitions: u32,
+    batch_records: u64,
     rates: Vec<u64>,
     latency_run: Duration,
     wide_partitions: u32,
@@ -121,6 +128,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         parallelism: std::thread::available_parallelism().map_or(1, |n| n.get()),
         records: args.records.unwrap_or(if q { 20_000 } else { 2_000_000 }),
         partitions: args.partitions.max(1),
+        batch_records: args.batch_records.max(1),
         rates: vec![1_000, 10_000, 100_000],
         latency_run: Duration::from_millis(if q { 500 } else { 5_000 }),
         wide_partitions: if q { 200 } else { 1000 },

@@ -19,11 +19,15 @@ pub struct Throughput {
     pub native_1: f64,
     pub native_n: f64,
     pub threads: usize,
+    pub batch_records: u64,
 }
 
 pub fn run(ctx: &Ctx, pb: &Progress, report: &mut Report) -> anyhow::Result<()> {
     let (n, partitions) = (ctx.records, ctx.partitions);
-    let per_request = 10_000u64.min(n.max(1));
+    // One request carries `batch_records` records per partition, so each partition stores
+    // batches of that many records (the admin API appends one batch per partition per
+    // request).
+    let per_request = (ctx.batch_records * u64::from(partitions)).min(n.max(1));
     let dir = ctx.tmp.path().join("throughput");
     let host = Host::start(&ctx.bin, &dir)?;
     let c = host.client();
@@ -75,6 +79,7 @@ pub fn run(ctx: &Ctx, pb: &Progress, report: &mut Report) -> anyhow::Result<()> 
         native_1,
         native_n,
         threads,
+        batch_records: ctx.batch_records,
     };
     t.add_rows(report);
     Ok(())
@@ -82,7 +87,10 @@ pub fn run(ctx: &Ctx, pb: &Progress, report: &mut Report) -> anyhow::Result<()> 
 
 impl Throughput {
     fn add_rows(&self, r: &mut Report) {
-        let what = format!("{} records, {} partitions", self.records, self.partitions);
+        let what = format!(
+            "{} records, {} partitions, stored batches of {}",
+            self.records, self.partitions, self.batch_records
+        );
         r.push(
             Row::new("throughput", "produce (admin API, 10k/request)", &what)
                 .rate(self.produce_rate),
