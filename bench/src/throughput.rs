@@ -92,8 +92,12 @@ impl Throughput {
             self.records, self.partitions, self.batch_records
         );
         r.push(
-            Row::new("throughput", "produce (admin API, 10k/request)", &what)
-                .rate(self.produce_rate),
+            Row::new(
+                "throughput",
+                "produce (admin API, one request = one batch per partition)",
+                &what,
+            )
+            .rate(self.produce_rate),
         );
         r.push(
             Row::new(
