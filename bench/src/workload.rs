@@ -20,7 +20,7 @@ pub fn value(i: u64) -> String {
         (i * 7919) % 100_000
     );
     // Pad to 100 bytes so every record is the same size whatever its id.
-    let pad = 98usize.saturating_sub(v.len());
+    let pad = 97usize.saturating_sub(v.len());
     v.push('"');
     v.extend(std::iter::repeat_n('x', pad));
     v.push_str("\"}");
