@@ -107,11 +107,20 @@ pub fn deploy(
                 "from": {"kind": from},
                 "outputs": ["blue"],
                 "paused": paused,
+                "max_batch_records": max_batch_records(),
                 "wasm_b64": base64::engine::general_purpose::STANDARD.encode(wasm),
             }),
         )
         .with_context(|| format!("cannot deploy {name}"))?;
     Ok(())
+}
+
+/// `RILL_BENCH_MAX_BATCH_RECORDS`, for experiments with the records per invocation; `None`
+/// leaves the host's default (1,000).
+fn max_batch_records() -> Option<u32> {
+    std::env::var("RILL_BENCH_MAX_BATCH_RECORDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
 }
 
 /// One deployment's status.
