@@ -257,7 +257,11 @@ impl Model {
                 let id = parse_order(r.value.as_deref().expect("text value"));
                 let i = seen.entry(r.partition).or_default();
                 if let Some(&known) = self.ids[&r.partition].get(*i) {
-                    assert_eq!(known, id, "partition {} offset {} changed", r.partition, r.offset);
+                    assert_eq!(
+                        known, id,
+                        "partition {} offset {} changed",
+                        r.partition, r.offset
+                    );
                 }
                 *i += 1;
                 self.records_checked += 1;
@@ -274,7 +278,11 @@ impl Model {
                 r.partition
             );
             let id = parse_order(r.value.as_deref().expect("text value"));
-            assert_eq!(r.key.as_deref(), Some(order_key(id).as_str()), "key of {id}");
+            assert_eq!(
+                r.key.as_deref(),
+                Some(order_key(id).as_str()),
+                "key of {id}"
+            );
             assert!(id < sent_up_to, "record {id} was never sent");
             if let Some(&prev) = ids.last() {
                 assert!(prev < id, "partition {}: {id} after {prev}", r.partition);
@@ -322,9 +330,12 @@ impl Model {
         let client = h.client();
         h.wait_for(WAIT, || {
             let d: DeploymentInfo = client.get("/v1/deployments/n").ok()?;
-            let ends: BTreeMap<u32, i64> = d.partitions.iter().map(|p| (p.partition, p.end)).collect();
+            let ends: BTreeMap<u32, i64> =
+                d.partitions.iter().map(|p| (p.partition, p.end)).collect();
             let done = d.partitions.iter().all(|p| p.committed == Some(p.end))
-                && ends.iter().all(|(p, e)| self.orders_pos.get(p).is_some_and(|v| v <= e));
+                && ends
+                    .iter()
+                    .all(|(p, e)| self.orders_pos.get(p).is_some_and(|v| v <= e));
             done.then_some(())
         })
         .unwrap_or_else(|| panic!("the notifier did not catch up; host log:\n{}", h.log()));
@@ -377,7 +388,13 @@ fn main() {
     let started = Instant::now();
     let mut rng = Rng(args.seed);
     let mut h = TestHost::start_with(&["--default-flush", "always"]);
-    h.cli_ok(&["topic", "create", "orders", "--partitions", &PARTITIONS.to_string()]);
+    h.cli_ok(&[
+        "topic",
+        "create",
+        "orders",
+        "--partitions",
+        &PARTITIONS.to_string(),
+    ]);
     h.cli_ok(&["topic", "create", "emails"]);
     h.cli_ok(&[
         "deploy",

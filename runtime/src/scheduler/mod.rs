@@ -201,6 +201,22 @@ impl Scheduler {
             ));
         }
         let handler = self.engine.load(wasm)?;
+        // A module that cannot start under this deployment's own limits (a data segment
+        // larger than its memory cap) would fail every record forever: refuse it now. A full
+        // instance pool is transient, so it is not a reason to refuse.
+        let probe = rill_engine::InstanceConfig {
+            params: spec.env.clone(),
+            limits: spec.limits.clone(),
+            ..rill_engine::InstanceConfig::new(spec.name.clone(), 0)
+        };
+        match handler.instantiate(probe) {
+            Ok(_) | Err(rill_engine::InstantiateError::PoolExhausted(_)) => {}
+            Err(e) => {
+                return Err(DeployError::Invalid(format!(
+                    "the module cannot start under this deployment's limits: {e}"
+                )));
+            }
+        }
         // Declared outputs exist from the deploy on, so consumers can subscribe before the
         // first emit. They get one partition and the source topic's flush policy.
         for output in &spec.outputs {
