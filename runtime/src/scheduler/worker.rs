@@ -38,6 +38,9 @@ pub(super) struct Worker {
     pub(super) attempts: u32,
     /// The next offset to process; equal to the committed offset between turns.
     pub(super) next: i64,
+    /// Stored bytes per record seen in the last read (0 before the first), to size the next
+    /// read to about one invocation's worth instead of `max_batch_bytes`.
+    pub(super) bytes_per_record: usize,
 }
 
 /// What a turn asks the loop to do next.
@@ -181,6 +184,35 @@ impl Worker {
         self.set_state("stopped", None);
     }
 
+    /// Bytes to read for `records` records: the last read's bytes per record times the
+    /// count, with a quarter more so the batch holding the last record is usually included,
+    /// capped by the deployment's `max_batch_bytes`. Reading the full cap every time cost a
+    /// 1 MiB zeroed allocation, a 1 MiB read and a 1 MiB copy into the guest per invocation
+    /// even when the invocation covered a tenth of it.
+    fn read_budget(&self, records: usize, cap: usize) -> usize {
+        if self.bytes_per_record == 0 {
+            return cap;
+        }
+        let want = self
+            .bytes_per_record
+            .saturating_mul(records)
+            .saturating_add(records.saturating_mul(self.bytes_per_record) / 4)
+            .saturating_add(4096);
+        want.clamp(4096, cap.max(1))
+    }
+
+    /// Updates `bytes_per_record` from a read.
+    fn learn_record_size(&mut self, read: &rill_log::ReadResult) {
+        let first = rill_log::batch::batches(&read.bytes)
+            .next()
+            .and_then(Result::ok)
+            .map(|b| b.base_offset());
+        if let Some(first) = first {
+            let records = (read.next_offset - first).max(1) as usize;
+            self.bytes_per_record = (read.bytes.len() / records).max(1);
+        }
+    }
+
     fn backoff_delay(&self) -> Duration {
         let spec = self.dep.spec();
         let exp = self.attempts.saturating_sub(1).min(20);
@@ -201,7 +233,15 @@ impl Worker {
                 tokio::time::sleep(Duration::from_millis(spec.linger_ms)).await;
             }
         }
-        let read = match self.partition.read(next, spec.max_batch_bytes) {
+        let wanted = if next < self.isolate_until {
+            1
+        } else {
+            spec.max_batch_records as usize
+        };
+        let read = match self
+            .partition
+            .read(next, self.read_budget(wanted, spec.max_batch_bytes))
+        {
             Ok(r) => r,
             Err(ReadError::OffsetOutOfRange { .. }) if next < self.partition.log_start_offset() => {
                 // Retention deleted records this group had not processed yet. Say so
@@ -236,6 +276,7 @@ impl Worker {
                 return Step::Backoff;
             }
         };
+        self.learn_record_size(&read);
         let bytes = match rill_kafka::decompress_batches(&read.bytes) {
             // Untouched (nothing was compressed): share the read buffer, no copy.
             Ok(std::borrow::Cow::Borrowed(_)) => read.bytes.clone(),
@@ -254,6 +295,9 @@ impl Worker {
             next + i64::from(spec.max_batch_records)
         };
         let covered = end.min(read.next_offset);
+        // Batches starting at or past `end` would be copied into the guest only to be
+        // skipped; hand it the ones the invocation covers.
+        let bytes = batches_below(bytes, end);
 
         let invocation = match self.invoke(bytes.clone(), next, end).await {
             Ok(inv) => inv,
@@ -432,6 +476,31 @@ impl Worker {
                 Step::Continue
             }
         }
+    }
+}
+
+/// The prefix of `bytes` (whole uncompressed batches) holding the batches that start below
+/// `end`. The first batch is always kept.
+fn batches_below(bytes: bytes::Bytes, end: i64) -> bytes::Bytes {
+    let mut at = 0usize;
+    while let Some(rest) = bytes.get(at..) {
+        let Ok(size) = rill_log::batch::batch_size(rest) else {
+            break;
+        };
+        let base = rest
+            .get(..8)
+            .and_then(|b| b.try_into().ok())
+            .map(i64::from_be_bytes)
+            .unwrap_or(i64::MAX);
+        if at > 0 && base >= end {
+            break;
+        }
+        at = at.saturating_add(size);
+    }
+    if at >= bytes.len() {
+        bytes
+    } else {
+        bytes.slice(..at)
     }
 }
 
