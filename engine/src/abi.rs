@@ -116,11 +116,7 @@ pub(crate) fn load(engine: Engine, module: Module, hash: String) -> Result<Handl
     }
     let pre = linker
         .instantiate_pre(&module)
-        .map_err(|e| DeployError::ForbiddenImport {
-            module: "?".into(),
-            name: "?".into(),
-            reason: format!("{e:#}"),
-        })?;
+        .map_err(|e| DeployError::ImportType(format!("{e:#}")))?;
     let handler = Handler {
         inner: std::sync::Arc::new(Loaded {
             engine: engine.clone(),

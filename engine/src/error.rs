@@ -58,6 +58,9 @@ pub enum DeployError {
         /// Why it is refused.
         reason: String,
     },
+    /// An import has a name the host provides but the wrong type.
+    #[error("import with the wrong type: {0}")]
+    ImportType(String),
     /// Instantiating the module to check it failed (for example its start function trapped,
     /// or its initial memory exceeds the engine's maximum).
     #[error("module cannot be instantiated: {0}")]

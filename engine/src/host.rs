@@ -299,7 +299,7 @@ fn param(
             .copy_from_slice(&v.as_bytes()[..n]);
         Ok(v.len() as i32)
     })();
-    result.or_else(|a| Err(abort(&mut caller, a)))
+    result.map_err(|a| abort(&mut caller, a))
 }
 
 pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {

@@ -80,7 +80,7 @@ fn with_mem<R>(
         .memory
         .expect("memory is set right after instantiation");
     let (data, state) = mem.data_and_store_mut(&mut *caller);
-    f(data, state).or_else(|a| Err(abort(caller, a)))
+    f(data, state).map_err(|a| abort(caller, a))
 }
 
 fn put_u32(mem: &mut [u8], ptr: i32, v: u32, what: &str) -> Result<(), Abort> {
