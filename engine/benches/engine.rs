@@ -37,7 +37,10 @@ fn on_batch(batch: &Batch<'_>, ctx: &mut Context) -> Result<()> {
 
 /// Builds `examples/filter` with the toolchain script (a no-op when it is up to date).
 fn filter_wasm() -> Vec<u8> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("repo root").to_path_buf();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("repo root")
+        .to_path_buf();
     let target_dir = root.join("target/wasm");
     let status = Command::new("bash")
         .arg(root.join("scripts/wasm-build.sh"))
@@ -48,14 +51,19 @@ fn filter_wasm() -> Vec<u8> {
         .args(["-p", "filter"])
         .status()
         .expect("run scripts/wasm-build.sh");
-    assert!(status.success(), "building examples/filter failed; run scripts/wasm-build.sh --setup");
+    assert!(
+        status.success(),
+        "building examples/filter failed; run scripts/wasm-build.sh --setup"
+    );
     let path: PathBuf = target_dir.join("wasm32-unknown-unknown/release/filter.wasm");
     std::fs::read(&path).expect("filter.wasm")
 }
 
 /// 1,000 batches of 1,000 JSON records of about 100 bytes; one in ten mentions "blue".
 fn batches() -> Vec<Vec<u8>> {
-    let colours = ["red", "green", "amber", "violet", "black", "white", "grey", "pink", "teal"];
+    let colours = [
+        "red", "green", "amber", "violet", "black", "white", "grey", "pink", "teal",
+    ];
     (0..RECORDS / PER_BATCH)
         .map(|b| {
             let mut builder = BatchBuilder::new((b * PER_BATCH) as i64);
@@ -77,21 +85,37 @@ fn batches() -> Vec<Vec<u8>> {
 fn bench(c: &mut Criterion) {
     let data = batches();
     let value_bytes: usize = data.iter().map(Vec::len).sum::<usize>() / RECORDS;
-    eprintln!("{RECORDS} records in {} batches, {value_bytes} B per record on the wire", data.len());
+    eprintln!(
+        "{RECORDS} records in {} batches, {value_bytes} B per record on the wire",
+        data.len()
+    );
     let wasm = filter_wasm();
 
-    let engine = Engine::new(EngineConfig { max_instances: 16, ..EngineConfig::default() }).expect("engine");
+    let engine = Engine::new(EngineConfig {
+        max_instances: 16,
+        ..EngineConfig::default()
+    })
+    .expect("engine");
     let handler = engine.load(&wasm).expect("load filter");
-    let mut instance = handler.instantiate(InstanceConfig::new("bench", 0)).expect("instantiate");
+    let mut instance = handler
+        .instantiate(InstanceConfig::new("bench", 0))
+        .expect("instantiate");
 
     // The two sides must agree before their speed means anything.
-    let native_emits: usize = data.iter().map(|b| testing::run_batch(b, 0, on_batch).emits.len()).sum();
-    let wasm_emits: usize = data.iter().map(|b| instance.invoke(b, 0, i64::MAX).emits.len()).sum();
+    let native_emits: usize = data
+        .iter()
+        .map(|b| testing::run_batch(b, 0, on_batch).emits.len())
+        .sum();
+    let wasm_emits: usize = data
+        .iter()
+        .map(|b| instance.invoke(b, 0, i64::MAX).emits.len())
+        .sum();
     assert_eq!(native_emits, wasm_emits);
     assert_eq!(native_emits, RECORDS / 10);
 
     let mut g = c.benchmark_group("filter");
-    g.sample_size(10).throughput(Throughput::Elements(RECORDS as u64));
+    g.sample_size(10)
+        .throughput(Throughput::Elements(RECORDS as u64));
     g.bench_function("native", |b| {
         b.iter(|| {
             for batch in &data {
@@ -108,16 +132,33 @@ fn bench(c: &mut Criterion) {
     });
     g.finish();
 
-    c.bench_function("invoke/empty", |b| b.iter(|| black_box(instance.invoke(&[], 0, i64::MAX))));
+    c.bench_function("invoke/empty", |b| {
+        b.iter(|| black_box(instance.invoke(&[], 0, i64::MAX)))
+    });
     c.bench_function("instantiate/cached", |b| {
-        b.iter(|| black_box(handler.instantiate(InstanceConfig::new("bench", 1)).expect("instantiate")))
+        b.iter(|| {
+            black_box(
+                handler
+                    .instantiate(InstanceConfig::new("bench", 1))
+                    .expect("instantiate"),
+            )
+        })
     });
 
     let dir = tempfile_dir();
-    let cfg = EngineConfig { max_instances: 16, cache_dir: Some(dir.clone()), ..EngineConfig::default() };
-    Engine::new(cfg.clone()).expect("engine").load(&wasm).expect("populate the cache");
+    let cfg = EngineConfig {
+        max_instances: 16,
+        cache_dir: Some(dir.clone()),
+        ..EngineConfig::default()
+    };
+    Engine::new(cfg.clone())
+        .expect("engine")
+        .load(&wasm)
+        .expect("populate the cache");
     let cached = Engine::new(cfg).expect("engine");
-    c.bench_function("load/from_cache", |b| b.iter(|| black_box(cached.load(&wasm).expect("load"))));
+    c.bench_function("load/from_cache", |b| {
+        b.iter(|| black_box(cached.load(&wasm).expect("load")))
+    });
     let _ = std::fs::remove_dir_all(dir);
 }
 

@@ -23,7 +23,9 @@ pub(crate) fn records_in_range(mut buf: &[u8], start: i64, end: i64) -> u32 {
             let last = base.saturating_add(i64::from(delta));
             let lo = base.max(start);
             let hi = last.min(end.saturating_sub(1));
-            n += (hi - lo + 1).max(0);
+            // Saturating: the bytes are not trusted here, and base offsets near i64::MIN
+            // or MAX must not overflow (found by the `abi_boundary` fuzz target).
+            n = n.saturating_add(hi.saturating_sub(lo).saturating_add(1).max(0));
         }
         match buf.get(total..) {
             Some(rest) if total > 12 => buf = rest,

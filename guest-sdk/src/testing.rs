@@ -119,7 +119,13 @@ where
 {
     crate::abi::input(batches.len() as i32);
     load_input(batches);
-    crate::abi::handle_batch(batches.len() as i32, partition as i32, i64::MIN, i64::MAX, f);
+    crate::abi::handle_batch(
+        batches.len() as i32,
+        partition as i32,
+        i64::MIN,
+        i64::MAX,
+        f,
+    );
     take_output()
 }
 

@@ -63,6 +63,18 @@ fn deploy_rejects_an_ungranted_import_naming_it() {
         e.starts_with("forbidden import `env.system`: the host provides only"),
         "{e}"
     );
+    let wrong_type = wat::parse_str(format!(
+        r#"(module (import "rill" "log" (func (param i32)))
+            (memory (export "memory") 1)
+            (func (export "rill_input") (param i32) (result i32) i32.const 0)
+            {VERSION_1} {HANDLE_OK})"#
+    ))
+    .unwrap();
+    let e = deploy_error(&wrong_type);
+    assert!(
+        e.starts_with("import with the wrong type") && e.contains("log"),
+        "{e}"
+    );
     let e = deploy_error(&wat::parse_str(r#"(module (import "rill" "mem" (memory 1)))"#).unwrap());
     assert!(e.contains("`rill.mem`") && e.contains("own memory"), "{e}");
 }
