@@ -60,6 +60,15 @@ impl<'a> Cursor<'a> {
     }
 
     fn varlong(&mut self) -> Parse<i64> {
+        // Fast path without a loop: most varints in a batch (attributes, small deltas,
+        // lengths under 64) are one byte, and in Wasm every loop back-edge also pays the
+        // host's epoch check.
+        if let Some(&b) = self.buf.get(self.pos)
+            && b < 0x80
+        {
+            self.pos += 1;
+            return Ok(i64::from(b >> 1) ^ -i64::from(b & 1));
+        }
         let mut raw: u64 = 0;
         let mut shift = 0;
         loop {

@@ -309,6 +309,69 @@ mod tests {
     use super::*;
 
     #[test]
+    fn walker_reads_back_what_the_builder_wrote() {
+        let long = vec![b'x'; 300];
+        let mut b = BatchBuilder::new(1_000);
+        b.push_full(
+            Some(b"k"),
+            Some(b"v"),
+            &[("h", Some(b"1")), ("n", None)],
+            1_700_000_000_000,
+        );
+        b.push_full(None, None, &[], 1_700_000_000_500);
+        b.push_full(Some(&long), Some(&long), &[], 1_699_999_999_000);
+        let mut seen = Vec::new();
+        let out = run_range(
+            &b.finish(),
+            7,
+            1_000,
+            1_003,
+            |rec: &Record<'_>, ctx: &mut Context| {
+                let headers: Vec<_> = rec.headers().iter().collect();
+                seen.push((
+                    rec.offset(),
+                    rec.timestamp(),
+                    rec.partition(),
+                    rec.key().map(<[u8]>::len),
+                    rec.value().map(<[u8]>::len),
+                    headers.len(),
+                ));
+                if rec.offset() == 1_000 {
+                    assert_eq!(headers, vec![("h", Some(&b"1"[..])), ("n", None)]);
+                    assert_eq!(rec.header("h"), Some(Some(&b"1"[..])));
+                    ctx.forward("out", rec)?;
+                }
+                Ok(())
+            },
+        );
+        assert_eq!(
+            seen,
+            vec![
+                (1_000, 1_700_000_000_000, 7, Some(1), Some(1), 2),
+                (1_001, 1_700_000_000_500, 7, None, None, 0),
+                (1_002, 1_699_999_999_000, 7, Some(300), Some(300), 0),
+            ]
+        );
+        assert_eq!(
+            out.emits[0].headers,
+            vec![
+                ("h".to_owned(), Some(b"1".to_vec())),
+                ("n".to_owned(), None)
+            ]
+        );
+        // The range is honoured.
+        let out = run_range(
+            &b.finish(),
+            0,
+            1_001,
+            1_002,
+            |rec: &Record<'_>, ctx: &mut Context| ctx.emit("o", None, rec.value()),
+        );
+        assert_eq!(out.emits.len(), 1);
+        assert_eq!(out.emits[0].value, None);
+    }
+
+    #[test]
     fn crc32c_check_value() {
         assert_eq!(crc32c(b"123456789"), 0xE306_9283);
     }
