@@ -619,7 +619,10 @@ fn hostile_handlers_fail_alone_and_the_neighbour_keeps_processing() {
 #[test]
 #[ignore = "a measurement: run it on purpose and read the figure"]
 fn neighbour_throughput_beside_hostile_handlers() {
-    let n: u64 = 20_000;
+    let n: u64 = std::env::var("RILL_NEIGHBOUR_RECORDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(100_000);
     let rate = |hostile: bool| -> f64 {
         let h = TestHost::start();
         let c = h.client();
