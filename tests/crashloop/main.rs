@@ -432,12 +432,12 @@ fn main() {
         }
         next_id = s.sent_up_to;
         model.check_commits(&client);
-        let full = kills % 50 == 0 || kills == args.kills;
+        let full = kills.is_multiple_of(50) || kills == args.kills;
         model.check_log(&client, &s, next_id, full);
         drop(s);
         model.check_processing(&h, args.batch);
         model.check_commits(&client);
-        if kills % 25 == 0 {
+        if kills.is_multiple_of(25) {
             eprintln!(
                 "crashloop: {kills} kills, {} records in the log, {:.0?}",
                 model.partition_of.len(),
