@@ -155,6 +155,12 @@ pub async fn run(
                 // Clients are told to reconnect to the address actually bound (port 0 → real).
                 cfg.listen = a;
             }
+            // Topics created over Kafka get the host's defaults, like topics created here.
+            cfg.topic_defaults = Some(rill_log::TopicConfig {
+                partitions: cfg.default_partitions,
+                flush: config.defaults.flush,
+                ..rill_log::TopicConfig::default()
+            });
             Some(rill_kafka::Broker::new(log.clone(), cfg)?)
         }
         None => None,

@@ -222,3 +222,20 @@ pub struct ApiError {
     /// What went wrong.
     pub error: String,
 }
+
+/// `GET /v1/groups`: one row per committed (group, topic, partition).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GroupLag {
+    /// Consumer group.
+    pub group: String,
+    /// Topic.
+    pub topic: String,
+    /// Partition.
+    pub partition: u32,
+    /// Committed offset (the next to read).
+    pub committed: i64,
+    /// High watermark.
+    pub end: i64,
+    /// `end - committed`.
+    pub lag: i64,
+}

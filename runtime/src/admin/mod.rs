@@ -3,8 +3,11 @@
 
 pub mod api;
 pub mod client;
+mod deployments;
+mod groups;
 mod prometheus;
 mod records;
 mod server;
+mod topics;
 
 pub use server::router;

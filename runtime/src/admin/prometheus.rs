@@ -15,22 +15,17 @@ pub async fn metrics(State(host): State<Arc<Host>>) -> impl IntoResponse {
     let mut out = String::with_capacity(4096);
     render_headers(&mut out);
     host.scheduler.render_metrics(&mut out);
-    // Lag and sizes come straight from the log and the offsets store at scrape time.
-    for d in host.scheduler.list() {
-        for p in &d.partitions {
-            let l = format!(
-                "group=\"{}\",topic=\"{}\",partition=\"{}\"",
-                escape(&d.spec.group),
-                escape(&d.spec.topic),
-                p.partition
-            );
-            let _ = writeln!(out, "rill_consumer_lag{{{l}}} {}", p.lag);
-            let _ = writeln!(
-                out,
-                "rill_consumer_committed_offset{{{l}}} {}",
-                p.committed.unwrap_or(0)
-            );
-        }
+    // Lag and sizes come straight from the log and the offsets store at scrape time, for
+    // every group: deployments' and Kafka consumers' alike.
+    for g in super::groups::group_lag(&host) {
+        let l = format!(
+            "group=\"{}\",topic=\"{}\",partition=\"{}\"",
+            escape(&g.group),
+            escape(&g.topic),
+            g.partition
+        );
+        let _ = writeln!(out, "rill_consumer_lag{{{l}}} {}", g.lag);
+        let _ = writeln!(out, "rill_consumer_committed_offset{{{l}}} {}", g.committed);
     }
     for t in host.log.topics() {
         for p in t.partitions() {

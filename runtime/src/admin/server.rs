@@ -1,44 +1,48 @@
 //! The admin HTTP API (JSON over HTTP/1.1), served with axum. Routes are listed in
 //! [`router`]; bodies are in [`super::api`].
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use base64::Engine as _;
-use serde::Deserialize;
-
-use rill_log::{AppendError, FlushPolicy, Header, Record, TopicConfig, TopicError};
 
 use super::api::*;
-use crate::deployment::{DeploymentSpec, StartFrom};
+use super::{deployments, groups, topics};
 use crate::host::Host;
 use crate::scheduler::DeployError;
 
-type H = State<Arc<Host>>;
+pub(super) type H = State<Arc<Host>>;
 
 /// The admin API's routes.
 pub fn router(host: Arc<Host>) -> Router {
     Router::new()
         .route("/v1/status", get(status))
-        .route("/v1/topics", get(list_topics).post(create_topic))
-        .route("/v1/topics/{name}", get(get_topic).delete(delete_topic))
-        .route("/v1/topics/{name}/records", post(produce))
-        .route("/v1/topics/{name}/fetch", post(fetch))
-        .route("/v1/groups/{group}/offsets", post(commit_offsets))
-        .route("/v1/deployments", get(list_deployments).post(deploy))
+        .route(
+            "/v1/topics",
+            get(topics::list_topics).post(topics::create_topic),
+        )
+        .route(
+            "/v1/topics/{name}",
+            get(topics::get_topic).delete(topics::delete_topic),
+        )
+        .route("/v1/topics/{name}/records", post(topics::produce))
+        .route("/v1/topics/{name}/fetch", post(topics::fetch))
+        .route("/v1/groups", get(groups::list_groups))
+        .route("/v1/groups/{group}/offsets", post(topics::commit_offsets))
+        .route(
+            "/v1/deployments",
+            get(deployments::list_deployments).post(deployments::deploy),
+        )
         .route(
             "/v1/deployments/{name}",
-            get(get_deployment).delete(undeploy),
+            get(deployments::get_deployment).delete(deployments::undeploy),
         )
-        .route("/v1/deployments/{name}/pause", post(pause))
-        .route("/v1/deployments/{name}/resume", post(resume))
-        .route("/v1/deployments/{name}/logs", get(logs))
+        .route("/v1/deployments/{name}/pause", post(deployments::pause))
+        .route("/v1/deployments/{name}/resume", post(deployments::resume))
+        .route("/v1/deployments/{name}/logs", get(deployments::logs))
         .route("/metrics", get(crate::admin::prometheus::metrics))
         // Modules can be several MiB, produce requests larger still.
         .layer(axum::extract::DefaultBodyLimit::max(64 << 20))
@@ -46,7 +50,7 @@ pub fn router(host: Arc<Host>) -> Router {
 }
 
 /// An error answer: a status code and one line.
-pub struct Fail(StatusCode, String);
+pub struct Fail(pub(super) StatusCode, pub(super) String);
 
 impl IntoResponse for Fail {
     fn into_response(self) -> Response {
@@ -54,11 +58,11 @@ impl IntoResponse for Fail {
     }
 }
 
-fn bad(msg: impl Into<String>) -> Fail {
+pub(super) fn bad(msg: impl Into<String>) -> Fail {
     Fail(StatusCode::BAD_REQUEST, msg.into())
 }
 
-fn not_found(msg: impl Into<String>) -> Fail {
+pub(super) fn not_found(msg: impl Into<String>) -> Fail {
     Fail(StatusCode::NOT_FOUND, msg.into())
 }
 
@@ -73,19 +77,6 @@ impl From<DeployError> for Fail {
         };
         Fail(code, e.to_string())
     }
-}
-
-fn append_fail(e: AppendError) -> Fail {
-    let msg = e.to_string();
-    // A full disk is the client's to know about, distinctly: nothing was appended.
-    let code = if msg.contains("No space left") || msg.contains("ENOSPC") {
-        StatusCode::INSUFFICIENT_STORAGE
-    } else if matches!(e, AppendError::InvalidBatch(_)) {
-        StatusCode::BAD_REQUEST
-    } else {
-        StatusCode::INTERNAL_SERVER_ERROR
-    };
-    Fail(code, format!("append failed: {msg}"))
 }
 
 async fn status(State(host): H) -> Json<Status> {
@@ -113,403 +104,4 @@ async fn status(State(host): H) -> Json<Status> {
             .collect(),
         restore_failures: host.restore_failures.clone(),
     })
-}
-
-fn topic_info(t: &rill_log::Topic) -> TopicInfo {
-    let c = t.config();
-    TopicInfo {
-        name: t.name().to_owned(),
-        partitions: c.partitions,
-        flush: c.flush.to_string(),
-        retention_ms: c.retention_ms,
-        retention_bytes: c.retention_bytes,
-        partition_info: t
-            .partitions()
-            .iter()
-            .map(|p| PartitionSummary {
-                partition: p.id(),
-                start: p.log_start_offset(),
-                end: p.high_watermark(),
-                size_bytes: p.size_bytes(),
-            })
-            .collect(),
-    }
-}
-
-async fn list_topics(State(host): H) -> Json<Vec<TopicInfo>> {
-    Json(host.log.topics().iter().map(|t| topic_info(t)).collect())
-}
-
-async fn get_topic(State(host): H, Path(name): Path<String>) -> Result<Json<TopicInfo>, Fail> {
-    let t = host
-        .log
-        .topic(&name)
-        .ok_or_else(|| not_found(format!("unknown topic '{name}'")))?;
-    Ok(Json(topic_info(&t)))
-}
-
-async fn create_topic(
-    State(host): H,
-    Json(req): Json<CreateTopic>,
-) -> Result<(StatusCode, Json<TopicInfo>), Fail> {
-    let d = &host.config.defaults;
-    let flush = match &req.flush {
-        Some(s) => s.parse::<FlushPolicy>().map_err(|_| {
-            bad(format!(
-                "invalid flush policy '{s}' (want always, never or interval:MS)"
-            ))
-        })?,
-        None => d.flush,
-    };
-    let partitions = req.partitions.unwrap_or(d.partitions);
-    if partitions == 0 || partitions > 10_000 {
-        return Err(bad(format!(
-            "invalid partition count {partitions} (want 1 to 10000)"
-        )));
-    }
-    let mut cfg = TopicConfig {
-        partitions,
-        flush,
-        ..TopicConfig::default()
-    };
-    cfg.retention_ms = req.retention_ms;
-    cfg.retention_bytes = req.retention_bytes;
-    if let Some(s) = req.segment_bytes {
-        cfg.segment_bytes = s;
-    }
-    let log = host.log.clone();
-    let name = req.name.clone();
-    let t = tokio::task::spawn_blocking(move || log.create_topic(&name, cfg))
-        .await
-        .map_err(|e| Fail(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
-        .map_err(|e| match e {
-            TopicError::AlreadyExists(_) => Fail(StatusCode::CONFLICT, e.to_string()),
-            TopicError::InvalidName(_) | TopicError::InvalidConfig(_) => bad(e.to_string()),
-            other => Fail(StatusCode::INTERNAL_SERVER_ERROR, other.to_string()),
-        })?;
-    Ok((StatusCode::CREATED, Json(topic_info(&t))))
-}
-
-async fn delete_topic(State(host): H, Path(name): Path<String>) -> Result<StatusCode, Fail> {
-    let users: Vec<_> = host
-        .scheduler
-        .consumed_topics()
-        .into_iter()
-        .filter(|(t, _)| *t == name)
-        .map(|(_, d)| d)
-        .collect();
-    if !users.is_empty() {
-        return Err(Fail(
-            StatusCode::CONFLICT,
-            format!(
-                "topic '{name}' is consumed by deployment(s) {}; undeploy them first",
-                users.join(", ")
-            ),
-        ));
-    }
-    host.log.delete_topic(&name).map_err(|e| match e {
-        TopicError::NotFound(_) => not_found(e.to_string()),
-        other => Fail(StatusCode::INTERNAL_SERVER_ERROR, other.to_string()),
-    })?;
-    Ok(StatusCode::NO_CONTENT)
-}
-
-async fn produce(
-    State(host): H,
-    Path(name): Path<String>,
-    Json(req): Json<Produce>,
-) -> Result<Json<Produced>, Fail> {
-    let topic = host
-        .log
-        .topic(&name)
-        .ok_or_else(|| not_found(format!("unknown topic '{name}'")))?;
-    let b64 = base64::engine::general_purpose::STANDARD;
-    // Decode and place every record before appending any, so a bad record rejects the
-    // whole request and nothing is half-written.
-    let mut values = Vec::with_capacity(req.records.len());
-    let mut placed = Vec::with_capacity(req.records.len());
-    for (i, r) in req.records.iter().enumerate() {
-        let value = match (&r.value, &r.value_b64) {
-            (Some(v), None) => Some(v.as_bytes().to_vec()),
-            (None, Some(text)) => Some(
-                b64.decode(text)
-                    .map_err(|e| bad(format!("record {i}: invalid value_b64: {e}")))?,
-            ),
-            (None, None) => None,
-            (Some(_), Some(_)) => {
-                return Err(bad(format!(
-                    "record {i}: give value or value_b64, not both"
-                )));
-            }
-        };
-        let p = match r.partition {
-            Some(p) if p >= topic.config().partitions => {
-                return Err(bad(format!(
-                    "record {i}: partition {p} does not exist (topic '{name}' has {})",
-                    topic.config().partitions
-                )));
-            }
-            Some(p) => p,
-            None => topic.partition_for_key(r.key.as_deref().map(str::as_bytes)),
-        };
-        values.push(value);
-        placed.push(p);
-    }
-    let topic2 = topic.clone();
-    let offsets = tokio::task::spawn_blocking(move || -> Result<Vec<(u32, i64)>, Fail> {
-        let mut out = vec![(0u32, 0i64); req.records.len()];
-        let mut by_partition: BTreeMap<u32, Vec<usize>> = BTreeMap::new();
-        for (i, p) in placed.iter().enumerate() {
-            by_partition.entry(*p).or_default().push(i);
-        }
-        for (p, idx) in by_partition {
-            let headers: Vec<Vec<Header<'_>>> = idx
-                .iter()
-                .map(|&i| {
-                    req.records[i]
-                        .headers
-                        .iter()
-                        .map(|(k, v)| Header {
-                            key: k.as_str(),
-                            value: Some(v.as_bytes()),
-                        })
-                        .collect()
-                })
-                .collect();
-            let records: Vec<Record<'_>> = idx
-                .iter()
-                .zip(&headers)
-                .map(|(&i, h)| Record {
-                    key: req.records[i].key.as_deref().map(str::as_bytes),
-                    value: values[i].as_deref(),
-                    headers: h,
-                    timestamp_ms: req.records[i].timestamp,
-                })
-                .collect();
-            let partition = topic2
-                .partition(p)
-                .ok_or_else(|| bad(format!("no partition {p}")))?;
-            let info = partition.append(&records).map_err(append_fail)?;
-            for (k, &i) in idx.iter().enumerate() {
-                out[i] = (p, info.base_offset + k as i64);
-            }
-        }
-        Ok(out)
-    })
-    .await
-    .map_err(|e| Fail(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
-    Ok(Json(Produced { offsets }))
-}
-
-async fn fetch(
-    State(host): H,
-    Path(name): Path<String>,
-    Json(req): Json<Fetch>,
-) -> Result<Json<Fetched>, Fail> {
-    let topic = host
-        .log
-        .topic(&name)
-        .ok_or_else(|| not_found(format!("unknown topic '{name}'")))?;
-    let mut positions = match req.positions {
-        Some(p) => p,
-        None => start_positions(&host, &topic, req.from.as_deref(), req.group.as_deref())?,
-    };
-    let max_records = req.max_records.clamp(1, 100_000);
-    let deadline = tokio::time::Instant::now() + Duration::from_millis(req.wait_ms.min(60_000));
-    loop {
-        // Listen before looking, so an append between the look and the wait is not missed.
-        let listeners: Vec<_> = topic.partitions().iter().map(|p| p.listen()).collect();
-        let records =
-            super::records::collect(&topic, &mut positions, max_records).map_err(|e| {
-                Fail(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    format!("read failed: {e}"),
-                )
-            })?;
-        if !records.is_empty() || tokio::time::Instant::now() >= deadline {
-            let ends = topic
-                .partitions()
-                .iter()
-                .map(|p| (p.id(), p.high_watermark()))
-                .collect();
-            return Ok(Json(Fetched {
-                records,
-                positions,
-                ends,
-            }));
-        }
-        let any = futures_select_all(listeners);
-        tokio::select! {
-            _ = tokio::time::timeout_at(deadline, any) => {}
-            _ = host.stopping() => {
-                return Err(Fail(StatusCode::SERVICE_UNAVAILABLE, "host is shutting down".into()));
-            }
-        }
-    }
-}
-
-/// Resolves once any listener fires.
-async fn futures_select_all(listeners: Vec<event_listener::EventListener>) {
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<()>(1);
-    let mut tasks = Vec::with_capacity(listeners.len());
-    for l in listeners {
-        let tx = tx.clone();
-        tasks.push(tokio::spawn(async move {
-            l.await;
-            let _ = tx.send(()).await;
-        }));
-    }
-    drop(tx);
-    let _ = rx.recv().await;
-    for t in tasks {
-        t.abort();
-    }
-}
-
-fn start_positions(
-    host: &Host,
-    topic: &rill_log::Topic,
-    from: Option<&str>,
-    group: Option<&str>,
-) -> Result<BTreeMap<u32, i64>, Fail> {
-    let from: StartFrom = from.unwrap_or("earliest").parse().map_err(bad)?;
-    let mut out = BTreeMap::new();
-    for p in topic.partitions() {
-        let committed = group.and_then(|g| host.log.offsets().fetch(g, topic.name(), p.id()));
-        let o = committed.unwrap_or_else(|| match from {
-            StartFrom::Earliest => p.log_start_offset(),
-            StartFrom::Latest => p.high_watermark(),
-            StartFrom::Offset(o) => o,
-            StartFrom::Timestamp(ts) => p
-                .offset_for_timestamp(ts)
-                .unwrap_or_else(|| p.high_watermark()),
-        });
-        out.insert(p.id(), o.clamp(p.log_start_offset(), p.high_watermark()));
-    }
-    Ok(out)
-}
-
-async fn commit_offsets(
-    State(host): H,
-    Path(group): Path<String>,
-    Json(req): Json<CommitOffsets>,
-) -> Result<StatusCode, Fail> {
-    let topic = host
-        .log
-        .topic(&req.topic)
-        .ok_or_else(|| not_found(format!("unknown topic '{}'", req.topic)))?;
-    for (p, o) in req.offsets {
-        let part = topic
-            .partition(p)
-            .ok_or_else(|| bad(format!("no partition {p}")))?;
-        if o < 0 || o > part.high_watermark() {
-            return Err(bad(format!(
-                "offset {o} is outside partition {p} (end {})",
-                part.high_watermark()
-            )));
-        }
-        host.log
-            .offsets()
-            .commit(&group, &req.topic, p, o)
-            .map_err(|e| Fail(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-    }
-    Ok(StatusCode::NO_CONTENT)
-}
-
-async fn list_deployments(State(host): H) -> Json<Vec<crate::scheduler::DeploymentInfo>> {
-    Json(host.scheduler.list())
-}
-
-async fn get_deployment(
-    State(host): H,
-    Path(name): Path<String>,
-) -> Result<Json<crate::scheduler::DeploymentInfo>, Fail> {
-    Ok(Json(host.scheduler.info(&name)?))
-}
-
-async fn deploy(
-    State(host): H,
-    Json(req): Json<Deploy>,
-) -> Result<(StatusCode, Json<crate::scheduler::DeploymentInfo>), Fail> {
-    let wasm = base64::engine::general_purpose::STANDARD
-        .decode(&req.wasm_b64)
-        .map_err(|e| bad(format!("invalid wasm_b64: {e}")))?;
-    let d = &host.config.defaults;
-    let spec = DeploymentSpec {
-        group: req.group.unwrap_or_else(|| req.name.clone()),
-        name: req.name,
-        topic: req.topic,
-        from: req.from.unwrap_or(StartFrom::Earliest),
-        outputs: req.outputs,
-        env: req.env,
-        limits: req.limits.unwrap_or_default(),
-        max_attempts: req.max_attempts.unwrap_or(d.max_attempts),
-        on_failure: req.on_failure.unwrap_or_default(),
-        max_batch_records: req.max_batch_records.unwrap_or(d.max_batch_records),
-        max_batch_bytes: d.max_batch_bytes,
-        linger_ms: req.linger_ms.unwrap_or(0),
-        backoff_initial_ms: req.backoff_initial_ms.unwrap_or(100),
-        backoff_max_ms: req.backoff_max_ms.unwrap_or(10_000),
-        module_hash: String::new(),
-        paused: req.paused,
-    };
-    let info = host.scheduler.deploy(spec, &wasm).await?;
-    Ok((StatusCode::CREATED, Json(info)))
-}
-
-#[derive(Deserialize)]
-struct UndeployQuery {
-    #[serde(default)]
-    drop_offsets: bool,
-}
-
-async fn undeploy(
-    State(host): H,
-    Path(name): Path<String>,
-    Query(q): Query<UndeployQuery>,
-) -> Result<StatusCode, Fail> {
-    host.scheduler.undeploy(&name, q.drop_offsets).await?;
-    Ok(StatusCode::NO_CONTENT)
-}
-
-async fn pause(
-    State(host): H,
-    Path(name): Path<String>,
-) -> Result<Json<crate::scheduler::DeploymentInfo>, Fail> {
-    Ok(Json(host.scheduler.set_paused(&name, true)?))
-}
-
-async fn resume(
-    State(host): H,
-    Path(name): Path<String>,
-) -> Result<Json<crate::scheduler::DeploymentInfo>, Fail> {
-    Ok(Json(host.scheduler.set_paused(&name, false)?))
-}
-
-#[derive(Deserialize)]
-struct LogsQuery {
-    #[serde(default)]
-    after: u64,
-    #[serde(default)]
-    wait_ms: u64,
-    limit: Option<usize>,
-}
-
-async fn logs(
-    State(host): H,
-    Path(name): Path<String>,
-    Query(q): Query<LogsQuery>,
-) -> Result<Json<Vec<crate::handler_logs::LogEntry>>, Fail> {
-    let shared = host.scheduler.shared(&name)?;
-    let limit = q.limit.unwrap_or(1000).min(10_000);
-    let mut lines = shared.logs.after(q.after, limit);
-    if lines.is_empty() && q.wait_ms > 0 {
-        let wait = Duration::from_millis(q.wait_ms.min(60_000));
-        tokio::select! {
-            _ = shared.logs.wait_after(q.after, wait) => {}
-            _ = host.stopping() => {}
-        }
-        lines = shared.logs.after(q.after, limit);
-    }
-    Ok(Json(lines))
 }

@@ -149,3 +149,21 @@ fn fmt_ts(ms: i64) -> String {
         day_ms % 1000
     )
 }
+
+pub fn groups(client: &Client) -> anyhow::Result<()> {
+    let rows: Vec<rill_runtime::admin::api::GroupLag> = client.get("/v1/groups")?;
+    println!(
+        "{:<28} {:<20} {:>9} {:>12} {:>12} {:>10}",
+        "GROUP", "TOPIC", "PARTITION", "COMMITTED", "END", "LAG"
+    );
+    for r in &rows {
+        println!(
+            "{:<28} {:<20} {:>9} {:>12} {:>12} {:>10}",
+            r.group, r.topic, r.partition, r.committed, r.end, r.lag
+        );
+    }
+    if rows.is_empty() {
+        println!("(no consumer group has committed an offset yet)");
+    }
+    Ok(())
+}

@@ -64,6 +64,8 @@ enum Command {
     Pause(deployments::NameArg),
     /// Resume a paused or failed deployment.
     Resume(deployments::NameArg),
+    /// List every consumer group (deployments' and Kafka consumers') with its lag.
+    Groups,
     /// Show a deployment's handler logs.
     Logs(deployments::LogsArgs),
     /// Show the host's health: topics, deployments, recovery findings.
@@ -90,6 +92,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Pause(args) => deployments::pause(&client(), args, true),
         Command::Resume(args) => deployments::pause(&client(), args, false),
         Command::Logs(args) => deployments::logs(&client(), args),
+        Command::Groups => deployments::groups(&client()),
         Command::Status => status::run(&client()),
         Command::New(args) => new::run(args),
         Command::Build(args) => build::run(args),
