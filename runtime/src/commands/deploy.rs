@@ -50,7 +50,7 @@ pub struct DeployArgs {
     /// Tries per record before --on-failure applies.
     #[arg(long)]
     max_attempts: Option<u32>,
-    /// After the last try: dlq (append to <name>.dlq and go on) or stop (mark failed).
+    /// After the last try: dlq (append to `<name>.dlq` and go on) or stop (mark failed).
     #[arg(long, value_parser = parse_on_failure)]
     on_failure: Option<OnFailure>,
     /// Most records per invocation.
