@@ -6,6 +6,10 @@
 
 use libfuzzer_sys::fuzz_target;
 
+// As in the `runtime` binary: wire-chosen array capacities are reserved lazily.
+#[global_allocator]
+static ALLOC: rill_kafka::WireSafeAlloc = rill_kafka::WireSafeAlloc;
+
 fuzz_target!(|data: &[u8]| {
     // The listener's frame limit (100 MiB by default) is far above any fuzz input.
     let _ = rill_kafka::decode_request(data, 100 << 20);

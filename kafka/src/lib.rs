@@ -28,7 +28,9 @@
 //! - **Shared offsets.** Consumer groups commit to `Log::offsets()`, the store the host's Wasm
 //!   deployments use, so both show the same lag.
 //! - **Robustness.** An unknown API or unsupported version gets `UNSUPPORTED_VERSION`; a
-//!   malformed or oversized frame closes that connection only, with a log line.
+//!   malformed or oversized frame closes that connection only, with a log line. Binaries
+//!   that serve it install [`WireSafeAlloc`], so that array lengths read off the wire
+//!   cannot make the codec abort the process.
 //!
 //! [`decompress_batches`] turns compressed batches into uncompressed ones for the Wasm path.
 //!
@@ -36,6 +38,7 @@
 
 #![deny(missing_docs)]
 
+mod alloc;
 mod api_versions;
 mod compression;
 mod config;
@@ -54,6 +57,7 @@ mod topics;
 use std::future::Future;
 use std::sync::Arc;
 
+pub use alloc::WireSafeAlloc;
 pub use compression::{
     DEFAULT_MAX_DECOMPRESSED, decompress_batches, decompress_batches_with_limit,
 };

@@ -7,6 +7,11 @@ mod commands;
 
 use clap::Parser;
 
+/// The Kafka listener decodes frames from the network; this allocator keeps a wire-chosen
+/// array capacity from aborting the host (see `rill_kafka::WireSafeAlloc`).
+#[global_allocator]
+static ALLOC: rill_kafka::WireSafeAlloc = rill_kafka::WireSafeAlloc;
+
 fn main() {
     let cli = commands::Cli::parse();
     if let Err(e) = commands::run(cli) {

@@ -508,6 +508,31 @@ fn bad_requests_get_error_codes_or_lose_only_their_connection() {
     let _ = s.write_all(&f);
     let _ = read_response(&mut s);
 
+    // Array lengths that claim far more elements than the frame holds (the codec reserves
+    // capacity from them before reading one): tens to hundreds of gigabytes asked for by a
+    // few bytes. The fuzzer found the first; before `WireSafeAlloc` it aborted the host.
+    let huge_arrays: [(i16, i16, Vec<u8>); 3] = [
+        // DescribeGroups v0: groups = 0x444a4444 strings.
+        (15, 0, vec![0x44, 0x4a, 0x44, 0x44, 0x44, 0x44, 0x00]),
+        // Metadata v1: topics = i32::MAX.
+        (3, 1, i32::MAX.to_be_bytes().to_vec()),
+        // Metadata v9 (flexible): header tags, then topics = compact length u32::MAX.
+        (3, 9, vec![0x00, 0xff, 0xff, 0xff, 0xff, 0x0f]),
+    ];
+    for (key, version, body) in huge_arrays {
+        let mut s = connect(&h);
+        s.write_all(&frame(key, version, 77, &body)).expect("send");
+        assert!(
+            is_closed(&mut s),
+            "API {key} v{version} with a huge array length gets its connection closed"
+        );
+        assert_eq!(
+            api_versions(&mut bystander, 0, 3),
+            (3, 0, 16),
+            "the host is still up after API {key} v{version} with a huge array length"
+        );
+    }
+
     // The bystander connection and new ones are unaffected.
     assert_eq!(api_versions(&mut bystander, 0, 2), (2, 0, 16));
     // Many connections at once are all served.
