@@ -8,7 +8,8 @@ use std::time::Instant;
 
 use wasmtime::{Caller, Linker, Memory, TypedFunc};
 
-use crate::instance::{Emit, Level, LogLine};
+use crate::emits::Emits;
+use crate::instance::{Level, LogLine};
 use crate::limits::MemoryLimiter;
 use crate::{Limits, wasi};
 
@@ -40,7 +41,7 @@ pub(crate) enum Abort {
 /// What one invocation accumulates.
 #[derive(Debug, Default)]
 pub(crate) struct Scratch {
-    pub(crate) emits: Vec<Emit>,
+    pub(crate) emits: Emits,
     pub(crate) emit_bytes: u64,
     pub(crate) logs: Vec<LogLine>,
     pub(crate) dropped_logs: usize,
@@ -57,6 +58,9 @@ pub(crate) struct HostState {
     pub(crate) memory: Option<Memory>,
     /// The guest's optional `rill_current_offset` export, to tag log lines.
     pub(crate) current_offset: Option<TypedFunc<(), i64>>,
+    /// The guest's optional `rill_emits_before_current` export: on a record error, how many
+    /// emits came before the failing record (the rest are its own and are dropped).
+    pub(crate) emits_before_current: Option<TypedFunc<(), i32>>,
     pub(crate) params: Vec<(String, String)>,
     pub(crate) outputs: Option<Vec<String>>,
     pub(crate) limits: Limits,
@@ -79,6 +83,7 @@ impl HostState {
             },
             memory: None,
             current_offset: None,
+            emits_before_current: None,
             params,
             outputs,
             limits,
@@ -168,34 +173,6 @@ pub(crate) fn push_log(
     Ok(())
 }
 
-/// Decodes the ABI header encoding; `None` if malformed (documented in docs/abi.md).
-fn decode_headers(mut b: &[u8]) -> Option<Vec<(String, Option<Vec<u8>>)>> {
-    fn take<'a>(b: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
-        let (head, tail) = b.split_at_checked(n)?;
-        *b = tail;
-        Some(head)
-    }
-    fn u32le(b: &mut &[u8]) -> Option<u32> {
-        Some(u32::from_le_bytes(take(b, 4)?.try_into().ok()?))
-    }
-    if b.is_empty() {
-        return Some(Vec::new());
-    }
-    let n = u32le(&mut b)?;
-    let mut out = Vec::with_capacity((n as usize).min(64));
-    for _ in 0..n {
-        let kl = u32le(&mut b)? as usize;
-        let k = std::str::from_utf8(take(&mut b, kl)?).ok()?.to_owned();
-        let v = match u32le(&mut b)? as i32 {
-            -1 => None,
-            n if n < 0 => return None,
-            n => Some(take(&mut b, n as usize)?.to_vec()),
-        };
-        out.push((k, v));
-    }
-    b.is_empty().then_some(out)
-}
-
 #[allow(clippy::too_many_arguments)]
 fn emit(
     mut caller: Caller<'_, HostState>,
@@ -209,8 +186,9 @@ fn emit(
     headers_len: i32,
 ) -> wasmtime::Result<i32> {
     let mem = memory(&caller);
-    let data = mem.data(&caller);
-    let parsed = (|| {
+    let (data, state) = mem.data_and_store_mut(&mut caller);
+    let data: &[u8] = data;
+    let result = (|| {
         let topic = guest_slice(data, topic_ptr, topic_len, "emit topic")?;
         let key = (key_len != -1)
             .then(|| guest_slice(data, key_ptr, key_len, "emit key"))
@@ -219,41 +197,30 @@ fn emit(
             .then(|| guest_slice(data, value_ptr, value_len, "emit value"))
             .transpose()?;
         let headers = guest_slice(data, headers_ptr, headers_len, "emit headers")?;
-        Ok::<_, Abort>((topic, key, value, headers))
+        let Ok(topic) = std::str::from_utf8(topic) else {
+            return Ok(EMIT_ERR_INVALID);
+        };
+        if let Some(outputs) = &state.outputs
+            && !outputs.iter().any(|t| t == topic)
+        {
+            return Ok(EMIT_ERR_TOPIC);
+        }
+        let size =
+            (key.map_or(0, <[u8]>::len) + value.map_or(0, <[u8]>::len) + headers.len()) as u64;
+        let s = &mut state.scratch;
+        if s.emit_bytes + size > state.limits.max_emit_bytes
+            || s.emits.len() >= state.limits.max_emits as usize
+        {
+            return Err(Abort::EmitLimit);
+        }
+        let Some(count) = crate::emits::validate_headers(headers) else {
+            return Ok(EMIT_ERR_INVALID);
+        };
+        s.emit_bytes += size;
+        s.emits.push(topic, key, value, headers, count);
+        Ok(0)
     })();
-    let (topic, key, value, headers) = match parsed {
-        Ok(p) => p,
-        Err(a) => return Err(abort(&mut caller, a)),
-    };
-    let state = caller.data();
-    let Ok(topic) = std::str::from_utf8(topic) else {
-        return Ok(EMIT_ERR_INVALID);
-    };
-    if let Some(outputs) = &state.outputs
-        && !outputs.iter().any(|t| t == topic)
-    {
-        return Ok(EMIT_ERR_TOPIC);
-    }
-    let size = (key.map_or(0, <[u8]>::len) + value.map_or(0, <[u8]>::len) + headers.len()) as u64;
-    let s = &state.scratch;
-    if s.emit_bytes + size > state.limits.max_emit_bytes
-        || s.emits.len() >= state.limits.max_emits as usize
-    {
-        return Err(abort(&mut caller, Abort::EmitLimit));
-    }
-    let Some(headers) = decode_headers(headers) else {
-        return Ok(EMIT_ERR_INVALID);
-    };
-    let e = Emit {
-        topic: topic.to_owned(),
-        key: key.map(<[u8]>::to_vec),
-        value: value.map(<[u8]>::to_vec),
-        headers,
-    };
-    let s = &mut caller.data_mut().scratch;
-    s.emit_bytes += size;
-    s.emits.push(e);
-    Ok(0)
+    result.map_err(|a| abort(&mut caller, a))
 }
 
 fn log(mut caller: Caller<'_, HostState>, level: i32, ptr: i32, len: i32) -> wasmtime::Result<()> {

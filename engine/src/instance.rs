@@ -4,6 +4,7 @@ use std::time::{Duration, Instant};
 
 use wasmtime::{Memory, Store, Trap, TypedFunc};
 
+use crate::emits::Emits;
 use crate::host::{Abort, HostState, Scratch};
 use crate::{Handler, InstantiateError, Limits, framing, wasi};
 
@@ -105,19 +106,6 @@ impl std::fmt::Display for Outcome {
     }
 }
 
-/// A record the handler emitted.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Emit {
-    /// Output topic.
-    pub topic: String,
-    /// Key; `None` is null.
-    pub key: Option<Vec<u8>>,
-    /// Value; `None` is null.
-    pub value: Option<Vec<u8>>,
-    /// Headers in order; `None` values are null.
-    pub headers: Vec<(String, Option<Vec<u8>>)>,
-}
-
 /// Severity of a guest log line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 #[non_exhaustive]
@@ -175,7 +163,7 @@ pub struct Invocation {
     pub outcome: Outcome,
     /// Records to append: all of them on `Ok`, those before the failing record on
     /// `RecordFailed`, none otherwise.
-    pub emits: Vec<Emit>,
+    pub emits: Emits,
     /// Log lines, in order (kept even when the invocation failed: they explain why).
     pub logs: Vec<LogLine>,
     /// Records in range that the handler was given (up to and including a failing one).
@@ -238,9 +226,13 @@ impl Live {
         let current = instance
             .get_typed_func::<(), i64>(&mut store, "rill_current_offset")
             .ok();
+        let emits_before = instance
+            .get_typed_func::<(), i32>(&mut store, "rill_emits_before_current")
+            .ok();
         let state = store.data_mut();
         state.memory = Some(memory);
         state.current_offset = current;
+        state.emits_before_current = emits_before;
         // WASI reactors (and some toolchains' cdylibs) run their constructors here.
         if let Ok(init) = instance.get_typed_func::<(), ()>(&mut store, "_initialize") {
             init.call(&mut store, ())
@@ -380,9 +372,21 @@ impl Instance {
             live.handle
                 .call(&mut *store, (len, self.cfg.partition as i32, start, end))
         })();
+        // On a record error, the failing record's own emits must not be appended (on any
+        // of its tries): keep those made before it became current, if the guest says.
+        let keep = match (&result, store.data().emits_before_current.clone()) {
+            (Ok(1), Some(f)) => f
+                .call(&mut *store, ())
+                .ok()
+                .and_then(|n| usize::try_from(n).ok()),
+            _ => None,
+        };
         let state = store.data_mut();
         wasi::flush(state);
-        let scratch = std::mem::take(&mut state.scratch);
+        let mut scratch = std::mem::take(&mut state.scratch);
+        if let Some(n) = keep {
+            scratch.emits.truncate(n);
+        }
         let outcome = match result {
             Ok(0) => Outcome::Ok,
             Ok(_) => match &scratch.failed {

@@ -34,6 +34,7 @@
 
 mod abi;
 mod cache;
+mod emits;
 mod error;
 mod framing;
 mod host;
@@ -48,8 +49,9 @@ use std::time::Duration;
 
 use wasmtime::{InstanceAllocationStrategy, Linker, Module, PoolingAllocationConfig};
 
+pub use emits::{Emit, EmitRef, Emits};
 pub use error::{DeployError, EngineError, InstantiateError};
-pub use instance::{Emit, Instance, InstanceConfig, Invocation, Level, LogLine, Outcome};
+pub use instance::{Instance, InstanceConfig, Invocation, Level, LogLine, Outcome};
 pub use limits::Limits;
 
 use host::HostState;

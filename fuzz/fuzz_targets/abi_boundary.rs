@@ -154,9 +154,9 @@ fuzz_target!(|data: &[u8]| {
                 .emits
                 .iter()
                 .map(|e| {
-                    e.key.as_ref().map_or(0, Vec::len)
-                        + e.value.as_ref().map_or(0, Vec::len)
-                        + e.headers.iter().map(|(k, v)| k.len() + v.as_ref().map_or(0, Vec::len)).sum::<usize>()
+                    e.key.map_or(0, <[u8]>::len)
+                        + e.value.map_or(0, <[u8]>::len)
+                        + e.headers().map(|(k, v)| k.len() + v.map_or(0, <[u8]>::len)).sum::<usize>()
                 })
                 .sum();
             assert!(bytes <= limits.0, "{bytes} emitted bytes over the limit");

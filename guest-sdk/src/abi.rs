@@ -63,7 +63,7 @@ pub(crate) fn emit(topic: &str, key: Option<&[u8]>, value: Option<&[u8]>, header
         let (vp, vl) = nullable(value);
         // SAFETY: every pointer/length pair describes a live slice borrowed for the call;
         // the host only reads them, bounds-checked against this module's memory.
-        unsafe {
+        count_emit(unsafe {
             imports::emit(
                 topic.as_ptr(),
                 topic.len() as i32,
@@ -74,12 +74,12 @@ pub(crate) fn emit(topic: &str, key: Option<&[u8]>, value: Option<&[u8]>, header
                 headers.as_ptr(),
                 headers.len() as i32,
             )
-        }
+        })
     }
     #[cfg(not(target_arch = "wasm32"))]
     {
         let _ = nullable;
-        crate::testing::shim_emit(topic, key, value, headers)
+        count_emit(crate::testing::shim_emit(topic, key, value, headers))
     }
 }
 
@@ -144,6 +144,11 @@ thread_local! {
     static CURRENT: Cell<i64> = const { Cell::new(-1) };
     /// The context, kept so its scratch buffers are reused across invocations.
     static CONTEXT: RefCell<Option<Context>> = const { RefCell::new(None) };
+    /// Emits the host accepted in this invocation, and how many of them came before the
+    /// record being handled: on a record error the host keeps only those
+    /// (`rill_emits_before_current`).
+    static EMITTED: Cell<i32> = const { Cell::new(0) };
+    static EMITTED_BEFORE_CURRENT: Cell<i32> = const { Cell::new(0) };
 }
 
 /// Body of the `rill_input` export: a pointer to a guest buffer of at least `len` bytes.
@@ -170,8 +175,26 @@ pub fn current_offset() -> i64 {
     CURRENT.get()
 }
 
+/// Body of the `rill_emits_before_current` export: how many of this invocation's accepted
+/// emits were made before the record being handled became current. When that record
+/// fails, its own emits are not appended, on any try.
+#[doc(hidden)]
+pub fn emits_before_current() -> i32 {
+    EMITTED_BEFORE_CURRENT.get()
+}
+
+/// Marks `offset` as the record being handled.
 pub(crate) fn set_current(offset: i64) {
     CURRENT.set(offset);
+    EMITTED_BEFORE_CURRENT.set(EMITTED.get());
+}
+
+/// Counts an emit the host accepted.
+pub(crate) fn count_emit(rc: i32) -> i32 {
+    if rc == 0 {
+        EMITTED.set(EMITTED.get().wrapping_add(1));
+    }
+    rc
 }
 
 /// Installs, once, a panic hook that reports the panic message as an error log line: with
@@ -195,6 +218,8 @@ fn with_input(len: i32, partition: i32, body: impl FnOnce(&[u8], &mut Context) -
     let buf = INPUT.take();
     let mut ctx = CONTEXT.take().unwrap_or_default();
     ctx.reset(partition as u32);
+    EMITTED.set(0);
+    EMITTED_BEFORE_CURRENT.set(0);
     let len = (len.max(0) as usize).min(buf.len());
     let rc = body(&buf[..len], &mut ctx);
     CONTEXT.set(Some(ctx));
@@ -233,7 +258,7 @@ pub(crate) fn for_each_record(
             if rec.offset() < start || rec.offset() >= end {
                 continue;
             }
-            CURRENT.set(rec.offset());
+            set_current(rec.offset());
             if let Err(e) = f(&rec) {
                 return Err((rec.offset(), e));
             }
@@ -265,7 +290,7 @@ where
     with_input(len, partition, |buf, ctx| {
         let batch = Batch::new(buf, partition as u32, start, end);
         // Until the handler pulls a record, a failure is charged to the first one in range.
-        CURRENT.set(batch.first_offset().unwrap_or(start));
+        set_current(batch.first_offset().unwrap_or(start));
         match f(&batch, ctx) {
             Ok(()) => HANDLE_OK,
             Err(e) => report(CURRENT.get(), &e),

@@ -79,6 +79,12 @@ macro_rules! __export_abi {
         pub extern "C" fn rill_current_offset() -> i64 {
             $crate::abi::current_offset()
         }
+
+        #[doc(hidden)]
+        #[unsafe(no_mangle)]
+        pub extern "C" fn rill_emits_before_current() -> i32 {
+            $crate::abi::emits_before_current()
+        }
     };
 }
 

@@ -46,7 +46,8 @@ pub struct Emitted {
 /// What one [`run`] produced.
 #[derive(Debug, Clone, Default)]
 pub struct Output {
-    /// Emitted records, in order.
+    /// Emitted records, in order: those the host would append. When a record fails, the
+    /// emits it made itself are left out, as the host leaves them out.
     pub emits: Vec<Emitted>,
     /// Log lines, in order.
     pub logs: Vec<(Level, String)>,
@@ -105,10 +106,11 @@ where
     F: FnMut(&Record<'_>, &mut Context) -> Result<()>,
 {
     // The same two steps as the host: ask for a buffer, copy the bytes in, then call.
+    take_output();
     crate::abi::input(batches.len() as i32);
     load_input(batches);
-    crate::abi::handle_records(batches.len() as i32, partition as i32, start, end, f);
-    take_output()
+    let rc = crate::abi::handle_records(batches.len() as i32, partition as i32, start, end, f);
+    finish(rc)
 }
 
 /// Runs a batch handler over `batches` as the host would, and returns its output.
@@ -117,16 +119,29 @@ pub fn run_batch<F>(batches: &[u8], partition: u32, f: F) -> Output
 where
     F: FnMut(&crate::Batch<'_>, &mut Context) -> Result<()>,
 {
+    take_output();
     crate::abi::input(batches.len() as i32);
     load_input(batches);
-    crate::abi::handle_batch(
+    let rc = crate::abi::handle_batch(
         batches.len() as i32,
         partition as i32,
         i64::MIN,
         i64::MAX,
         f,
     );
-    take_output()
+    finish(rc)
+}
+
+/// What the host keeps of an invocation: on a record error, only the emits made before the
+/// failing record became current.
+#[cfg(not(target_arch = "wasm32"))]
+fn finish(rc: i32) -> Output {
+    let mut out = take_output();
+    if rc == crate::abi::HANDLE_FAILED {
+        out.emits
+            .truncate(usize::try_from(crate::abi::emits_before_current()).unwrap_or(0));
+    }
+    out
 }
 
 /// Copies `batches` into the input buffer, as the host does between `rill_input` and

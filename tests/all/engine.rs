@@ -144,7 +144,7 @@ fn memory_bomb_hits_the_memory_limit_and_others_are_untouched() {
     for inst in [&mut bomb, &mut healthy] {
         let inv = inst.invoke(&values(0, &["4"]), 0, i64::MAX);
         assert_eq!(inv.outcome, Outcome::Ok);
-        assert_eq!(inv.emits[0].value.as_deref(), Some(&b"4"[..]));
+        assert_eq!(inv.emits.to_vec()[0].value.as_deref(), Some(&b"4"[..]));
     }
 }
 
@@ -170,6 +170,17 @@ fn trap_guest_tells_record_errors_from_traps() {
         }
     );
     assert_eq!(inv.emits.len(), 1);
+    // The failing record's own emits are dropped; those of the records before it stand.
+    let inv = inst.invoke(&values(0, &["ok", "emit-then-fail", "ok"]), 0, i64::MAX);
+    assert_eq!(
+        inv.outcome,
+        Outcome::RecordFailed {
+            offset: 1,
+            message: "asked to fail after emitting".into()
+        }
+    );
+    assert_eq!(inv.emits.len(), 1, "{:?}", inv.emits);
+    assert_eq!(inv.emits.to_vec()[0].value.as_deref(), Some(&b"ok"[..]));
     let inv = inst.invoke(&values(0, &["log", "trap"]), 0, i64::MAX);
     let Outcome::Trap { message } = &inv.outcome else {
         panic!("{:?}", inv.outcome)
@@ -218,7 +229,7 @@ fn huge_data_segment_is_a_clean_instantiation_error() {
     let mut inst = with_limits(guests::HUGE_DATA, Limits::default());
     let inv = inst.invoke(&values(0, &["x"]), 0, i64::MAX);
     assert_eq!(inv.outcome, Outcome::Ok);
-    assert_eq!(inv.emits[0].value.as_deref(), Some(&[7u8][..]));
+    assert_eq!(inv.emits.to_vec()[0].value.as_deref(), Some(&[7u8][..]));
 }
 
 #[test]

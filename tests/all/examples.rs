@@ -65,13 +65,16 @@ fn notifier_emits_one_email_per_order_created() {
     assert_eq!(inv.outcome, Outcome::Ok, "{:?}", inv.logs);
     assert_eq!(inv.records_seen, 3);
     assert_eq!(inv.emits.len(), 2);
-    assert_eq!(inv.emits[0].topic, "emails");
-    assert_eq!(inv.emits[0].key.as_deref(), Some(&b"c1"[..]));
+    assert_eq!(inv.emits.to_vec()[0].topic, "emails");
+    assert_eq!(inv.emits.to_vec()[0].key.as_deref(), Some(&b"c1"[..]));
     assert_eq!(
-        json_of(&inv.emits[0].value),
+        json_of(&inv.emits.to_vec()[0].value),
         json!({"to": "ada@example.com", "template": "order_confirmation", "order_id": 1, "total_cents": 1999})
     );
-    assert_eq!(json_of(&inv.emits[1].value)["to"], "cy@example.com");
+    assert_eq!(
+        json_of(&inv.emits.to_vec()[1].value)["to"],
+        "cy@example.com"
+    );
 }
 
 #[test]
@@ -95,13 +98,13 @@ fn notifier_reads_its_template_param_and_reports_bad_json_as_a_record_error() {
     assert!(message.contains("expected"), "{message}");
     // The record before the failure stands; nothing after it was handled.
     assert_eq!(inv.emits.len(), 1);
-    assert_eq!(json_of(&inv.emits[0].value)["template"], "welcome");
+    assert_eq!(json_of(&inv.emits.to_vec()[0].value)["template"], "welcome");
     assert_eq!(inv.records_seen, 2);
     // The host re-runs around the poison record with the offset range.
     let inv = inst.invoke(&b, 12, i64::MAX);
     assert_eq!(inv.outcome, Outcome::Ok);
     assert_eq!(inv.emits.len(), 1);
-    assert_eq!(json_of(&inv.emits[0].value)["to"], "c@x");
+    assert_eq!(json_of(&inv.emits.to_vec()[0].value)["to"], "c@x");
 }
 
 #[test]
@@ -122,7 +125,8 @@ fn enricher_maps_orders_to_fulfillment_requests() {
     let inv = inst.invoke(&b, 0, i64::MAX);
     assert_eq!(inv.outcome, Outcome::Ok, "{:?}", inv.logs);
     assert_eq!(inv.emits.len(), 2);
-    let e = &inv.emits[0];
+    let emits = inv.emits.to_vec();
+    let e = &emits[0];
     assert_eq!(e.topic, "fulfillment");
     assert_eq!(e.key.as_deref(), Some(&b"7"[..]));
     let v = json_of(&e.value);
@@ -131,7 +135,10 @@ fn enricher_maps_orders_to_fulfillment_requests() {
     assert_eq!(v["address"]["city"], "Leeds");
     assert_eq!(v["items"][0]["sku"], "A1");
     assert_eq!(v["ordered_at_ms"], 1_700_000_000_000i64);
-    assert_eq!(json_of(&inv.emits[1].value)["priority"], "standard");
+    assert_eq!(
+        json_of(&inv.emits.to_vec()[1].value)["priority"],
+        "standard"
+    );
 
     let empty = json!({"order_id": 9, "customer": {"name": "B", "address": {"line1": "", "city": "", "postcode": "", "country": ""}}, "items": [], "total_cents": 5});
     let inv = inst.invoke(&values(50, &[&empty.to_string()]), 0, i64::MAX);
@@ -164,16 +171,19 @@ fn filter_forwards_blue_records_unchanged() {
     assert_eq!(inv.outcome, Outcome::Ok);
     assert_eq!(inv.records_seen, 3);
     assert_eq!(inv.emits.len(), 2);
-    assert_eq!(inv.emits[0].topic, "blue");
-    assert_eq!(inv.emits[0].key.as_deref(), Some(&b"k1"[..]));
+    assert_eq!(inv.emits.to_vec()[0].topic, "blue");
+    assert_eq!(inv.emits.to_vec()[0].key.as_deref(), Some(&b"k1"[..]));
     assert_eq!(
-        inv.emits[0].headers,
+        inv.emits.to_vec()[0].headers,
         vec![
             ("trace".into(), Some(b"abc".to_vec())),
             ("nil".into(), None)
         ]
     );
-    assert_eq!(inv.emits[1].value.as_deref(), Some(&b"navy blue"[..]));
+    assert_eq!(
+        inv.emits.to_vec()[1].value.as_deref(),
+        Some(&b"navy blue"[..])
+    );
 }
 
 #[test]
@@ -212,8 +222,8 @@ fn dedup_skips_events_already_seen() {
     // The window outlives the invocation: a redelivery of the same events is dropped.
     let inv = inst.invoke(&values(0, &[&ev("a"), &ev("b"), &ev("c")]), 0, i64::MAX);
     assert_eq!(inv.emits.len(), 1);
-    assert_eq!(json_of(&inv.emits[0].value)["event_id"], "c");
-    assert_eq!(inv.emits[0].topic, "deduped");
+    assert_eq!(json_of(&inv.emits.to_vec()[0].value)["event_id"], "c");
+    assert_eq!(inv.emits.to_vec()[0].topic, "deduped");
 }
 
 #[test]
@@ -260,5 +270,5 @@ fn wasi_logger_stdout_becomes_log_lines_and_env_is_only_params() {
         ]
     );
     assert_eq!(inv.emits.len(), 2);
-    assert_eq!(inv.emits[0].value.as_deref(), Some(&b"3"[..]));
+    assert_eq!(inv.emits.to_vec()[0].value.as_deref(), Some(&b"3"[..]));
 }

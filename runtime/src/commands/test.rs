@@ -89,7 +89,7 @@ fn parse_line(line: &str) -> anyhow::Result<Input> {
     })
 }
 
-fn show(b: &Option<Vec<u8>>) -> String {
+fn show(b: Option<&[u8]>) -> String {
     match b {
         None => "null".into(),
         Some(b) => String::from_utf8_lossy(b).into_owned(),
@@ -158,17 +158,16 @@ pub fn run(args: TestArgs) -> anyhow::Result<()> {
         let at = l.offset.map(|o| format!(" offset={o}")).unwrap_or_default();
         println!("log  {:<5}{at} {}", l.level.as_str(), l.message);
     }
-    for e in &inv.emits {
+    for e in inv.emits.iter() {
         let headers: String = e
-            .headers
-            .iter()
+            .headers()
             .map(|(k, v)| format!(" {k}={}", show(v)))
             .collect();
         println!(
             "emit {} key={} value={}{}",
             e.topic,
-            show(&e.key),
-            show(&e.value),
+            show(e.key),
+            show(e.value),
             if headers.is_empty() {
                 String::new()
             } else {

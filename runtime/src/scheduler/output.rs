@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 
-use rill_engine::Emit;
+use rill_engine::Emits;
 use rill_log::{Header, Log, Record, Topic, TopicConfig, TopicError};
 
 use crate::deployment::DeploymentSpec;
@@ -50,49 +50,52 @@ impl Outputs {
     /// Appends emits, one batch per (topic, partition), keeping their order per key.
     pub(super) fn append(
         &mut self,
-        emits: &[Emit],
+        emits: &Emits,
         metrics: &DeploymentMetrics,
     ) -> Result<(), String> {
         if emits.is_empty() {
             return Ok(());
         }
-        // Group by destination, preserving emit order inside each group.
-        let mut groups: Vec<(Arc<Topic>, u32, Vec<usize>)> = Vec::new();
-        for (i, emit) in emits.iter().enumerate() {
-            let topic = self.topic(&emit.topic)?;
-            let p = topic.partition_for_key(emit.key.as_deref());
+        // Each distinct topic is looked up once per invocation, not once per record.
+        let topics = emits
+            .topics()
+            .iter()
+            .map(|t| self.topic(t))
+            .collect::<Result<Vec<_>, _>>()?;
+        // Headers of every record, flat, so a record borrows its run of them.
+        let mut headers: Vec<Header<'_>> = Vec::new();
+        let mut runs: Vec<std::ops::Range<usize>> = Vec::with_capacity(emits.len());
+        for e in emits.iter() {
+            let start = headers.len();
+            headers.extend(e.headers().map(|(key, value)| Header { key, value }));
+            runs.push(start..headers.len());
+        }
+        // Group by destination, preserving emit order inside each group. Handlers mostly
+        // write to one destination, so the common case is a single group.
+        let mut groups: Vec<(usize, u32, Vec<Record<'_>>)> = Vec::new();
+        for (e, run) in emits.iter().zip(&runs) {
+            let topic = &topics[e.topic_index];
+            let p = if topic.partitions().len() == 1 {
+                0
+            } else {
+                topic.partition_for_key(e.key)
+            };
+            let record = Record {
+                key: e.key,
+                value: e.value,
+                headers: &headers[run.clone()],
+                timestamp_ms: None,
+            };
             match groups
                 .iter_mut()
-                .find(|(t, gp, _)| Arc::ptr_eq(t, &topic) && *gp == p)
+                .find(|(t, gp, _)| *t == e.topic_index && *gp == p)
             {
-                Some((_, _, idx)) => idx.push(i),
-                None => groups.push((topic, p, vec![i])),
+                Some((_, _, records)) => records.push(record),
+                None => groups.push((e.topic_index, p, vec![record])),
             }
         }
-        for (topic, p, idx) in groups {
-            let headers: Vec<Vec<Header<'_>>> = idx
-                .iter()
-                .map(|&i| {
-                    emits[i]
-                        .headers
-                        .iter()
-                        .map(|(k, v)| Header {
-                            key: k.as_str(),
-                            value: v.as_deref(),
-                        })
-                        .collect()
-                })
-                .collect();
-            let records: Vec<Record<'_>> = idx
-                .iter()
-                .zip(&headers)
-                .map(|(&i, h)| Record {
-                    key: emits[i].key.as_deref(),
-                    value: emits[i].value.as_deref(),
-                    headers: h,
-                    timestamp_ms: None,
-                })
-                .collect();
+        for (t, p, records) in groups {
+            let topic = &topics[t];
             let partition = topic
                 .partition(p)
                 .ok_or_else(|| format!("topic '{}' has no partition {p}", topic.name()))?;
