@@ -9,9 +9,17 @@
 //!   `key_id u32 | partition u32 | offset i64 | seq u64 | crc32c(bytes 0..24) u32 | 0 u32`,
 //!   all big-endian. A commit is one 32-byte store into the mapping, so it is in the page
 //!   cache at once and survives a process crash. An offset of -1 is a tombstone
-//!   (`delete_group`). When the file fills up, and at every open, the live entries are
-//!   written to a fresh generation (tmp file, fsync, rename, directory fsync) and the old one
-//!   removed, so a reopened file never holds stale entries after its valid prefix.
+//!   (`delete_group`). Each generation starts with a marker entry (key id `u32::MAX`, offset =
+//!   number of live entries copied after it), so recovery can tell a complete generation from
+//!   one whose copy a machine crash interrupted.
+//!
+//! When a generation is half full, the next one is created and preallocated off the hot path
+//! (by the committing thread, after releasing the lock). When the current one is full, the
+//! live entries are copied into the prepared file and it is renamed into place under the
+//! lock (a memcpy and a rename, no fsync); its fsync, the directory fsync and the removal of
+//! the old generation follow outside the lock. The old generation is removed only once the
+//! new one is durable, and recovery replays the newest complete generation plus the valid
+//! prefix of any newer one.
 //!
 //! Replay reads entries until the first one whose CRC fails or whose sequence number does not
 //! increase: a torn last entry is simply ignored.
@@ -19,8 +27,8 @@
 #![allow(unsafe_code)]
 
 use std::collections::HashMap;
-use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use memmap2::MmapMut;
@@ -33,6 +41,8 @@ use crate::sync::GroupCommit;
 const ENTRY: usize = 32;
 /// Entries in a fresh commits file (2 MiB).
 const DEFAULT_CAP: usize = 64 * 1024;
+/// Key id of a generation's first entry, the marker.
+const MARKER_KEY: u32 = u32::MAX;
 
 /// The consumer-offsets store of a [`Log`](crate::Log).
 #[derive(Debug)]
@@ -42,21 +52,53 @@ pub struct Offsets {
     policy: FlushPolicy,
     state: Mutex<State>,
     sync: GroupCommit,
+    /// Set after a failed fsync: what reached the disk is unknown, so commits are refused.
+    failed: AtomicBool,
+}
+
+/// One open commits file.
+#[derive(Debug)]
+struct Generation {
+    map: MmapMut,
+    file: Arc<dyn FileHandle>,
+    /// Its generation; for a prepared file, the one it is meant to become.
+    generation: u64,
+    /// Where a prepared file lives until it is renamed into place.
+    tmp: PathBuf,
 }
 
 #[derive(Debug)]
 struct State {
     ids: HashMap<String, HashMap<String, u32>>,
     keys: Vec<(String, String)>,
+    /// The newest value written per (key id, partition): what a new generation must hold.
     committed: HashMap<(u32, u32), i64>,
+    /// Under `always`, the commits written but not yet known durable, oldest first, with the
+    /// value each replaced: a failed fsync rolls them back, so `fetch` never shows a commit
+    /// that returned an error.
+    undo: Vec<((u32, u32), Option<i64>, u64)>,
     names: Arc<dyn FileHandle>,
     names_len: u64,
-    map: MmapMut,
-    file: Arc<File>,
-    generation: u64,
+    current: Generation,
     cursor: usize,
     seq: u64,
     dirty: bool,
+    /// The next generation, preallocated and mapped, not yet renamed into place.
+    next: Option<Generation>,
+    preparing: bool,
+    /// Newest generation whose rename a directory fsync has made durable.
+    dir_synced: u64,
+    /// Generations to remove once the current one is durable.
+    stale: Vec<u64>,
+}
+
+/// Work a commit does after releasing the lock.
+#[derive(Debug, Default)]
+struct After {
+    /// Create the next generation: (its generation, capacity in entries).
+    prepare: Option<(u64, usize)>,
+    /// Make the generation just switched to durable and remove the old one.
+    finish_switch: bool,
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> OffsetsError + '_ {
@@ -92,10 +134,55 @@ fn decode_entry(e: &[u8]) -> Option<(u32, u32, i64, u64)> {
         .then(|| (u32_at(0), u32_at(4), u64_at(8) as i64, u64_at(16)))
 }
 
-fn map_file(file: &File) -> std::io::Result<MmapMut> {
+fn map_file(file: &dyn FileHandle) -> std::io::Result<MmapMut> {
+    let f = file.std_file().ok_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::Unsupported,
+            "this Io cannot memory-map the commits file",
+        )
+    })?;
     // SAFETY: the commits file is private to this process (the data dir is locked by `Log`),
     // and its length only changes before it is mapped.
-    unsafe { MmapMut::map_mut(file) }
+    unsafe { MmapMut::map_mut(f) }
+}
+
+/// What replaying one generation found.
+struct Replayed {
+    entries: Vec<(u32, u32, i64)>,
+    last_seq: u64,
+    /// Whether the generation holds every live entry its marker announced (or has no marker,
+    /// as files written before markers existed, which were only ever renamed in complete).
+    complete: bool,
+}
+
+fn replay_generation(path: &Path, io: &dyn Io, after_seq: u64) -> std::io::Result<Replayed> {
+    let f = io.open(path, false)?;
+    let len = usize::try_from(f.len()?).unwrap_or(usize::MAX);
+    let mut buf = vec![0u8; len - len % ENTRY];
+    let n = read_full_at(&*f, &mut buf, 0)?;
+    buf.truncate(n - n % ENTRY);
+    let mut out = Replayed {
+        entries: Vec::new(),
+        last_seq: after_seq,
+        complete: false,
+    };
+    let mut announced: Option<i64> = None;
+    for (i, e) in buf.chunks_exact(ENTRY).enumerate() {
+        let Some((key, part, off, s)) = decode_entry(e) else {
+            break;
+        };
+        if s <= out.last_seq {
+            break;
+        }
+        out.last_seq = s;
+        if i == 0 && key == MARKER_KEY {
+            announced = Some(off);
+            continue;
+        }
+        out.entries.push((key, part, off));
+    }
+    out.complete = announced.is_none_or(|n| out.entries.len() as i64 >= n);
+    Ok(out)
 }
 
 impl Offsets {
@@ -115,72 +202,87 @@ impl Offsets {
                 .or_default()
                 .insert(t.clone(), id as u32);
         }
-        // Pick the newest generation; older ones are leftovers of an interrupted compaction.
         let mut gens = Vec::new();
+        let mut leftovers = Vec::new();
         for e in std::fs::read_dir(dir).map_err(io_err(dir))? {
             let e = e.map_err(io_err(dir))?;
-            if let Some(g) = e
-                .file_name()
-                .to_str()
-                .and_then(|n| n.strip_prefix("commits-"))
-                .and_then(|g| g.parse::<u64>().ok())
-            {
-                gens.push(g);
+            let name = e.file_name();
+            let Some(rest) = name.to_str().and_then(|n| n.strip_prefix("commits")) else {
+                continue;
+            };
+            match rest.strip_prefix('-').and_then(|g| g.parse::<u64>().ok()) {
+                Some(g) => gens.push(g),
+                // Prepared or temporary files of a switch that never completed.
+                None => leftovers.push(e.path()),
+            }
+        }
+        for p in &leftovers {
+            match io.remove_file(p) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io_err(p)(e)),
+                _ => {}
             }
         }
         gens.sort_unstable();
+        // Replay from the newest complete generation on: older ones are leftovers of a
+        // switch that finished; a newer incomplete one is a switch a crash interrupted, whose
+        // valid prefix only repeats live values (and maybe some newer commits).
+        let mut replayed = Vec::new();
+        for &g in gens.iter().rev() {
+            let path = commits_path(dir, g);
+            let r = replay_generation(&path, &*io, 0).map_err(io_err(&path))?;
+            let complete = r.complete;
+            replayed.push(g);
+            if complete {
+                break;
+            }
+        }
+        replayed.reverse();
         let mut committed = HashMap::new();
         let mut seq = 0;
-        if let Some(&g) = gens.last() {
+        for &g in &replayed {
             let path = commits_path(dir, g);
-            let file = OpenOptions::new()
-                .read(true)
-                .write(true)
-                .open(&path)
-                .map_err(io_err(&path))?;
-            if file.metadata().map_err(io_err(&path))?.len() >= ENTRY as u64 {
-                let map = map_file(&file).map_err(io_err(&path))?;
-                for e in map.chunks_exact(ENTRY) {
-                    let Some((key, part, off, s)) = decode_entry(e) else {
-                        break;
-                    };
-                    if s <= seq {
-                        break;
-                    }
-                    seq = s;
-                    if (key as usize) >= keys.len() {
-                        continue;
-                    }
-                    if off < 0 {
-                        committed.remove(&(key, part));
-                    } else {
-                        committed.insert((key, part), off);
-                    }
+            let r = replay_generation(&path, &*io, seq).map_err(io_err(&path))?;
+            seq = r.last_seq;
+            for (key, part, off) in r.entries {
+                if (key as usize) >= keys.len() {
+                    continue;
+                }
+                if off < 0 {
+                    committed.remove(&(key, part));
+                } else {
+                    committed.insert((key, part), off);
                 }
             }
         }
-        let generation = gens.last().copied().unwrap_or(0);
-        let cap = DEFAULT_CAP.max(committed.len() * 2);
-        let fresh = write_generation(dir, &*io, generation, seq, &committed, cap, &gens)?;
+        // Start from a fresh, complete generation so stale entries after a torn one can never
+        // be replayed, and remove every older file.
+        let generation = gens.last().copied().unwrap_or(0) + 1;
+        let cap = DEFAULT_CAP.max(committed.len() * 2 + 2);
+        let (current, cursor, seq) = write_generation(dir, &*io, generation, seq, &committed, cap)?;
+        remove_generations(dir, &*io, &gens)?;
         let state = State {
             ids,
             keys,
             committed,
+            undo: Vec::new(),
             names,
             names_len,
-            map: fresh.map,
-            file: fresh.file,
-            generation: fresh.generation,
-            cursor: fresh.cursor,
-            seq: fresh.seq,
+            current,
+            cursor,
+            seq,
             dirty: false,
+            next: None,
+            preparing: false,
+            dir_synced: generation,
+            stale: Vec::new(),
         };
         Ok(Offsets {
             dir: dir.to_path_buf(),
             io,
             policy,
             state: Mutex::new(state),
-            sync: GroupCommit::new(0),
+            sync: GroupCommit::new(seq as i64),
+            failed: AtomicBool::new(false),
         })
     }
 
@@ -188,9 +290,17 @@ impl Offsets {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    fn check_failed(&self) -> Result<(), OffsetsError> {
+        if self.failed.load(Ordering::Acquire) {
+            return Err(OffsetsError::Failed);
+        }
+        Ok(())
+    }
+
     /// Records that `group` has consumed `topic`/`partition` up to `next_offset` (the next
     /// offset to read). Under offsets flush `always`, returns after an fsync (shared with
-    /// concurrent commits); otherwise once the entry is in the page cache.
+    /// concurrent commits), and a commit that returns an error is not visible to `fetch`;
+    /// otherwise returns once the entry is in the page cache.
     pub fn commit(
         &self,
         group: &str,
@@ -209,25 +319,78 @@ impl Offsets {
                 "group {group:?}, topic {topic:?}"
             )));
         }
-        let (seq, file) = {
+        self.check_failed()?;
+        let mut after = After::default();
+        let seq = {
             let mut st = self.lock();
             let key = match st.ids.get(group).and_then(|t| t.get(topic)) {
                 Some(&k) => k,
                 None => self.add_name(&mut st, group, topic)?,
             };
-            self.put(&mut st, key, partition, next_offset)?;
-            (st.seq, st.file.clone())
+            self.put(&mut st, key, partition, next_offset, &mut after)?;
+            st.seq
         };
-        if self.policy == FlushPolicy::Always {
-            self.sync
-                .wait(seq as i64, || {
-                    // fdatasync on Linux also writes back pages dirtied through the mapping.
-                    file.sync_data()?;
-                    Ok(seq as i64)
-                })
-                .map_err(io_err(&self.dir))?;
+        self.after_put(after)?;
+        self.wait_durable(seq)
+    }
+
+    /// Under `always`, waits until entries up to `seq` are durable (group commit).
+    fn wait_durable(&self, seq: u64) -> Result<(), OffsetsError> {
+        if self.policy != FlushPolicy::Always {
+            return Ok(());
         }
-        Ok(())
+        self.sync.wait(seq as i64, || self.sync_now()).map_err(|e| {
+            match self.failed.load(Ordering::Acquire) {
+                true => OffsetsError::Failed,
+                false => io_err(&self.dir)(e),
+            }
+        })
+    }
+
+    /// The group-commit leader's work: fsync the current generation (and its directory entry,
+    /// if a switch made a new one), then forget the undo records it covered. On failure,
+    /// roll every undurable commit back and mark the store failed.
+    fn sync_now(&self) -> std::io::Result<i64> {
+        let (seq, file, generation, dir_synced) = {
+            let st = self.lock();
+            (
+                st.seq,
+                st.current.file.clone(),
+                st.current.generation,
+                st.dir_synced,
+            )
+        };
+        let synced = file.sync_data().and_then(|()| {
+            if dir_synced < generation {
+                self.io.sync_dir(&self.dir)
+            } else {
+                Ok(())
+            }
+        });
+        let mut st = self.lock();
+        match synced {
+            Ok(()) => {
+                st.dir_synced = st.dir_synced.max(generation);
+                st.undo.retain(|u| u.2 > seq);
+                Ok(seq as i64)
+            }
+            Err(e) => {
+                self.fail_locked(&mut st);
+                Err(e)
+            }
+        }
+    }
+
+    /// Marks the store failed and, under `always`, undoes every commit not known durable.
+    fn fail_locked(&self, st: &mut State) {
+        self.failed.store(true, Ordering::Release);
+        self.sync.fail();
+        while let Some((k, prev, _)) = st.undo.pop() {
+            match prev {
+                Some(v) => st.committed.insert(k, v),
+                None => st.committed.remove(&k),
+            };
+        }
     }
 
     fn put(
@@ -236,40 +399,134 @@ impl Offsets {
         key: u32,
         partition: u32,
         offset: i64,
+        after: &mut After,
     ) -> Result<(), OffsetsError> {
-        if (st.cursor + 1) * ENTRY > st.map.len() {
-            let cap = DEFAULT_CAP.max(st.committed.len() * 4 + 16);
-            let fresh = write_generation(
-                &self.dir,
-                &*self.io,
-                st.generation,
-                st.seq,
-                &st.committed,
-                cap,
-                &[],
-            )?;
-            st.map = fresh.map;
-            st.file = fresh.file;
-            st.generation = fresh.generation;
-            st.cursor = fresh.cursor;
-            st.seq = fresh.seq;
+        let cap = st.current.map.len() / ENTRY;
+        if st.cursor + 1 > cap {
+            self.switch(st, after)?;
+        }
+        let cap = st.current.map.len() / ENTRY;
+        if st.cursor * 2 >= cap && st.next.is_none() && !st.preparing {
+            st.preparing = true;
+            after.prepare = Some((
+                st.current.generation + 1,
+                DEFAULT_CAP.max(st.committed.len() * 4 + 16),
+            ));
         }
         st.seq += 1;
         let at = st.cursor * ENTRY;
         let e = encode_entry(key, partition, offset, st.seq);
-        st.map[at..at + ENTRY].copy_from_slice(&e);
+        st.current.map[at..at + ENTRY].copy_from_slice(&e);
         st.cursor += 1;
         st.dirty = true;
-        if offset < 0 {
-            st.committed.remove(&(key, partition));
+        let k = (key, partition);
+        let prev = if offset < 0 {
+            st.committed.remove(&k)
         } else {
-            st.committed.insert((key, partition), offset);
+            st.committed.insert(k, offset)
+        };
+        if self.policy == FlushPolicy::Always {
+            let seq = st.seq;
+            st.undo.push((k, prev, seq));
         }
         Ok(())
     }
 
+    /// Moves to the next generation because the current one is full: into the prepared file
+    /// if there is one (a copy of the live entries and a rename; the fsyncs follow outside
+    /// the lock), else by writing one inline.
+    fn switch(&self, st: &mut State, after: &mut After) -> Result<(), OffsetsError> {
+        let generation = st.current.generation + 1;
+        let live = st.committed.len();
+        if let Some(mut next) = st.next.take()
+            && next.generation == generation
+            && live + 2 <= next.map.len() / ENTRY
+        {
+            let (cursor, seq) = fill(&mut next.map, st.seq, &st.committed);
+            let path = commits_path(&self.dir, generation);
+            if let Err(e) = self.io.rename(&next.tmp, &path) {
+                return Err(io_err(&path)(e));
+            }
+            let old = std::mem::replace(&mut st.current, next);
+            st.stale.push(old.generation);
+            st.cursor = cursor;
+            st.seq = seq;
+            after.finish_switch = true;
+            return Ok(());
+        }
+        // No prepared file (its creation failed or lags far behind): pay the fsyncs here.
+        let cap = DEFAULT_CAP.max(live * 4 + 16);
+        let (current, cursor, seq) =
+            write_generation(&self.dir, &*self.io, generation, st.seq, &st.committed, cap)
+                .inspect_err(|_| self.fail_locked(st))?;
+        let old = std::mem::replace(&mut st.current, current);
+        st.dir_synced = generation;
+        st.cursor = cursor;
+        st.seq = seq;
+        let mut stale = std::mem::take(&mut st.stale);
+        stale.push(old.generation);
+        remove_generations(&self.dir, &*self.io, &stale)
+    }
+
+    /// The work a commit does after releasing the lock.
+    fn after_put(&self, after: After) -> Result<(), OffsetsError> {
+        if let Some((generation, cap)) = after.prepare {
+            let tmp = prepared_path(&self.dir, generation);
+            match create_mapped(tmp, &*self.io, generation, cap) {
+                Ok(next) => {
+                    let mut st = self.lock();
+                    st.preparing = false;
+                    if st.current.generation + 1 == generation {
+                        st.next = Some(next);
+                    } else {
+                        // An inline switch overtook it; it is a leftover now.
+                        let _ = self.io.remove_file(&next.tmp);
+                    }
+                }
+                Err(e) => {
+                    // Not fatal: the switch writes the next generation inline instead.
+                    tracing::warn!(error = %e, "preparing the next offsets generation failed");
+                    self.lock().preparing = false;
+                }
+            }
+        }
+        if after.finish_switch {
+            self.finish_switch()?;
+        }
+        Ok(())
+    }
+
+    /// Makes the generation just switched to durable, then removes the old ones.
+    fn finish_switch(&self) -> Result<(), OffsetsError> {
+        let (file, generation) = {
+            let st = self.lock();
+            (st.current.file.clone(), st.current.generation)
+        };
+        let synced = file.sync_data().and_then(|()| self.io.sync_dir(&self.dir));
+        let mut st = self.lock();
+        if let Err(e) = synced {
+            self.fail_locked(&mut st);
+            return Err(io_err(&self.dir)(e));
+        }
+        st.dir_synced = st.dir_synced.max(generation);
+        let stale: Vec<u64> = st
+            .stale
+            .iter()
+            .copied()
+            .filter(|&g| g < generation)
+            .collect();
+        st.stale.retain(|&g| g >= generation);
+        drop(st);
+        remove_generations(&self.dir, &*self.io, &stale)
+    }
+
     fn add_name(&self, st: &mut State, group: &str, topic: &str) -> Result<u32, OffsetsError> {
         let id = st.keys.len() as u32;
+        if id == MARKER_KEY {
+            return Err(OffsetsError::InvalidKey(
+                "too many (group, topic) pairs".into(),
+            ));
+        }
         let mut payload = Vec::with_capacity(6 + group.len() + topic.len());
         payload.extend_from_slice(&id.to_be_bytes());
         payload.extend_from_slice(&(group.len() as u16).to_be_bytes());
@@ -280,11 +537,14 @@ impl Offsets {
         rec.extend_from_slice(&crc32c::crc32c(&payload).to_be_bytes());
         rec.extend_from_slice(&payload);
         let path = self.dir.join("names");
-        let written =
-            write_all_at(&*st.names, &rec, st.names_len).and_then(|()| st.names.sync_data());
-        if let Err(e) = written {
+        if let Err(e) = write_all_at(&*st.names, &rec, st.names_len) {
             // Drop the partial record so the next name lands on a record boundary.
             let _ = st.names.set_len(st.names_len);
+            return Err(io_err(&path)(e));
+        }
+        if let Err(e) = st.names.sync_data() {
+            // After a failed fsync the file's state is unknown; refuse further commits.
+            self.fail_locked(st);
             return Err(io_err(&path)(e));
         }
         st.names_len += rec.len() as u64;
@@ -331,7 +591,9 @@ impl Offsets {
 
     /// Forgets every offset of `group` (tombstones, durable like a commit).
     pub fn delete_group(&self, group: &str) -> Result<(), OffsetsError> {
-        let (seq, file) = {
+        self.check_failed()?;
+        let mut after = After::default();
+        let seq = {
             let mut st = self.lock();
             let doomed: Vec<(u32, u32)> = st
                 .committed
@@ -340,28 +602,46 @@ impl Offsets {
                 .copied()
                 .collect();
             for (k, p) in doomed {
-                self.put(&mut st, k, p, -1)?;
+                self.put(&mut st, k, p, -1, &mut after)?;
             }
-            (st.seq, st.file.clone())
+            st.seq
         };
-        if self.policy == FlushPolicy::Always {
-            file.sync_data().map_err(io_err(&self.dir))?;
-            self.sync.mark_durable(seq as i64);
-        }
-        Ok(())
+        self.after_put(after)?;
+        self.wait_durable(seq)
     }
 
-    /// fsyncs the commits file if anything was committed since the last flush.
+    /// fsyncs the commits file if anything was committed since the last flush. A failure
+    /// marks the store failed: commits are refused until the log is reopened.
     pub fn flush(&self) -> Result<(), OffsetsError> {
-        let (file, seq) = {
+        self.check_failed()?;
+        let (file, seq, generation, dir_synced) = {
             let mut st = self.lock();
             if !st.dirty {
                 return Ok(());
             }
             st.dirty = false;
-            (st.file.clone(), st.seq)
+            (
+                st.current.file.clone(),
+                st.seq,
+                st.current.generation,
+                st.dir_synced,
+            )
         };
-        file.sync_data().map_err(io_err(&self.dir))?;
+        let synced = file.sync_data().and_then(|()| {
+            if dir_synced < generation {
+                self.io.sync_dir(&self.dir)
+            } else {
+                Ok(())
+            }
+        });
+        let mut st = self.lock();
+        if let Err(e) = synced {
+            self.fail_locked(&mut st);
+            return Err(io_err(&self.dir)(e));
+        }
+        st.dir_synced = st.dir_synced.max(generation);
+        st.undo.retain(|u| u.2 > seq);
+        drop(st);
         self.sync.mark_durable(seq as i64);
         Ok(())
     }
@@ -372,65 +652,82 @@ impl Offsets {
     }
 }
 
-/// A freshly written commits generation.
-struct Generation {
-    map: MmapMut,
-    file: Arc<File>,
-    generation: u64,
-    cursor: usize,
-    seq: u64,
+/// Writes the marker and the live entries at the start of `map`, with sequence numbers after
+/// `seq`. Returns the cursor and the last sequence number used.
+fn fill(map: &mut MmapMut, mut seq: u64, committed: &HashMap<(u32, u32), i64>) -> (usize, u64) {
+    let mut live: Vec<_> = committed.iter().map(|(&k, &v)| (k, v)).collect();
+    live.sort_unstable();
+    seq += 1;
+    map[..ENTRY].copy_from_slice(&encode_entry(MARKER_KEY, 0, live.len() as i64, seq));
+    for (i, ((key, part), off)) in live.iter().enumerate() {
+        seq += 1;
+        let at = (i + 1) * ENTRY;
+        map[at..at + ENTRY].copy_from_slice(&encode_entry(*key, *part, *off, seq));
+    }
+    (live.len() + 1, seq)
 }
 
-/// Writes the live entries to generation `previous + 1` (tmp file, fsync, rename, directory
-/// fsync), then removes `previous` and `old_gens`.
+/// Name of the file prepared to become `generation`.
+fn prepared_path(dir: &Path, generation: u64) -> PathBuf {
+    dir.join(format!("commits-{generation:020}.prep"))
+}
+
+/// Creates the file meant to become `generation` at `tmp`, with room for `cap` entries, and
+/// maps it.
+fn create_mapped(
+    tmp: PathBuf,
+    io: &dyn Io,
+    generation: u64,
+    cap: usize,
+) -> Result<Generation, OffsetsError> {
+    let file = io.open(&tmp, true).map_err(io_err(&tmp))?;
+    file.set_len(0).map_err(io_err(&tmp))?;
+    file.set_len((cap * ENTRY) as u64).map_err(io_err(&tmp))?;
+    let map = map_file(&*file).map_err(io_err(&tmp))?;
+    Ok(Generation {
+        map,
+        file,
+        generation,
+        tmp,
+    })
+}
+
+/// Writes the live entries to generation `generation` (tmp file, fsync, rename, directory
+/// fsync). Returns it with its cursor and last sequence number.
 fn write_generation(
     dir: &Path,
     io: &dyn Io,
-    previous: u64,
-    mut seq: u64,
+    generation: u64,
+    seq: u64,
     committed: &HashMap<(u32, u32), i64>,
     cap: usize,
-    old_gens: &[u64],
-) -> Result<Generation, OffsetsError> {
-    let generation = previous + 1;
-    let tmp = dir.join("commits.tmp");
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(&tmp)
-        .map_err(io_err(&tmp))?;
-    file.set_len((cap * ENTRY) as u64).map_err(io_err(&tmp))?;
-    let mut map = map_file(&file).map_err(io_err(&tmp))?;
-    let mut live: Vec<_> = committed.iter().map(|(&k, &v)| (k, v)).collect();
-    live.sort_unstable();
-    for (i, ((key, part), off)) in live.iter().enumerate() {
-        seq += 1;
-        map[i * ENTRY..(i + 1) * ENTRY].copy_from_slice(&encode_entry(*key, *part, *off, seq));
-    }
-    map.flush().map_err(io_err(&tmp))?;
+) -> Result<(Generation, usize, u64), OffsetsError> {
+    // A name no prepared file uses, so an inline write never collides with a preparation
+    // running on another thread.
+    let tmp = dir.join(format!("commits-{generation:020}.tmp"));
+    let mut g = create_mapped(tmp.clone(), io, generation, cap)?;
+    let (cursor, seq) = fill(&mut g.map, seq, committed);
+    g.map.flush().map_err(io_err(&tmp))?;
+    g.file.sync_data().map_err(io_err(&tmp))?;
     let path = commits_path(dir, generation);
     io.rename(&tmp, &path).map_err(io_err(&path))?;
     io.sync_dir(dir).map_err(io_err(dir))?;
-    for &g in old_gens
-        .iter()
-        .chain(std::iter::once(&previous))
-        .filter(|&&g| g != generation)
-    {
+    Ok((g, cursor, seq))
+}
+
+/// Removes the given generations' files (missing ones are fine), then fsyncs the directory.
+fn remove_generations(dir: &Path, io: &dyn Io, gens: &[u64]) -> Result<(), OffsetsError> {
+    if gens.is_empty() {
+        return Ok(());
+    }
+    for &g in gens {
         let p = commits_path(dir, g);
         match io.remove_file(&p) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io_err(&p)(e)),
             _ => {}
         }
     }
-    Ok(Generation {
-        map,
-        file: Arc::new(file),
-        generation,
-        cursor: live.len(),
-        seq,
-    })
+    io.sync_dir(dir).map_err(io_err(dir))
 }
 
 /// Reads the names file up to its first invalid record; cuts off anything after it.

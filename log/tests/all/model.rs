@@ -143,7 +143,7 @@ fn run(ops: Vec<Op>) {
                     .iter()
                     .find(|r| r.3 >= ts)
                     .map(|r| r.0);
-                assert_eq!(p.offset_for_timestamp(ts), want, "ts {ts}");
+                assert_eq!(p.offset_for_timestamp(ts).unwrap(), want, "ts {ts}");
             }
         }
     }
