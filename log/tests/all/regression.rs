@@ -1,0 +1,1 @@
+//! Regression tests, one per finding of the storage review.
