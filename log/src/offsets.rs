@@ -339,12 +339,11 @@ impl Offsets {
         if self.policy != FlushPolicy::Always {
             return Ok(());
         }
-        self.sync.wait(seq as i64, || self.sync_now()).map_err(|e| {
-            match self.failed.load(Ordering::Acquire) {
-                true => OffsetsError::Failed,
-                false => io_err(&self.dir)(e),
-            }
-        })
+        // The commit whose fsync failed (and any waiting on the same one) sees the I/O error;
+        // commits that start later see `Failed`.
+        self.sync
+            .wait(seq as i64, || self.sync_now())
+            .map_err(io_err(&self.dir))
     }
 
     /// The group-commit leader's work: fsync the current generation (and its directory entry,

@@ -205,9 +205,16 @@ impl Segment {
         if let Some(t) = self.cached_max_ts() {
             return Ok(Some(t));
         }
+        let end_rel = self.end_offset.load(Ordering::Acquire) - self.base_offset;
         let (mut max, pos) = {
             let ix = self.indexes();
             match ix.times.last() {
+                // The final entry of a sealed segment covers every batch.
+                Some((t, rel)) if i64::from(rel) == end_rel => {
+                    drop(ix);
+                    self.note_max_ts(Some(t));
+                    return Ok(Some(t));
+                }
                 Some((t, rel)) => (Some(t), u64::from(ix.offsets.lookup(rel).1)),
                 None => (None, 0),
             }

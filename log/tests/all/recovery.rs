@@ -16,8 +16,10 @@ fn part(log: &Log, topic: &str, id: u32) -> Arc<Partition> {
 
 fn append_n(p: &Partition, from: usize, n: usize) {
     for i in from..from + n {
-        p.append(&[rec(format!("record {i:06} with a little padding").as_bytes())])
-            .unwrap();
+        p.append(&[rec(
+            format!("record {i:06} with a little padding").as_bytes()
+        )])
+        .unwrap();
     }
 }
 
@@ -373,6 +375,9 @@ fn under_always_a_close_after_acknowledged_appends_scans_nothing_that_was_checkp
     let log = Log::open(dir.path(), quiet_opts()).unwrap();
     let stats = log.recovery_stats();
     assert_eq!(stats.partitions_from_checkpoint, 1);
-    assert!(stats.bytes_scanned > 0 && stats.bytes_scanned < 8 * 1024, "{stats:?}");
+    assert!(
+        stats.bytes_scanned > 0 && stats.bytes_scanned < 8 * 1024,
+        "{stats:?}"
+    );
     assert_eq!(values(&part(&log, "t", 0)), expected(305));
 }
