@@ -228,18 +228,20 @@ impl OffsetIndex {
         b[4..].copy_from_slice(&pos.to_be_bytes());
         self.0.push(&b);
     }
+    /// Number of entries whose position is below `pos` (positions increase, so they are a
+    /// prefix).
+    fn count_below_pos(&self, pos: u64) -> usize {
+        partition_point(self.len(), |i| u64::from(self.entry(i).1) < pos)
+    }
     /// The last entry whose position is below `pos`, or `(0, 0)` (the segment start).
     pub fn last_below_pos(&self, pos: u64) -> (u32, u32) {
-        let n = (0..self.len())
-            .take_while(|&i| u64::from(self.entry(i).1) < pos)
-            .count();
-        n.checked_sub(1).map_or((0, 0), |i| self.entry(i))
+        self.count_below_pos(pos)
+            .checked_sub(1)
+            .map_or((0, 0), |i| self.entry(i))
     }
     /// Drops entries whose position is at or beyond `size` (after a truncation).
     pub fn retain_below(&mut self, size: u64) {
-        let keep = (0..self.len())
-            .take_while(|&i| u64::from(self.entry(i).1) < size)
-            .count();
+        let keep = self.count_below_pos(size);
         self.0.truncate(keep);
     }
     /// Drops every entry.
@@ -330,12 +332,12 @@ impl TimeIndex {
     /// Keeps the longest prefix of entries with a relative offset below `rel` and a
     /// timestamp of at most `max_ts` (`None`: no entry qualifies).
     pub fn retain_below(&mut self, rel: u32, max_ts: Option<i64>) {
-        let keep = (0..self.len())
-            .take_while(|&i| {
-                let (t, r) = self.entry(i);
-                r < rel && max_ts.is_some_and(|m| t <= m)
-            })
-            .count();
+        // Relative offsets increase and timestamps never decrease, so the entries to keep
+        // are a prefix.
+        let keep = partition_point(self.len(), |i| {
+            let (t, r) = self.entry(i);
+            r < rel && max_ts.is_some_and(|m| t <= m)
+        });
         self.0.truncate(keep);
     }
     /// Makes room for one more entry, growing the file if it is full, so the final entry a
@@ -359,6 +361,17 @@ impl TimeIndex {
     pub fn sync(&self) -> io::Result<()> {
         self.0.sync()
     }
+}
+
+/// Binary search: the number of leading indexes `i < n` for which `pred` holds (it must hold
+/// for a prefix and fail after it).
+fn partition_point(n: usize, pred: impl Fn(usize) -> bool) -> usize {
+    let (mut lo, mut hi) = (0usize, n);
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        if pred(mid) { lo = mid + 1 } else { hi = mid }
+    }
+    lo
 }
 
 /// Binary search: the last index `i < n` with `key(i) <= target`, keys increasing.

@@ -69,34 +69,16 @@ impl Partition {
     /// same offset forever.
     fn locate(&self, seg: &Segment, offset: i64, end: u64) -> Result<u64, ReadError> {
         let (rel, pos) = seg.indexes().offsets.lookup(seg.rel(offset));
-        let (mut pos, mut expected) = (u64::from(pos), seg.base_offset + i64::from(rel));
-        loop {
-            let corrupt = |reason: String| ReadError::Corrupt {
-                path: seg.path.clone(),
-                position: pos,
-                reason,
-            };
-            let Some(h) = seg.read_header(pos, end).map_err(ReadError::Io)? else {
-                return Err(corrupt(format!(
-                    "offset {offset} is missing: the segment's batches end at byte {pos} \
-                     (offset {expected}), before it"
-                )));
-            };
-            let ((base, last), size) = parse_header(&h).map_err(|e| corrupt(e.to_string()))?;
-            // Offsets are contiguous within a segment; a jump means a damaged header.
-            if base != expected || last < base {
-                return Err(corrupt(format!(
-                    "batch base offset {base} where {expected} was expected"
-                )));
+        let (pos, first) = (u64::from(pos), seg.base_offset + i64::from(rel));
+        match walk_headers(seg, offset, end, pos, first) {
+            // Indexes carry no checksum: if the batch an entry points at is not the one it
+            // names, find the batch from the segment start instead of failing the read.
+            Err(ReadError::Corrupt { position, .. }) if pos > 0 && position == pos => {
+                walk_from_start(seg, offset, end)
             }
-            if last >= offset {
-                return Ok(pos);
-            }
-            expected = last + 1;
-            pos += size as u64;
+            r => r,
         }
     }
-
     /// First offset whose timestamp is `>= ts_ms`, below the high watermark; `Ok(None)` if
     /// there is none.
     ///
@@ -123,16 +105,23 @@ impl Partition {
                 let ix = seg.indexes();
                 u64::from(ix.offsets.lookup(ix.times.lookup(ts_ms)).1)
             };
-            let mut found = None;
-            let walked = seg
-                .walk(pos, end, false, |b| {
+            let find = |from: u64| {
+                let mut found = None;
+                seg.walk(from, end, false, |b| {
                     if b.max_ts >= ts_ms {
                         found = Some(*b);
                         return Err(String::new());
                     }
                     Ok(())
                 })
-                .map_err(ReadError::Io)?;
+                .map(|walked| (found, walked))
+                .map_err(ReadError::Io)
+            };
+            let (mut found, mut walked) = find(pos)?;
+            if found.is_none() && walked.error.is_some() && walked.pos == pos && pos > 0 {
+                // The index pointed at no batch (it carries no checksum): start over.
+                (found, walked) = find(0)?;
+            }
             let Some(b) = found else {
                 if let Some(reason) = walked.error {
                     return Err(ReadError::Corrupt {
@@ -168,6 +157,78 @@ impl Partition {
         }
         Ok(None)
     }
+}
+
+/// Walks batch headers from `pos`, where the batch with base offset `expected` starts, to
+/// the batch holding `offset`. Running out of bytes below the high watermark is a hole.
+fn walk_headers(
+    seg: &Segment,
+    offset: i64,
+    end: u64,
+    mut pos: u64,
+    mut expected: i64,
+) -> Result<u64, ReadError> {
+    loop {
+        let corrupt = |reason: String| ReadError::Corrupt {
+            path: seg.path.clone(),
+            position: pos,
+            reason,
+        };
+        let Some(h) = seg.read_header(pos, end).map_err(ReadError::Io)? else {
+            return Err(corrupt(format!(
+                "offset {offset} is missing: the segment's batches end at byte {pos} \
+                 (offset {expected}), before it"
+            )));
+        };
+        let ((base, last), size) = parse_header(&h).map_err(|e| corrupt(e.to_string()))?;
+        // Offsets are contiguous within a segment; a jump means a damaged header.
+        if base != expected || last < base {
+            return Err(corrupt(format!(
+                "batch base offset {base} where {expected} was expected"
+            )));
+        }
+        if last >= offset {
+            return Ok(pos);
+        }
+        expected = last + 1;
+        pos += size as u64;
+    }
+}
+
+/// [`walk_headers`] from the segment start, reading in large chunks (the index was no help).
+fn walk_from_start(seg: &Segment, offset: i64, end: u64) -> Result<u64, ReadError> {
+    let mut expected = seg.base_offset;
+    let mut found = None;
+    let walked = seg
+        .walk(0, end, false, |b| {
+            if b.base != expected {
+                return Err(format!(
+                    "batch base offset {} where {expected} was expected",
+                    b.base
+                ));
+            }
+            if b.last >= offset {
+                found = Some(b.pos);
+                return Err(String::new());
+            }
+            expected = b.last + 1;
+            Ok(())
+        })
+        .map_err(ReadError::Io)?;
+    if let Some(pos) = found {
+        return Ok(pos);
+    }
+    Err(ReadError::Corrupt {
+        path: seg.path.clone(),
+        position: walked.pos,
+        reason: walked.error.unwrap_or_else(|| {
+            format!(
+                "offset {offset} is missing: the segment's batches end at byte {} (offset \
+                 {expected}), before it",
+                walked.pos
+            )
+        }),
+    })
 }
 
 fn parse_header(h: &[u8; HEADER_LEN]) -> Result<((i64, i64), usize), BatchError> {

@@ -628,3 +628,53 @@ fn review_10_roll_by_age_survives_a_restart() {
         assert_eq!(p.segment_count(), if rolls { 2 } else { 1 }, "age {age}");
     }
 }
+
+/// Index entries are kept across restarts (below the checkpoint too) and carry no checksum:
+/// an entry that points into the middle of a batch must not fail reads or time lookups.
+#[test]
+fn a_wrong_index_entry_never_fails_a_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = || LogOptions {
+        index_interval_bytes: 256,
+        ..quiet_opts()
+    };
+    {
+        let log = Log::open(dir.path(), opts()).unwrap();
+        let p = log
+            .create_topic("t", TopicConfig::default())
+            .unwrap()
+            .partition(0)
+            .unwrap()
+            .clone();
+        for i in 0..200 {
+            p.append(&[Record {
+                value: Some(&[5; 60]),
+                timestamp_ms: Some(i * 10),
+                ..Record::default()
+            }])
+            .unwrap();
+        }
+        drop(p);
+        log.close().unwrap();
+    }
+    let seg = &segment_logs(dir.path(), "t", 0)[0];
+    let index = seg.with_extension("index");
+    let mut ix = std::fs::read(&index).unwrap();
+    assert!(ix.len() >= 8 * 10);
+    // Entry 5: keep its relative offset, move its position 3 bytes further (still increasing).
+    let pos = u32::from_be_bytes(ix[44..48].try_into().unwrap());
+    ix[44..48].copy_from_slice(&(pos + 3).to_be_bytes());
+    std::fs::write(&index, &ix).unwrap();
+    let log = Log::open(dir.path(), opts()).unwrap();
+    let p = part(&log, "t");
+    let rows = read_all(&p, 0);
+    assert_eq!(rows.len(), 200);
+    for o in 0..200 {
+        let r = p.read(o, 1).unwrap();
+        let b = rill_log::batches(&r.bytes).next().unwrap().unwrap();
+        assert_eq!(b.base_offset(), o);
+    }
+    for o in [0, 37, 99, 150, 199] {
+        assert_eq!(p.offset_for_timestamp(o * 10).unwrap(), Some(o));
+    }
+}
