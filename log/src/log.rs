@@ -218,9 +218,7 @@ impl Log {
         if rewrite {
             // The file on disk was unusable or describes bytes recovery has just cut: replace
             // it before anything is appended at those positions again.
-            inner
-                .write_checkpoint()
-                .map_err(|e| open_io(&cp_path)(std::io::Error::other(e.to_string())))?;
+            inner.write_checkpoint().map_err(open_io(&cp_path))?;
         }
         let bg = inner.clone();
         let flusher = std::thread::Builder::new()
@@ -246,6 +244,20 @@ impl Log {
             return Err(TopicError::InvalidName(name.to_string()));
         }
         cfg.validate().map_err(TopicError::InvalidConfig)?;
+        let dir = self.inner.dir.join("topics").join(name);
+        if !self.topics_read().contains_key(name) && dir.exists() {
+            // Left over from a creation or deletion that did not finish. The checkpoint may
+            // still hold points for a topic of this name; rewrite it (without them: only
+            // topics in the map are written) before the new topic's files exist, so they are
+            // never applied to the new partitions. Done before taking the topics lock, which
+            // the checkpoint writer takes after its own.
+            self.inner
+                .write_checkpoint()
+                .map_err(|source| TopicError::Io {
+                    path: checkpoint::path(&self.inner.dir),
+                    source,
+                })?;
+        }
         let mut topics = self.inner.topics.write().unwrap_or_else(|e| e.into_inner());
         if self.inner.closed.load(Ordering::Acquire) {
             return Err(TopicError::Closed);
@@ -253,15 +265,7 @@ impl Log {
         if topics.contains_key(name) {
             return Err(TopicError::AlreadyExists(name.to_string()));
         }
-        let dir = self.inner.dir.join("topics").join(name);
         if dir.exists() {
-            // Left over from a creation or deletion that did not finish. The checkpoint may
-            // still hold points for a topic of this name; rewrite it (without them) before
-            // the new topic's files exist, so they are never applied to the new partitions.
-            self.inner.write_checkpoint().map_err(|e| TopicError::Io {
-                path: checkpoint::path(&self.inner.dir),
-                source: std::io::Error::other(e.to_string()),
-            })?;
             self.inner
                 .ctx
                 .io
@@ -299,10 +303,12 @@ impl Log {
         // Drop the topic's points from the checkpoint before its files go, so that a topic
         // created later under the same name never inherits them. If that fails the files
         // stay, and the topic reappears at the next open, still matching its points.
-        self.inner.write_checkpoint().map_err(|e| TopicError::Io {
-            path: checkpoint::path(&self.inner.dir),
-            source: std::io::Error::other(e.to_string()),
-        })?;
+        self.inner
+            .write_checkpoint()
+            .map_err(|source| TopicError::Io {
+                path: checkpoint::path(&self.inner.dir),
+                source,
+            })?;
         t.remove_files(&*self.inner.ctx.io)
             .map_err(|source| TopicError::Io {
                 path: t.dir.clone(),
@@ -355,9 +361,13 @@ impl Log {
                 }
             }
         }
-        let written = self.inner.write_checkpoint();
+        let written = self.inner.write_checkpoint().map_err(self.checkpoint_err());
         let offsets = self.inner.offsets.flush().map_err(StorageError::from);
         first.and(written).and(offsets)
+    }
+
+    fn checkpoint_err(&self) -> impl FnOnce(std::io::Error) -> StorageError {
+        io_at(checkpoint::path(&self.inner.dir))
     }
 
     /// Seals, fsyncs and closes every partition, writes the recovery checkpoint (so the next
@@ -380,7 +390,7 @@ impl Log {
                 first = Err(e);
             }
         }
-        let written = self.inner.write_checkpoint();
+        let written = self.inner.write_checkpoint().map_err(self.checkpoint_err());
         let offsets = self.inner.offsets.flush().map_err(StorageError::from);
         first.and(written).and(offsets)
     }
@@ -429,7 +439,7 @@ impl Inner {
     }
 
     /// Writes every partition's durable point to the checkpoint file.
-    fn write_checkpoint(&self) -> Result<(), StorageError> {
+    fn write_checkpoint(&self) -> std::io::Result<()> {
         let mut last = self.checkpoint.lock().unwrap_or_else(|e| e.into_inner());
         *last = now_ms();
         // Cleared before the points are read: a point that moves meanwhile sets it again.
@@ -443,7 +453,7 @@ impl Inner {
             .collect();
         if let Err(e) = checkpoint::write(&*self.ctx.io, &self.dir, &points) {
             self.ctx.checkpoint_dirty.store(true, Ordering::Release);
-            return Err(io_at(checkpoint::path(&self.dir))(e));
+            return Err(e);
         }
         for (p, d) in parts.iter().zip(&durable) {
             p.checkpointed.fetch_max(d.total, Ordering::AcqRel);

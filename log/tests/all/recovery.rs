@@ -381,3 +381,51 @@ fn under_always_a_close_after_acknowledged_appends_scans_nothing_that_was_checkp
     );
     assert_eq!(values(&part(&log, "t", 0)), expected(305));
 }
+
+/// A topic directory left by a creation that did not finish (no `topic.toml`) may still
+/// have points in the checkpoint; creating the topic again drops them first.
+#[test]
+fn recreating_over_a_leftover_directory_drops_its_points() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let log = Log::open(dir.path(), quiet_opts()).unwrap();
+        let p = log
+            .create_topic("left-over", TopicConfig::default())
+            .unwrap()
+            .partition(0)
+            .unwrap()
+            .clone();
+        append_n(&p, 0, 300);
+        log.flush().unwrap();
+        drop(p);
+        log.simulate_crash();
+    }
+    std::fs::remove_file(dir.path().join("topics/left-over/topic.toml")).unwrap();
+    let cp = dir.path().join("recovery-point");
+    let has = || {
+        std::fs::read(&cp)
+            .unwrap()
+            .windows(9)
+            .any(|w| w == b"left-over")
+    };
+    let log = Log::open(dir.path(), quiet_opts()).unwrap();
+    assert!(log.topic("left-over").is_none());
+    assert!(has());
+    let p = log
+        .create_topic("left-over", TopicConfig::default())
+        .unwrap()
+        .partition(0)
+        .unwrap()
+        .clone();
+    assert!(!has());
+    append_n(&p, 0, 3);
+    drop(p);
+    log.simulate_crash();
+    let log = Log::open(dir.path(), quiet_opts()).unwrap();
+    assert!(
+        log.recovery_report().is_empty(),
+        "{:?}",
+        log.recovery_report()
+    );
+    assert_eq!(values(&part(&log, "left-over", 0)), expected(3));
+}
