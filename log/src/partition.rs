@@ -612,6 +612,19 @@ impl Partition {
         Ok(())
     }
 
+    /// Holds off sealing and background fsyncs (retention, while it picks segments).
+    pub(crate) fn lock_maint(&self) -> MutexGuard<'_, ()> {
+        lock(&self.maint)
+    }
+
+    /// Segments rolled whose seal the flusher still owes.
+    pub(crate) fn seal_owed(&self) -> Vec<Arc<Segment>> {
+        lock(&self.pending_seal)
+            .iter()
+            .map(|(s, _)| s.clone())
+            .collect()
+    }
+
     /// Seals the segments rolled since the last call (the background flusher's job).
     pub(crate) fn seal_rolled(&self) -> Result<(), StorageError> {
         let _m = lock(&self.maint);

@@ -32,8 +32,9 @@ impl Partition {
     ///
     /// Passes are serialized per partition, and the doomed prefix is checked again under the
     /// segment-list write lock, so concurrent calls never delete more than they decided to.
-    /// Only segments already sealed count: a segment rolled under `never`/`interval` whose
-    /// seal the flusher still owes is kept until it is sealed.
+    /// A segment rolled under `never`/`interval` whose seal the flusher still owes is kept
+    /// until it is sealed (sealing is held off meanwhile). A damaged segment recovery kept
+    /// unsealed is not owed a seal and can go like any other.
     pub(crate) fn enforce_retention(&self, now_ms: i64) -> Result<RetentionReport, StorageError> {
         let (retention_ms, retention_bytes) =
             (self.config.retention_ms, self.config.retention_bytes);
@@ -41,22 +42,28 @@ impl Partition {
             return Ok(RetentionReport::default());
         }
         let _pass = self.retention.lock().unwrap_or_else(|e| e.into_inner());
+        let _no_seals = self.lock_maint();
+        let owed = self.seal_owed();
         let segs = self.segs().clone();
         let candidates = &segs[..segs.len().saturating_sub(1)];
         let mut total: u64 = segs.iter().map(|s| s.size()).sum();
         let mut doomed = 0;
         for s in candidates {
-            if !s.sealed.load(Ordering::Acquire) {
+            if owed.iter().any(|o| Arc::ptr_eq(o, s)) {
                 break;
             }
             let too_old = match retention_ms {
-                Some(ms) => {
-                    // A sealed segment's final time-index entry gives its max timestamp.
-                    let max = s.max_timestamp().map_err(io_at(&s.path))?;
-                    max.is_some_and(|max| {
+                // A sealed segment's final time-index entry gives its max timestamp. One whose
+                // timestamp cannot be read (damage) is kept by age; size can still remove it.
+                Some(ms) => match s.max_timestamp() {
+                    Ok(max) => max.is_some_and(|max| {
                         max < now_ms.saturating_sub(i64::try_from(ms).unwrap_or(i64::MAX))
-                    })
-                }
+                    }),
+                    Err(e) => {
+                        tracing::warn!(segment = %s.path.display(), error = %e, "retention: max timestamp unknown");
+                        false
+                    }
+                },
                 None => false,
             };
             let too_big =

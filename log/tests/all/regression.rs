@@ -678,3 +678,49 @@ fn a_wrong_index_entry_never_fails_a_read() {
         assert_eq!(p.offset_for_timestamp(o * 10).unwrap(), Some(o));
     }
 }
+
+/// A damaged middle segment that recovery kept (reported, unsealed) must not stop retention
+/// from ever deleting past it.
+#[test]
+fn a_damaged_segment_kept_by_recovery_does_not_block_retention() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = TopicConfig {
+        flush: FlushPolicy::Always,
+        segment_bytes: 2048,
+        retention_bytes: Some(4096),
+        ..TopicConfig::default()
+    };
+    {
+        let log = Log::open(dir.path(), quiet_opts()).unwrap();
+        let p = log
+            .create_topic("t", cfg)
+            .unwrap()
+            .partition(0)
+            .unwrap()
+            .clone();
+        fill(&p, 200);
+        drop(p);
+        log.simulate_crash();
+    }
+    let logs = segment_logs(dir.path(), "t", 0);
+    std::fs::remove_file(logs[1].with_extension("timeindex")).unwrap();
+    flip_payload(&logs[1], 1);
+    std::fs::remove_file(dir.path().join("recovery-point")).unwrap();
+    let log = Log::open(dir.path(), quiet_opts()).unwrap();
+    assert!(
+        log.recovery_report()
+            .iter()
+            .any(|e| e.action == RecoveryAction::Reported),
+        "{:?}",
+        log.recovery_report()
+    );
+    let rep = log.enforce_retention_at(0).unwrap();
+    let p = part(&log, "t");
+    assert!(rep.segments_deleted >= logs.len() - 3, "{rep:?}");
+    assert!(p.log_start_offset() > base_of(&logs[1]));
+    assert!(!logs[1].exists());
+    assert_eq!(
+        read_all(&p, p.log_start_offset()).len() as i64,
+        200 - p.log_start_offset()
+    );
+}
