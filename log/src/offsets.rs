@@ -258,7 +258,8 @@ impl Offsets {
         // be replayed, and remove every older file.
         let generation = gens.last().copied().unwrap_or(0) + 1;
         let cap = DEFAULT_CAP.max(committed.len() * 2 + 2);
-        let (current, cursor, seq) = write_generation(dir, &*io, generation, seq, &committed, cap)?;
+        let (current, cursor, seq) =
+            write_generation(dir, &*io, generation, seq, &committed, cap).map_err(|(e, _)| e)?;
         remove_generations(dir, &*io, &gens)?;
         let state = State {
             ids,
@@ -453,11 +454,20 @@ impl Offsets {
             after.finish_switch = true;
             return Ok(());
         }
-        // No prepared file (its creation failed or lags far behind): pay the fsyncs here.
+        // No prepared file (its creation failed or lags far behind): pay the fsyncs here. A
+        // failure before the rename leaves the current generation in use and untouched (the
+        // new file is only a copy): an error for this commit, not for the store. After the
+        // rename, a complete newer generation may be on disk, and replay would ignore any
+        // later commit to the current one: the store must stop taking commits.
         let cap = DEFAULT_CAP.max(live * 4 + 16);
         let (current, cursor, seq) =
             write_generation(&self.dir, &*self.io, generation, st.seq, &st.committed, cap)
-                .inspect_err(|_| self.fail_locked(st))?;
+                .map_err(|(e, renamed)| {
+                    if renamed {
+                        self.fail_locked(st);
+                    }
+                    e
+                })?;
         let old = std::mem::replace(&mut st.current, current);
         st.dir_synced = generation;
         st.cursor = cursor;
@@ -692,7 +702,8 @@ fn create_mapped(
 }
 
 /// Writes the live entries to generation `generation` (tmp file, fsync, rename, directory
-/// fsync). Returns it with its cursor and last sequence number.
+/// fsync). Returns it with its cursor and last sequence number; an error says whether the
+/// rename had happened.
 fn write_generation(
     dir: &Path,
     io: &dyn Io,
@@ -700,17 +711,20 @@ fn write_generation(
     seq: u64,
     committed: &HashMap<(u32, u32), i64>,
     cap: usize,
-) -> Result<(Generation, usize, u64), OffsetsError> {
+) -> Result<(Generation, usize, u64), (OffsetsError, bool)> {
     // A name no prepared file uses, so an inline write never collides with a preparation
     // running on another thread.
     let tmp = dir.join(format!("commits-{generation:020}.tmp"));
-    let mut g = create_mapped(tmp.clone(), io, generation, cap)?;
+    let before = |e| (e, false);
+    let mut g = create_mapped(tmp.clone(), io, generation, cap).map_err(before)?;
     let (cursor, seq) = fill(&mut g.map, seq, committed);
-    g.map.flush().map_err(io_err(&tmp))?;
-    g.file.sync_data().map_err(io_err(&tmp))?;
+    g.map.flush().map_err(io_err(&tmp)).map_err(before)?;
+    g.file.sync_data().map_err(io_err(&tmp)).map_err(before)?;
     let path = commits_path(dir, generation);
-    io.rename(&tmp, &path).map_err(io_err(&path))?;
-    io.sync_dir(dir).map_err(io_err(dir))?;
+    io.rename(&tmp, &path)
+        .map_err(io_err(&path))
+        .map_err(before)?;
+    io.sync_dir(dir).map_err(|e| (io_err(dir)(e), true))?;
     Ok((g, cursor, seq))
 }
 
