@@ -540,6 +540,9 @@ impl Inner {
             {
                 tracing::error!(error = %e, "writing the recovery checkpoint failed");
             }
+            if let Err(e) = self.offsets.maintain() {
+                tracing::error!(error = %e, "completing an offsets generation switch failed");
+            }
             if let FlushPolicy::IntervalMs(ms) = self.offsets.flush_policy() {
                 tick = tick.min((ms / 2).max(1));
                 if now - last_offsets_sync >= ms as i64 {

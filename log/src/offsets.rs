@@ -17,7 +17,7 @@
 //! (by the committing thread, after releasing the lock). When the current one is full, the
 //! live entries are copied into the prepared file and it is renamed into place under the
 //! lock (a memcpy and a rename, no fsync); its fsync, the directory fsync and the removal of
-//! the old generation follow outside the lock. The old generation is removed only once the
+//! the old generation are left to the log's flusher thread (`maintain`). The old generation is removed only once the
 //! new one is durable, and recovery replays the newest complete generation plus the valid
 //! prefix of any newer one.
 //!
@@ -90,6 +90,8 @@ struct State {
     dir_synced: u64,
     /// Generations to remove once the current one is durable.
     stale: Vec<u64>,
+    /// A switch happened whose fsyncs and cleanup `maintain` still owes.
+    finish_owed: bool,
 }
 
 /// Work a commit does after releasing the lock.
@@ -97,8 +99,6 @@ struct State {
 struct After {
     /// Create the next generation: (its generation, capacity in entries).
     prepare: Option<(u64, usize)>,
-    /// Make the generation just switched to durable and remove the old one.
-    finish_switch: bool,
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> OffsetsError + '_ {
@@ -276,6 +276,7 @@ impl Offsets {
             preparing: false,
             dir_synced: generation,
             stale: Vec::new(),
+            finish_owed: false,
         };
         Ok(Offsets {
             dir: dir.to_path_buf(),
@@ -403,7 +404,7 @@ impl Offsets {
     ) -> Result<(), OffsetsError> {
         let cap = st.current.map.len() / ENTRY;
         if st.cursor + 1 > cap {
-            self.switch(st, after)?;
+            self.switch(st)?;
         }
         let cap = st.current.map.len() / ENTRY;
         if st.cursor * 2 >= cap && st.next.is_none() && !st.preparing {
@@ -435,7 +436,7 @@ impl Offsets {
     /// Moves to the next generation because the current one is full: into the prepared file
     /// if there is one (a copy of the live entries and a rename; the fsyncs follow outside
     /// the lock), else by writing one inline.
-    fn switch(&self, st: &mut State, after: &mut After) -> Result<(), OffsetsError> {
+    fn switch(&self, st: &mut State) -> Result<(), OffsetsError> {
         let generation = st.current.generation + 1;
         let live = st.committed.len();
         if let Some(mut next) = st.next.take()
@@ -451,7 +452,10 @@ impl Offsets {
             st.stale.push(old.generation);
             st.cursor = cursor;
             st.seq = seq;
-            after.finish_switch = true;
+            // The new file's fsync, the directory fsync and the old file's removal are left
+            // to the flusher (`maintain`): no commit waits for them. Under `always` the
+            // group commit fsyncs the file and the directory itself.
+            st.finish_owed = true;
             return Ok(());
         }
         // No prepared file (its creation failed or lags far behind): pay the fsyncs here. A
@@ -499,16 +503,17 @@ impl Offsets {
                 }
             }
         }
-        if after.finish_switch {
-            self.finish_switch()?;
-        }
         Ok(())
     }
 
-    /// Makes the generation just switched to durable, then removes the old ones.
-    fn finish_switch(&self) -> Result<(), OffsetsError> {
+    /// Completes a generation switch, if one is owed: makes the new generation durable, then
+    /// removes the old ones. Called by the log's background flusher and by `flush`.
+    pub(crate) fn maintain(&self) -> Result<(), OffsetsError> {
         let (file, generation) = {
-            let st = self.lock();
+            let mut st = self.lock();
+            if !std::mem::take(&mut st.finish_owed) {
+                return Ok(());
+            }
             (st.current.file.clone(), st.current.generation)
         };
         let synced = file.sync_data().and_then(|()| self.io.sync_dir(&self.dir));
@@ -623,6 +628,7 @@ impl Offsets {
     /// marks the store failed: commits are refused until the log is reopened.
     pub fn flush(&self) -> Result<(), OffsetsError> {
         self.check_failed()?;
+        self.maintain()?;
         let (file, seq, generation, dir_synced) = {
             let mut st = self.lock();
             if !st.dirty {
