@@ -13,11 +13,12 @@
 //!   number of live entries copied after it), so recovery can tell a complete generation from
 //!   one whose copy a machine crash interrupted.
 //!
-//! When a generation is half full, the next one is created and preallocated off the hot path
-//! (by the committing thread, after releasing the lock). When the current one is full, the
-//! live entries are copied into the prepared file and it is renamed into place under the
-//! lock (a memcpy and a rename, no fsync); its fsync, the directory fsync and the removal of
-//! the old generation are left to the log's flusher thread (`maintain`). The old generation is removed only once the
+//! When a generation is a quarter full, a short-lived helper thread creates, preallocates and
+//! maps the next one under its final name (an empty or partly written generation is
+//! incomplete to replay). When the current one is full, the
+//! live entries are copied into the prepared file, which already has its final name, under
+//! the lock (a memcpy, no rename, no fsync); its fsync, the directory fsync, the unmapping
+//! and removal of the old generation are left to the log's flusher thread (`maintain`). The old generation is removed only once the
 //! new one is durable, and recovery replays the newest complete generation plus the valid
 //! prefix of any newer one.
 //!
@@ -54,6 +55,31 @@ pub struct Offsets {
     sync: GroupCommit,
     /// Set after a failed fsync: what reached the disk is unknown, so commits are refused.
     failed: AtomicBool,
+    /// Where the helper thread leaves the next generation it prepared.
+    incoming: Arc<Incoming>,
+    /// The helper thread, joined on drop so it never outlives the store (it creates a file
+    /// in the store's directory).
+    helper: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+/// The next generation, prepared off the hot path by a helper thread.
+#[derive(Debug, Default)]
+struct Incoming {
+    ready: AtomicBool,
+    slot: Mutex<Option<Result<Generation, OffsetsError>>>,
+}
+
+impl Drop for Offsets {
+    fn drop(&mut self) {
+        let helper = self
+            .helper
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(h) = helper {
+            let _ = h.join();
+        }
+    }
 }
 
 /// One open commits file.
@@ -61,10 +87,7 @@ pub struct Offsets {
 struct Generation {
     map: MmapMut,
     file: Arc<dyn FileHandle>,
-    /// Its generation; for a prepared file, the one it is meant to become.
     generation: u64,
-    /// Where a prepared file lives until it is renamed into place.
-    tmp: PathBuf,
 }
 
 #[derive(Debug)]
@@ -92,6 +115,8 @@ struct State {
     stale: Vec<u64>,
     /// A switch happened whose fsyncs and cleanup `maintain` still owes.
     finish_owed: bool,
+    /// Mappings of old generations, unmapped by `maintain` rather than under the lock.
+    retired: Vec<Generation>,
 }
 
 /// Work a commit does after releasing the lock.
@@ -150,8 +175,10 @@ fn map_file(file: &dyn FileHandle) -> std::io::Result<MmapMut> {
 struct Replayed {
     entries: Vec<(u32, u32, i64)>,
     last_seq: u64,
-    /// Whether the generation holds every live entry its marker announced (or has no marker,
-    /// as files written before markers existed, which were only ever renamed in complete).
+    /// Whether the generation holds every live entry its marker announced. A generation
+    /// without a marker is complete if it holds any entry (files written before markers
+    /// existed were only ever renamed in complete); an empty one is a prepared file never
+    /// switched to, or one whose first page a crash lost.
     complete: bool,
 }
 
@@ -181,7 +208,10 @@ fn replay_generation(path: &Path, io: &dyn Io, after_seq: u64) -> std::io::Resul
         }
         out.entries.push((key, part, off));
     }
-    out.complete = announced.is_none_or(|n| out.entries.len() as i64 >= n);
+    out.complete = match announced {
+        Some(n) => out.entries.len() as i64 >= n,
+        None => !out.entries.is_empty(),
+    };
     Ok(out)
 }
 
@@ -277,6 +307,7 @@ impl Offsets {
             dir_synced: generation,
             stale: Vec::new(),
             finish_owed: false,
+            retired: Vec::new(),
         };
         Ok(Offsets {
             dir: dir.to_path_buf(),
@@ -285,6 +316,8 @@ impl Offsets {
             state: Mutex::new(state),
             sync: GroupCommit::new(seq as i64),
             failed: AtomicBool::new(false),
+            incoming: Arc::new(Incoming::default()),
+            helper: Mutex::new(None),
         })
     }
 
@@ -402,12 +435,15 @@ impl Offsets {
         offset: i64,
         after: &mut After,
     ) -> Result<(), OffsetsError> {
+        if st.preparing && self.incoming.ready.load(Ordering::Acquire) {
+            self.install(st);
+        }
         let cap = st.current.map.len() / ENTRY;
         if st.cursor + 1 > cap {
             self.switch(st)?;
         }
         let cap = st.current.map.len() / ENTRY;
-        if st.cursor * 2 >= cap && st.next.is_none() && !st.preparing {
+        if st.next.is_none() && !st.preparing && st.cursor * 4 >= cap {
             st.preparing = true;
             after.prepare = Some((
                 st.current.generation + 1,
@@ -434,22 +470,22 @@ impl Offsets {
     }
 
     /// Moves to the next generation because the current one is full: into the prepared file
-    /// if there is one (a copy of the live entries and a rename; the fsyncs follow outside
-    /// the lock), else by writing one inline.
+    /// if there is one (a copy of the live entries into its mapping, nothing else: it already
+    /// has its final name, and an empty or partly written generation is incomplete to replay),
+    /// else by writing one inline.
     fn switch(&self, st: &mut State) -> Result<(), OffsetsError> {
-        let generation = st.current.generation + 1;
+        if st.preparing && self.incoming.ready.load(Ordering::Acquire) {
+            self.install(st);
+        }
         let live = st.committed.len();
         if let Some(mut next) = st.next.take()
-            && next.generation == generation
+            && next.generation == st.current.generation + 1
             && live + 2 <= next.map.len() / ENTRY
         {
             let (cursor, seq) = fill(&mut next.map, st.seq, &st.committed);
-            let path = commits_path(&self.dir, generation);
-            if let Err(e) = self.io.rename(&next.tmp, &path) {
-                return Err(io_err(&path)(e));
-            }
             let old = std::mem::replace(&mut st.current, next);
             st.stale.push(old.generation);
+            st.retired.push(old);
             st.cursor = cursor;
             st.seq = seq;
             // The new file's fsync, the directory fsync and the old file's removal are left
@@ -458,11 +494,14 @@ impl Offsets {
             st.finish_owed = true;
             return Ok(());
         }
-        // No prepared file (its creation failed or lags far behind): pay the fsyncs here. A
-        // failure before the rename leaves the current generation in use and untouched (the
-        // new file is only a copy): an error for this commit, not for the store. After the
-        // rename, a complete newer generation may be on disk, and replay would ignore any
-        // later commit to the current one: the store must stop taking commits.
+        // No prepared file (its creation failed or lags far behind): pay the fsyncs here. If
+        // a preparation is still running it will create the next generation's file, so skip
+        // that number. A failure before the rename leaves the current generation in use and
+        // untouched (the new file is only a copy): an error for this commit, not for the
+        // store. After the rename, a complete newer generation may be on disk, and replay
+        // would ignore any later commit to the current one: the store must stop taking
+        // commits.
+        let generation = st.current.generation + if st.preparing { 2 } else { 1 };
         let cap = DEFAULT_CAP.max(live * 4 + 16);
         let (current, cursor, seq) =
             write_generation(&self.dir, &*self.io, generation, st.seq, &st.committed, cap)
@@ -481,33 +520,66 @@ impl Offsets {
         remove_generations(&self.dir, &*self.io, &stale)
     }
 
-    /// The work a commit does after releasing the lock.
+    /// The work a commit does after releasing the lock: start the helper thread that
+    /// prepares the next generation (file creation and first-touch page faults take up to
+    /// milliseconds, which no commit should wait for).
     fn after_put(&self, after: After) -> Result<(), OffsetsError> {
-        if let Some((generation, cap)) = after.prepare {
-            let tmp = prepared_path(&self.dir, generation);
-            match create_mapped(tmp, &*self.io, generation, cap) {
-                Ok(next) => {
-                    let mut st = self.lock();
-                    st.preparing = false;
-                    if st.current.generation + 1 == generation {
-                        st.next = Some(next);
-                    } else {
-                        // An inline switch overtook it; it is a leftover now.
-                        let _ = self.io.remove_file(&next.tmp);
-                    }
-                }
-                Err(e) => {
-                    // Not fatal: the switch writes the next generation inline instead.
-                    tracing::warn!(error = %e, "preparing the next offsets generation failed");
-                    self.lock().preparing = false;
-                }
-            }
+        let Some((generation, cap)) = after.prepare else {
+            return Ok(());
+        };
+        let mut helper = self.helper.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(h) = helper.take() {
+            // The previous preparation finished long ago (its result was installed).
+            let _ = h.join();
+        }
+        let (dir, io, incoming) = (self.dir.clone(), self.io.clone(), self.incoming.clone());
+        let job = move || {
+            let r = prepare(&dir, &*io, generation, cap);
+            *incoming.slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(r);
+            incoming.ready.store(true, Ordering::Release);
+        };
+        match std::thread::Builder::new()
+            .name("rill-offsets-prep".into())
+            .spawn(job.clone())
+        {
+            Ok(h) => *helper = Some(h),
+            // No thread: prepare here, after the lock was released anyway.
+            Err(_) => job(),
         }
         Ok(())
     }
 
+    /// Takes the helper's result: the next generation, or nothing (a failure, or a file an
+    /// inline switch overtook, which is then removed).
+    fn install(&self, st: &mut State) {
+        self.incoming.ready.store(false, Ordering::Release);
+        let r = self
+            .incoming
+            .slot
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        st.preparing = false;
+        match r {
+            Some(Ok(next)) if next.generation == st.current.generation + 1 => st.next = Some(next),
+            Some(Ok(stale)) => {
+                // An inline switch went past it (to a later number, see `switch`): an empty
+                // file older than the current generation.
+                let path = commits_path(&self.dir, stale.generation);
+                drop(stale);
+                let _ = self.io.remove_file(&path);
+            }
+            // Not fatal: the switch writes the next generation inline instead.
+            Some(Err(e)) => {
+                tracing::warn!(error = %e, "preparing the next offsets generation failed")
+            }
+            None => {}
+        }
+    }
+
     /// Completes a generation switch, if one is owed: makes the new generation durable, then
-    /// removes the old ones. Called by the log's background flusher and by `flush`.
+    /// unmaps and removes the old ones. Called by the log's background flusher (every ~100
+    /// ms) and by `flush`.
     pub(crate) fn maintain(&self) -> Result<(), OffsetsError> {
         let (file, generation) = {
             let mut st = self.lock();
@@ -516,6 +588,9 @@ impl Offsets {
             }
             (st.current.file.clone(), st.current.generation)
         };
+        // Unmapping a large dirty mapping takes a while; never under the lock.
+        let retired = std::mem::take(&mut self.lock().retired);
+        drop(retired);
         let synced = file.sync_data().and_then(|()| self.io.sync_dir(&self.dir));
         let mut st = self.lock();
         if let Err(e) = synced {
@@ -682,12 +757,24 @@ fn fill(map: &mut MmapMut, mut seq: u64, committed: &HashMap<(u32, u32), i64>) -
     (live.len() + 1, seq)
 }
 
-/// Name of the file prepared to become `generation`.
-fn prepared_path(dir: &Path, generation: u64) -> PathBuf {
-    dir.join(format!("commits-{generation:020}.prep"))
+/// Creates the next generation's file under its final name, preallocated, mapped, and with
+/// every page touched once: the first store into a page of a fresh file mapping faults into
+/// the file system (block reservation, a journal handle), which can take half a
+/// millisecond, so the helper takes those faults rather than the commits that fill the file.
+fn prepare(
+    dir: &Path,
+    io: &dyn Io,
+    generation: u64,
+    cap: usize,
+) -> Result<Generation, OffsetsError> {
+    let mut g = create_mapped(commits_path(dir, generation), io, generation, cap)?;
+    for page in g.map.chunks_mut(4096) {
+        page[0] = 0;
+    }
+    Ok(g)
 }
 
-/// Creates the file meant to become `generation` at `tmp`, with room for `cap` entries, and
+/// Creates (or empties) the file for `generation` at `tmp`, with room for `cap` entries, and
 /// maps it.
 fn create_mapped(
     tmp: PathBuf,
@@ -703,7 +790,6 @@ fn create_mapped(
         map,
         file,
         generation,
-        tmp,
     })
 }
 
