@@ -661,10 +661,14 @@ impl Partition {
     /// active segment: acknowledged `interval` data still gets to disk.
     pub(crate) fn flush(&self) -> Result<(), StorageError> {
         let _m = lock(&self.maint);
+        let was_failed = self.is_failed();
         let sealed = self.seal_pending();
-        if self.is_failed() {
+        if was_failed {
             return Err(self.failed_error());
         }
+        // Even if the seal just failed (the partition is failed now), fsync the active
+        // segment once: its acknowledged `interval` data deserves the chance. The durable
+        // point does not move past a failure either way.
         let snap = self.snapshot(&self.lock_writer());
         let synced = self.sync_tail(&snap);
         sealed.and(synced).map_err(|e| match self.is_failed() {
