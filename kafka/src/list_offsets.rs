@@ -46,8 +46,14 @@ pub(crate) fn handle(
                         LATEST => r.with_offset(part.high_watermark()).with_timestamp(-1),
                         EARLIEST => r.with_offset(part.log_start_offset()).with_timestamp(-1),
                         ts if ts >= 0 => match part.offset_for_timestamp(ts) {
-                            Some(o) => r.with_offset(o).with_timestamp(ts),
-                            None => r.with_offset(-1).with_timestamp(-1),
+                            Ok(Some(o)) => r.with_offset(o).with_timestamp(ts),
+                            Ok(None) => r.with_offset(-1).with_timestamp(-1),
+                            Err(e) => {
+                                tracing::warn!(error = %e, "ListOffsets by timestamp failed");
+                                let code = ResponseError::KafkaStorageError.code();
+                                broker.stats.count_error(code);
+                                r.with_error_code(code).with_offset(-1).with_timestamp(-1)
+                            }
                         },
                         _ => {
                             let code = ResponseError::UnsupportedVersion.code();

@@ -240,6 +240,58 @@ impl<'a> RecordBatch<'a> {
     }
 }
 
+/// Compressed batches are not decompressed, so their recordsCount cannot be checked against
+/// the records; it is only bounded by this many records per byte of compressed data, far
+/// above what any codec achieves on real records (each takes at least 7 bytes uncompressed)
+/// yet small enough that a tiny batch cannot claim billions of offsets.
+pub const MAX_RECORDS_PER_COMPRESSED_BYTE: i64 = 1024;
+
+impl RecordBatch<'_> {
+    /// Everything the log checks before accepting a producer's batch: [`validate`]
+    /// (CRC, record count), a codec Kafka defines, `firstTimestamp <= maxTimestamp`, and:
+    ///
+    /// - uncompressed: every record parses, their offset deltas run 0, 1, 2, … and, unless the
+    ///   batch uses log-append time, `maxTimestamp` is the largest record timestamp;
+    /// - compressed: at most [`MAX_RECORDS_PER_COMPRESSED_BYTE`] records per byte of data.
+    ///
+    /// [`validate`]: Self::validate
+    pub fn validate_producer_batch(&self) -> Result<(), BatchError> {
+        self.validate()?;
+        let compression = self.compression();
+        if let Compression::Unknown(_) = compression {
+            return Err(BatchError::BadRecord("unknown compression codec"));
+        }
+        if self.first_timestamp() > self.max_timestamp() {
+            return Err(BatchError::BadRecord("firstTimestamp after maxTimestamp"));
+        }
+        let count = i64::from(self.record_count());
+        if compression != Compression::None {
+            let data = (self.buf.len() - HEADER_LEN) as i64;
+            if count > data.max(1).saturating_mul(MAX_RECORDS_PER_COMPRESSED_BYTE) {
+                return Err(BatchError::TooManyRecords { records: count });
+            }
+            return Ok(());
+        }
+        let log_append_time = self.attributes() & TIMESTAMP_TYPE_LOG_APPEND != 0;
+        let mut max_ts: Option<i64> = None;
+        for (i, r) in self.records().enumerate() {
+            let r = r?;
+            if r.offset != self.base_offset().wrapping_add(i as i64) {
+                return Err(BatchError::BadRecord(
+                    "record offset deltas do not run 0, 1, 2, ...",
+                ));
+            }
+            max_ts = Some(max_ts.map_or(r.timestamp_ms, |m| m.max(r.timestamp_ms)));
+        }
+        if !log_append_time && max_ts != Some(self.max_timestamp()) {
+            return Err(BatchError::BadRecord(
+                "maxTimestamp is not the largest record timestamp",
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// Walks concatenated batches; stops after the first error.
 pub fn batches(buf: &[u8]) -> Batches<'_> {
     Batches {

@@ -44,9 +44,17 @@ pub enum BatchError {
     /// Records of a compressed batch cannot be iterated without decompressing.
     #[error("cannot iterate records of a {0:?}-compressed batch")]
     Compressed(crate::batch::Compression),
-    /// A record inside the batch is malformed.
+    /// A record inside the batch is malformed, or a header field disagrees with the records.
     #[error("malformed record: {0}")]
     BadRecord(&'static str),
+    /// The batches of one append claim more records than fit: a segment holds at most
+    /// 2^32 - 1 offsets (index entries store them relative to the segment, as u32), and a
+    /// compressed batch may claim at most 1024 records per byte of compressed data.
+    #[error("implausible record count {records}")]
+    TooManyRecords {
+        /// Records claimed.
+        records: i64,
+    },
 }
 
 /// Errors from [`Log::open`](crate::Log::open).
@@ -196,6 +204,10 @@ pub enum OffsetsError {
     /// A negative offset cannot be committed.
     #[error("invalid committed offset {0}")]
     InvalidOffset(i64),
+    /// An earlier fsync of the store failed; commits are refused until the log is reopened,
+    /// because what reached the disk is unknown.
+    #[error("consumer offsets store failed after an earlier I/O error; reopen the log")]
+    Failed,
 }
 
 /// Errors from flush, close and retention, which touch many files.
@@ -214,6 +226,16 @@ pub enum StorageError {
     /// Flushing the offsets store failed.
     #[error("{0}")]
     Offsets(#[from] OffsetsError),
+    /// An earlier fsync, seal or truncate of this partition failed, so what it holds on disk
+    /// past its last successful fsync is unknown; it refuses writes and is not flushed until
+    /// the log is reopened and recovery has validated it.
+    #[error("partition {topic}/{partition} failed after an earlier I/O error; reopen the log")]
+    PartitionFailed {
+        /// Topic.
+        topic: String,
+        /// Partition.
+        partition: u32,
+    },
 }
 
 pub(crate) fn io_at(path: impl Into<PathBuf>) -> impl FnOnce(io::Error) -> StorageError {

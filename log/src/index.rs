@@ -13,49 +13,70 @@
 
 #![allow(unsafe_code)]
 
-use std::fs::{File, OpenOptions};
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use memmap2::MmapMut;
+use memmap2::{MmapMut, MmapOptions};
+
+use crate::io::{FileHandle, Io};
 
 /// Size of one offset-index entry.
 pub const OFFSET_ENTRY: usize = 8;
 /// Size of one time-index entry.
 pub const TIME_ENTRY: usize = 12;
 
-/// One index file: a mapping with `len` valid entries out of `cap` preallocated ones.
+/// One index file: a mapping of `cap` entries, of which the first `len` are valid.
+///
+/// Invariant: `len <= cap` and, when `cap > 0`, `map` covers exactly `cap` entries. Every
+/// resize creates the new mapping before dropping the old one, so a failed resize leaves a
+/// usable index instead of one whose entries cannot be read.
 #[derive(Debug)]
 struct IndexFile {
     path: PathBuf,
-    file: File,
+    file: Arc<dyn FileHandle>,
     map: Option<MmapMut>,
     entry: usize,
     len: usize,
     cap: usize,
 }
 
+/// Maps the first `bytes` bytes of `file`, which must be at least that long.
+fn map_file(file: &dyn FileHandle, bytes: usize) -> io::Result<Option<MmapMut>> {
+    if bytes == 0 {
+        return Ok(None);
+    }
+    let f = file.std_file().ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::Unsupported,
+            "this Io cannot memory-map index files",
+        )
+    })?;
+    // SAFETY: the index files are private to this process (one `Log` per data dir, held by
+    // an exclusive flock) and are only modified through this mapping. The file is never
+    // shrunk below a live mapping: `trim` maps the smaller size first and drops the larger
+    // mapping before calling `set_len`.
+    unsafe { MmapOptions::new().len(bytes).map_mut(f) }.map(Some)
+}
+
 impl IndexFile {
-    /// Opens (creating) the file. With `prealloc`, the file is grown to hold that many entries
-    /// so the active segment can append without remapping.
+    /// Opens (creating) the file through `io`. With `prealloc`, the file is grown to hold that
+    /// many entries so the active segment can append without remapping.
     fn open(
+        io: &dyn Io,
         path: &Path,
         entry: usize,
         prealloc: Option<usize>,
         valid: impl Fn(&[u8], Option<&[u8]>) -> bool,
     ) -> io::Result<Self> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(path)?;
-        let on_disk = usize::try_from(file.metadata()?.len()).unwrap_or(usize::MAX) / entry;
+        let file = io.open(path, true)?;
+        let size = file.len()?;
+        let on_disk = usize::try_from(size).unwrap_or(usize::MAX) / entry;
         let cap = prealloc.map_or(on_disk, |p| p.max(on_disk));
-        if (cap * entry) as u64 != file.metadata()?.len() {
+        if (cap * entry) as u64 != size {
             file.set_len((cap * entry) as u64)?;
         }
-        let map = Self::map(&file, cap * entry)?;
+        let map = map_file(&*file, cap * entry)?;
         let mut ix = IndexFile {
             path: path.to_path_buf(),
             file,
@@ -65,7 +86,7 @@ impl IndexFile {
             cap,
         };
         let mut prev: Option<usize> = None;
-        for i in 0..on_disk {
+        for i in 0..on_disk.min(cap) {
             if !valid(ix.get(i), prev.map(|p| ix.get(p))) {
                 break;
             }
@@ -75,20 +96,12 @@ impl IndexFile {
         Ok(ix)
     }
 
-    fn map(file: &File, bytes: usize) -> io::Result<Option<MmapMut>> {
-        if bytes == 0 {
-            return Ok(None);
-        }
-        // SAFETY: the index files are private to this process (one `Log` per data dir, as
-        // documented) and are only modified through this mapping or by `set_len` while no
-        // mapping exists, so the memory cannot change or vanish under a live reference.
-        unsafe { MmapMut::map_mut(file) }.map(Some)
-    }
-
+    /// Entry `i`, or an all-zero entry if `i` is not mapped (never the case for `i < len`).
     fn get(&self, i: usize) -> &[u8] {
+        const ZERO: [u8; 16] = [0; 16];
         match &self.map {
-            Some(m) => &m[i * self.entry..(i + 1) * self.entry],
-            None => &[],
+            Some(m) if (i + 1) * self.entry <= m.len() => &m[i * self.entry..(i + 1) * self.entry],
+            _ => &ZERO[..self.entry],
         }
     }
 
@@ -104,6 +117,24 @@ impl IndexFile {
         }
     }
 
+    /// Makes room for `extra` more entries, growing the file if needed.
+    fn reserve(&mut self, extra: usize) -> io::Result<()> {
+        let want = self.len + extra;
+        if want <= self.cap {
+            return Ok(());
+        }
+        // Growing never invalidates the old mapping, so it stays in use until the new one
+        // exists.
+        self.file.set_len((want * self.entry) as u64)?;
+        if let Some(m) = &self.map {
+            m.flush()?;
+        }
+        let map = map_file(&*self.file, want * self.entry)?;
+        self.map = map;
+        self.cap = want;
+        Ok(())
+    }
+
     /// Forgets entries from `n` on, zeroing them so a reopen does not resurrect them.
     fn truncate(&mut self, n: usize) {
         if n >= self.len {
@@ -116,17 +147,21 @@ impl IndexFile {
         self.len = n;
     }
 
-    /// Flushes the mapping and shrinks the file to its valid entries (done at seal and close).
+    /// Writes the mapping back, shrinks the file to its valid entries and fsyncs it (done at
+    /// seal and close).
     fn trim(&mut self) -> io::Result<()> {
         if let Some(m) = &self.map {
             m.flush()?;
         }
-        self.map = None;
-        self.file.set_len((self.len * self.entry) as u64)?;
-        self.file.sync_data()?;
-        self.cap = self.len;
-        self.map = Self::map(&self.file, self.len * self.entry)?;
-        Ok(())
+        if self.len < self.cap {
+            // Map the smaller size while the file is still long, then drop the old mapping,
+            // then shrink: if any step fails the index keeps a mapping covering its entries.
+            let map = map_file(&*self.file, self.len * self.entry)?;
+            self.map = map;
+            self.cap = self.len;
+            self.file.set_len((self.len * self.entry) as u64)?;
+        }
+        self.file.sync_data()
     }
 
     fn flush(&self) -> io::Result<()> {
@@ -134,6 +169,13 @@ impl IndexFile {
             Some(m) => m.flush_async(),
             None => Ok(()),
         }
+    }
+
+    fn sync(&self) -> io::Result<()> {
+        if let Some(m) = &self.map {
+            m.flush()?;
+        }
+        self.file.sync_data()
     }
 }
 
@@ -151,9 +193,9 @@ fn i64_at(b: &[u8], at: usize) -> i64 {
 pub struct OffsetIndex(IndexFile);
 
 impl OffsetIndex {
-    /// Opens `path`; `prealloc` entries for an active segment.
-    pub fn open(path: &Path, prealloc: Option<usize>) -> io::Result<Self> {
-        IndexFile::open(path, OFFSET_ENTRY, prealloc, |cur, prev| {
+    /// Opens `path` through `io`; `prealloc` entries for an active segment.
+    pub fn open(io: &dyn Io, path: &Path, prealloc: Option<usize>) -> io::Result<Self> {
+        IndexFile::open(io, path, OFFSET_ENTRY, prealloc, |cur, prev| {
             let (rel, pos) = (u32_at(cur, 0), u32_at(cur, 4));
             match prev {
                 None => rel > 0 && pos > 0,
@@ -186,11 +228,20 @@ impl OffsetIndex {
         b[4..].copy_from_slice(&pos.to_be_bytes());
         self.0.push(&b);
     }
+    /// Number of entries whose position is below `pos` (positions increase, so they are a
+    /// prefix).
+    fn count_below_pos(&self, pos: u64) -> usize {
+        partition_point(self.len(), |i| u64::from(self.entry(i).1) < pos)
+    }
+    /// The last entry whose position is below `pos`, or `(0, 0)` (the segment start).
+    pub fn last_below_pos(&self, pos: u64) -> (u32, u32) {
+        self.count_below_pos(pos)
+            .checked_sub(1)
+            .map_or((0, 0), |i| self.entry(i))
+    }
     /// Drops entries whose position is at or beyond `size` (after a truncation).
     pub fn retain_below(&mut self, size: u64) {
-        let keep = (0..self.len())
-            .take_while(|&i| u64::from(self.entry(i).1) < size)
-            .count();
+        let keep = self.count_below_pos(size);
         self.0.truncate(keep);
     }
     /// Drops every entry.
@@ -205,6 +256,10 @@ impl OffsetIndex {
     pub fn flush(&self) -> io::Result<()> {
         self.0.flush()
     }
+    /// Writes the mapping back and fsyncs the file.
+    pub fn sync(&self) -> io::Result<()> {
+        self.0.sync()
+    }
     /// The file path.
     pub fn path(&self) -> &Path {
         &self.0.path
@@ -216,9 +271,9 @@ impl OffsetIndex {
 pub struct TimeIndex(IndexFile);
 
 impl TimeIndex {
-    /// Opens `path`; `prealloc` entries for an active segment.
-    pub fn open(path: &Path, prealloc: Option<usize>) -> io::Result<Self> {
-        IndexFile::open(path, TIME_ENTRY, prealloc, |cur, prev| {
+    /// Opens `path` through `io`; `prealloc` entries for an active segment.
+    pub fn open(io: &dyn Io, path: &Path, prealloc: Option<usize>) -> io::Result<Self> {
+        IndexFile::open(io, path, TIME_ENTRY, prealloc, |cur, prev| {
             let (ts, rel) = (i64_at(cur, 0), u32_at(cur, 8));
             match prev {
                 None => rel > 0,
@@ -274,12 +329,21 @@ impl TimeIndex {
         b[8..].copy_from_slice(&rel.to_be_bytes());
         self.0.push(&b);
     }
-    /// Drops entries whose relative offset is beyond `end_rel`.
-    pub fn retain_upto(&mut self, end_rel: u32) {
-        let keep = (0..self.len())
-            .take_while(|&i| self.entry(i).1 <= end_rel)
-            .count();
+    /// Keeps the longest prefix of entries with a relative offset below `rel` and a
+    /// timestamp of at most `max_ts` (`None`: no entry qualifies).
+    pub fn retain_below(&mut self, rel: u32, max_ts: Option<i64>) {
+        // Relative offsets increase and timestamps never decrease, so the entries to keep
+        // are a prefix.
+        let keep = partition_point(self.len(), |i| {
+            let (t, r) = self.entry(i);
+            r < rel && max_ts.is_some_and(|m| t <= m)
+        });
         self.0.truncate(keep);
+    }
+    /// Makes room for one more entry, growing the file if it is full, so the final entry a
+    /// seal writes is never dropped.
+    pub fn reserve_one(&mut self) -> io::Result<()> {
+        self.0.reserve(1)
     }
     /// Drops every entry.
     pub fn clear(&mut self) {
@@ -293,6 +357,21 @@ impl TimeIndex {
     pub fn flush(&self) -> io::Result<()> {
         self.0.flush()
     }
+    /// Writes the mapping back and fsyncs the file.
+    pub fn sync(&self) -> io::Result<()> {
+        self.0.sync()
+    }
+}
+
+/// Binary search: the number of leading indexes `i < n` for which `pred` holds (it must hold
+/// for a prefix and fail after it).
+fn partition_point(n: usize, pred: impl Fn(usize) -> bool) -> usize {
+    let (mut lo, mut hi) = (0usize, n);
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        if pred(mid) { lo = mid + 1 } else { hi = mid }
+    }
+    lo
 }
 
 /// Binary search: the last index `i < n` with `key(i) <= target`, keys increasing.
@@ -341,7 +420,8 @@ mod tests {
     fn offset_index_lookup_and_reopen() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("0.index");
-        let mut ix = OffsetIndex::open(&p, Some(100)).unwrap();
+        let io = crate::io::RealIo;
+        let mut ix = OffsetIndex::open(&io, &p, Some(100)).unwrap();
         for i in 1..=10u32 {
             ix.push(i * 10, i * 4096);
         }
@@ -353,9 +433,9 @@ mod tests {
         ix.flush().unwrap();
         drop(ix);
         // Reopen without trimming: the zeroed tail ends the valid prefix.
-        let ix = OffsetIndex::open(&p, Some(100)).unwrap();
+        let ix = OffsetIndex::open(&io, &p, Some(100)).unwrap();
         assert_eq!(ix.len(), 10);
-        let mut ix = OffsetIndex::open(&p, None).unwrap();
+        let mut ix = OffsetIndex::open(&io, &p, None).unwrap();
         ix.trim().unwrap();
         assert_eq!(std::fs::metadata(&p).unwrap().len(), 80);
     }
@@ -363,7 +443,12 @@ mod tests {
     #[test]
     fn time_index_lookup() {
         let dir = tempfile::tempdir().unwrap();
-        let mut ix = TimeIndex::open(&dir.path().join("0.timeindex"), Some(10)).unwrap();
+        let mut ix = TimeIndex::open(
+            &crate::io::RealIo,
+            &dir.path().join("0.timeindex"),
+            Some(10),
+        )
+        .unwrap();
         ix.push(100, 5);
         ix.push(200, 9);
         ix.push(150, 12); // ignored: timestamps never go back

@@ -1,17 +1,19 @@
 //! The seam under file I/O.
 //!
-//! Every write, fsync, truncate, rename and removal of log data goes through [`Io`], so tests
-//! can inject short writes, `ENOSPC` and fsync failures with [`FaultIo`]. Listing directories
-//! and the memory-mapped index files use `std::fs` directly: indexes are derived data that
-//! recovery rebuilds, so a fault there cannot lose an acknowledged record.
+//! Every write, fsync, truncate, rename and removal of log data, index files, the recovery
+//! checkpoint and the offsets store goes through [`Io`], so tests can inject short writes,
+//! `ENOSPC`, failed truncations and fsync failures with [`FaultIo`]. Listing directories and
+//! reading file metadata use `std::fs` directly. Memory-mapped files (indexes, offset commits)
+//! are opened through [`Io`] and mapped through [`FileHandle::std_file`], so their fsyncs and
+//! resizes go through the seam too; only the stores into the mapping bypass it.
 
 use std::fmt::Debug;
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::unix::fs::FileExt;
-use std::path::Path;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 /// An open file. Positional I/O only, so readers and the writer never share a cursor.
 pub trait FileHandle: Send + Sync + Debug {
@@ -28,6 +30,11 @@ pub trait FileHandle: Send + Sync + Debug {
     /// Whether the file is empty.
     fn is_empty(&self) -> io::Result<bool> {
         Ok(self.len()? == 0)
+    }
+    /// The underlying file, for memory-mapping. An [`Io`] without real files returns `None`,
+    /// and the log then cannot open memory-mapped index or commit files through it.
+    fn std_file(&self) -> Option<&File> {
+        None
     }
 }
 
@@ -115,6 +122,9 @@ impl FileHandle for RealFile {
     fn len(&self) -> io::Result<u64> {
         Ok(self.0.metadata()?.len())
     }
+    fn std_file(&self) -> Option<&File> {
+        Some(&self.0)
+    }
 }
 
 impl Io for RealIo {
@@ -153,6 +163,10 @@ pub struct Faults {
     pub space_left: AtomicU64,
     /// When set, every write writes at most half of its buffer (at least one byte).
     pub short_writes: AtomicBool,
+    /// Number of upcoming `set_len` calls (truncations and extensions) that fail with `EIO`.
+    pub fail_set_lens: AtomicU64,
+    /// Every directory `sync_dir` was called on, successful or not, in call order.
+    pub synced_dirs: Mutex<Vec<PathBuf>>,
 }
 
 /// An [`Io`] over the real file system that injects faults on demand.
@@ -194,14 +208,25 @@ impl FaultIo {
     pub fn set_short_writes(&self, on: bool) {
         self.faults.short_writes.store(on, Ordering::SeqCst);
     }
+    /// Makes the next `n` `set_len` calls fail.
+    pub fn fail_next_set_lens(&self, n: u64) {
+        self.faults.fail_set_lens.store(n, Ordering::SeqCst);
+    }
+    /// The directories synced so far, in order.
+    pub fn synced_dirs(&self) -> Vec<PathBuf> {
+        self.faults
+            .synced_dirs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
 }
 
-fn take_sync_fault(f: &Faults) -> io::Result<()> {
-    let failed = f
-        .fail_syncs
-        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+/// Consumes one pending fault from `counter`, if any.
+fn take_fault(counter: &AtomicU64, what: &str) -> io::Result<()> {
+    let failed = counter.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
     if failed.is_ok() {
-        Err(io::Error::other("injected fsync failure"))
+        Err(io::Error::other(format!("injected {what} failure")))
     } else {
         Ok(())
     }
@@ -235,14 +260,18 @@ impl FileHandle for FaultFile {
         self.inner.write_at(&buf[..len], pos)
     }
     fn sync_data(&self) -> io::Result<()> {
-        take_sync_fault(&self.faults)?;
+        take_fault(&self.faults.fail_syncs, "fsync")?;
         self.inner.sync_data()
     }
     fn set_len(&self, len: u64) -> io::Result<()> {
+        take_fault(&self.faults.fail_set_lens, "set_len")?;
         self.inner.set_len(len)
     }
     fn len(&self) -> io::Result<u64> {
         self.inner.len()
+    }
+    fn std_file(&self) -> Option<&File> {
+        self.inner.std_file()
     }
 }
 
@@ -267,7 +296,12 @@ impl Io for FaultIo {
         RealIo.remove_dir_all(path)
     }
     fn sync_dir(&self, path: &Path) -> io::Result<()> {
-        take_sync_fault(&self.faults)?;
+        self.faults
+            .synced_dirs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(path.to_path_buf());
+        take_fault(&self.faults.fail_syncs, "fsync")?;
         RealIo.sync_dir(path)
     }
 }

@@ -55,6 +55,7 @@
 #![deny(unsafe_code)]
 
 pub mod batch;
+mod checkpoint;
 mod config;
 pub mod error;
 pub mod index;
@@ -78,6 +79,6 @@ pub use log::{Log, LogOptions};
 pub use offsets::Offsets;
 pub use partition::{AppendInfo, Partition, ReadResult};
 pub use partitioner::murmur2_partition;
-pub use recovery::{RecoveryAction, RecoveryEvent};
+pub use recovery::{CheckpointStatus, RecoveryAction, RecoveryEvent, RecoveryStats};
 pub use retention::RetentionReport;
 pub use topic::{FORMAT_VERSION, Topic, valid_topic_name};

@@ -1,5 +1,5 @@
-//! Opening a data dir: topics, consumer offsets, the clean-shutdown marker and the
-//! background flusher.
+//! Opening a data dir: topics, consumer offsets, the recovery checkpoint and the background
+//! flusher.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -9,17 +9,19 @@ use std::sync::{Arc, Condvar, Mutex, RwLock, RwLockReadGuard};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use crate::checkpoint::{self, Loaded};
 use crate::config::{FlushPolicy, TopicConfig};
 use crate::error::{OpenError, StorageError, TopicError, io_at};
-use crate::io::{Io, RealIo, write_file_atomic};
+use crate::io::{Io, RealIo};
 use crate::offsets::Offsets;
-use crate::partition::{Ctx, now_ms};
-use crate::recovery::RecoveryEvent;
+use crate::partition::{Ctx, now_ms, partition_dir};
+use crate::recovery::{CheckpointStatus, Job, RecoveryEvent, RecoveryStats, open_all};
 use crate::retention::RetentionReport;
 use crate::topic::{Topic, valid_topic_name};
 
-/// Name of the clean-shutdown marker in the data dir.
-const CLEAN_MARKER: &str = ".clean-shutdown";
+/// Name of the clean-shutdown marker older builds wrote in the data dir. The recovery
+/// checkpoint replaces it; it is removed on open.
+const LEGACY_CLEAN_MARKER: &str = ".clean-shutdown";
 
 /// Options of a [`Log`].
 #[derive(Debug, Clone)]
@@ -32,6 +34,14 @@ pub struct LogOptions {
     pub max_batch_bytes: usize,
     /// Bytes between sparse index entries (default 4096).
     pub index_interval_bytes: u64,
+    /// How often the recovery checkpoint is rewritten when a partition's durable point
+    /// moved, in ms (default 1000). Each write costs two fsyncs.
+    pub checkpoint_interval_ms: u64,
+    /// Bound on what a recovery after a crash has to CRC-scan, in bytes across all
+    /// partitions (default 256 MiB): once more than this lies after the checkpoint, the
+    /// flusher fsyncs the partitions with the most unsynced data (under every flush policy,
+    /// `never` included) and rewrites the checkpoint at once.
+    pub recovery_scan_budget_bytes: u64,
 }
 
 impl Default for LogOptions {
@@ -41,6 +51,8 @@ impl Default for LogOptions {
             io: Arc::new(RealIo),
             max_batch_bytes: 64 << 20,
             index_interval_bytes: 4096,
+            checkpoint_interval_ms: 1000,
+            recovery_scan_budget_bytes: 256 << 20,
         }
     }
 }
@@ -51,6 +63,7 @@ pub struct Log {
     inner: Arc<Inner>,
     flusher: Mutex<Option<JoinHandle<()>>>,
     recovery: Vec<RecoveryEvent>,
+    stats: RecoveryStats,
     /// Held for the life of the `Log` so a second process cannot open the same dir.
     _lock: File,
 }
@@ -65,6 +78,12 @@ struct Inner {
     crashed: AtomicBool,
     stop: Mutex<bool>,
     stop_cv: Condvar,
+    checkpoint_interval_ms: u64,
+    scan_budget: u64,
+    /// Serializes checkpoint writes, and holds when the last one happened. Collecting the
+    /// points and writing the file happen under it, so a topic deleted meanwhile can never
+    /// reappear in a file written after its deletion's.
+    checkpoint: Mutex<i64>,
 }
 
 fn open_io(path: &Path) -> impl FnOnce(std::io::Error) -> OpenError + '_ {
@@ -77,9 +96,10 @@ fn open_io(path: &Path) -> impl FnOnce(std::io::Error) -> OpenError + '_ {
 impl Log {
     /// Opens (creating) the data dir `dir` and recovers every partition.
     ///
-    /// After a clean [`close`](Self::close) nothing is scanned; otherwise the active segment
-    /// of each partition is validated and cut at its first invalid byte. See
-    /// [`recovery_report`](Self::recovery_report).
+    /// Only what lies after each partition's recovery checkpoint is CRC-scanned (after a
+    /// clean [`close`](Self::close), nothing); torn or invalid tails are cut. Partitions are
+    /// recovered in parallel. See [`recovery_report`](Self::recovery_report) and
+    /// [`recovery_stats`](Self::recovery_stats).
     pub fn open(dir: impl AsRef<Path>, opts: LogOptions) -> Result<Log, OpenError> {
         let dir = dir.as_ref().to_path_buf();
         let io = opts.io.clone();
@@ -100,15 +120,28 @@ impl Log {
                 format!("data dir in use by another Log: {e}"),
             ),
         })?;
-        let marker = dir.join(CLEAN_MARKER);
-        let clean = marker.exists();
         let ctx = Ctx {
             io: io.clone(),
             max_batch_bytes: opts.max_batch_bytes,
             index_interval: opts.index_interval_bytes.max(1),
+            checkpoint_dirty: Arc::new(AtomicBool::new(true)),
         };
-        let mut events = Vec::new();
-        let mut topics = BTreeMap::new();
+        let cp_path = checkpoint::path(&dir);
+        let (points, status) = match checkpoint::read(&*io, &dir).map_err(open_io(&cp_path))? {
+            Loaded::Missing => (Default::default(), CheckpointStatus::Missing),
+            Loaded::Invalid(reason) => {
+                tracing::warn!(path = %cp_path.display(), %reason, "ignoring the recovery checkpoint");
+                (Default::default(), CheckpointStatus::Invalid(reason))
+            }
+            Loaded::Points(p) => (p, CheckpointStatus::Loaded),
+        };
+        let mut stats = RecoveryStats {
+            checkpoint: status,
+            ..RecoveryStats::default()
+        };
+        let mut rewrite = !matches!(stats.checkpoint, CheckpointStatus::Loaded);
+        // Read every topic's config first, then recover all partitions of all topics together.
+        let mut configs = Vec::new();
         for e in std::fs::read_dir(&topics_dir).map_err(open_io(&topics_dir))? {
             let e = e.map_err(open_io(&topics_dir))?;
             let Some(name) = e.file_name().to_str().map(str::to_string) else {
@@ -118,14 +151,55 @@ impl Log {
             if !valid_topic_name(&name) || !e.path().join("topic.toml").exists() {
                 continue;
             }
-            let t = Topic::load(e.path(), &name, &ctx, clean, &mut events)?;
-            topics.insert(name, Arc::new(t));
+            let config = Topic::read_config(&e.path())?;
+            configs.push((name, e.path(), config));
+        }
+        configs.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut jobs = Vec::new();
+        for (name, tdir, config) in &configs {
+            for id in 0..config.partitions {
+                jobs.push(Job {
+                    topic: name.clone(),
+                    id,
+                    dir: partition_dir(tdir, id),
+                    config: config.clone(),
+                    checkpoint: points.get(&(name.clone(), id)).copied(),
+                });
+            }
+        }
+        let threads = std::thread::available_parallelism().map_or(2, |n| n.get().min(8));
+        let mut opened = open_all(jobs, &ctx, threads).into_iter();
+        let mut events = Vec::new();
+        let mut topics = BTreeMap::new();
+        for (name, tdir, config) in configs {
+            let mut partitions = Vec::with_capacity(config.partitions as usize);
+            let mut created_dir = false;
+            for _ in 0..config.partitions {
+                let Some((pdir, o)) = opened.next() else {
+                    break;
+                };
+                let o = o.map_err(|source| OpenError::Io { path: pdir, source })?;
+                stats.partitions += 1;
+                stats.bytes_scanned += o.bytes_scanned;
+                stats.bytes_walked += o.bytes_walked;
+                stats.partitions_from_checkpoint += usize::from(o.from_checkpoint);
+                rewrite |= o.rewrite_checkpoint;
+                created_dir |= o.created_dir;
+                events.extend(o.events);
+                partitions.push(Arc::new(o.partition));
+            }
+            if created_dir {
+                io.sync_dir(&tdir).map_err(open_io(&tdir))?;
+            }
+            topics.insert(
+                name.clone(),
+                Arc::new(Topic::from_parts(tdir, &name, config, partitions)),
+            );
         }
         let offsets = Offsets::open(&dir.join("offsets"), io.clone(), opts.offsets_flush)?;
-        if clean {
-            // Remove the marker before anything can be appended, so a later crash is not
-            // mistaken for a clean shutdown.
-            io.remove_file(&marker).map_err(open_io(&marker))?;
+        let legacy = dir.join(LEGACY_CLEAN_MARKER);
+        if legacy.exists() {
+            io.remove_file(&legacy).map_err(open_io(&legacy))?;
             io.sync_dir(&dir).map_err(open_io(&dir))?;
         }
         let inner = Arc::new(Inner {
@@ -137,7 +211,15 @@ impl Log {
             crashed: AtomicBool::new(false),
             stop: Mutex::new(false),
             stop_cv: Condvar::new(),
+            checkpoint_interval_ms: opts.checkpoint_interval_ms.max(1),
+            scan_budget: opts.recovery_scan_budget_bytes,
+            checkpoint: Mutex::new(now_ms()),
         });
+        if rewrite {
+            // The file on disk was unusable or describes bytes recovery has just cut: replace
+            // it before anything is appended at those positions again.
+            inner.write_checkpoint().map_err(open_io(&cp_path))?;
+        }
         let bg = inner.clone();
         let flusher = std::thread::Builder::new()
             .name("rill-log-flusher".into())
@@ -147,6 +229,7 @@ impl Log {
             inner,
             flusher: Mutex::new(Some(flusher)),
             recovery: events,
+            stats,
             _lock: lock,
         })
     }
@@ -161,6 +244,20 @@ impl Log {
             return Err(TopicError::InvalidName(name.to_string()));
         }
         cfg.validate().map_err(TopicError::InvalidConfig)?;
+        let dir = self.inner.dir.join("topics").join(name);
+        if !self.topics_read().contains_key(name) && dir.exists() {
+            // Left over from a creation or deletion that did not finish. The checkpoint may
+            // still hold points for a topic of this name; rewrite it (without them: only
+            // topics in the map are written) before the new topic's files exist, so they are
+            // never applied to the new partitions. Done before taking the topics lock, which
+            // the checkpoint writer takes after its own.
+            self.inner
+                .write_checkpoint()
+                .map_err(|source| TopicError::Io {
+                    path: checkpoint::path(&self.inner.dir),
+                    source,
+                })?;
+        }
         let mut topics = self.inner.topics.write().unwrap_or_else(|e| e.into_inner());
         if self.inner.closed.load(Ordering::Acquire) {
             return Err(TopicError::Closed);
@@ -168,9 +265,7 @@ impl Log {
         if topics.contains_key(name) {
             return Err(TopicError::AlreadyExists(name.to_string()));
         }
-        let dir = self.inner.dir.join("topics").join(name);
         if dir.exists() {
-            // Left over from a creation or deletion that did not finish.
             self.inner
                 .ctx
                 .io
@@ -205,6 +300,15 @@ impl Log {
         };
         // Closing first stops appends; errors syncing data about to be deleted do not matter.
         let _ = t.close();
+        // Drop the topic's points from the checkpoint before its files go, so that a topic
+        // created later under the same name never inherits them. If that fails the files
+        // stay, and the topic reappears at the next open, still matching its points.
+        self.inner
+            .write_checkpoint()
+            .map_err(|source| TopicError::Io {
+                path: checkpoint::path(&self.inner.dir),
+                source,
+            })?;
         t.remove_files(&*self.inner.ctx.io)
             .map_err(|source| TopicError::Io {
                 path: t.dir.clone(),
@@ -220,6 +324,11 @@ impl Log {
     /// What [`open`](Self::open) found and repaired.
     pub fn recovery_report(&self) -> &[RecoveryEvent] {
         &self.recovery
+    }
+
+    /// How much [`open`](Self::open) had to read, and whether it used the checkpoint.
+    pub fn recovery_stats(&self) -> &RecoveryStats {
+        &self.stats
     }
 
     /// Deletes sealed segments that break their topic's retention. Call it periodically.
@@ -238,32 +347,52 @@ impl Log {
         Ok(report)
     }
 
-    /// fsyncs every partition with unsynced data, and the offsets store.
+    /// Seals rolled segments, fsyncs every partition with unsynced data, writes the recovery
+    /// checkpoint and fsyncs the offsets store. Every partition is tried; the first error is
+    /// returned.
     pub fn flush(&self) -> Result<(), StorageError> {
+        let mut first = Ok(());
         for t in self.topics() {
             for p in t.partitions() {
-                p.flush().map_err(io_at(&p.dir))?;
+                if let Err(e) = p.flush()
+                    && first.is_ok()
+                {
+                    first = Err(e);
+                }
             }
         }
-        self.inner.offsets.flush()?;
-        Ok(())
+        let written = self.inner.write_checkpoint().map_err(self.checkpoint_err());
+        let offsets = self.inner.offsets.flush().map_err(StorageError::from);
+        first.and(written).and(offsets)
     }
 
-    /// Flushes everything, trims the active indexes and writes the clean-shutdown marker, so
-    /// the next open skips recovery. Appends fail afterwards. Also done (best effort) on drop.
+    fn checkpoint_err(&self) -> impl FnOnce(std::io::Error) -> StorageError {
+        io_at(checkpoint::path(&self.inner.dir))
+    }
+
+    /// Seals, fsyncs and closes every partition, writes the recovery checkpoint (so the next
+    /// open scans nothing) and flushes the offsets store. Appends fail afterwards. Also done
+    /// (best effort) on drop.
+    ///
+    /// A partition that failed earlier is closed without an fsync, and its checkpoint point
+    /// stays where its last successful fsync put it, so the next open validates its tail;
+    /// `close` then returns [`StorageError::PartitionFailed`] (after closing everything else).
     pub fn close(&self) -> Result<(), StorageError> {
         if self.inner.closed.swap(true, Ordering::AcqRel) {
             return Ok(());
         }
         self.stop_flusher();
+        let mut first = Ok(());
         for t in self.topics() {
-            t.close()
-                .map_err(|(path, source)| StorageError::Io { path, source })?;
+            if let Err(e) = t.close()
+                && first.is_ok()
+            {
+                first = Err(e);
+            }
         }
-        self.inner.offsets.flush()?;
-        let marker = self.inner.dir.join(CLEAN_MARKER);
-        write_file_atomic(&*self.inner.ctx.io, &marker, b"clean\n").map_err(io_at(&marker))?;
-        Ok(())
+        let written = self.inner.write_checkpoint().map_err(self.checkpoint_err());
+        let offsets = self.inner.offsets.flush().map_err(StorageError::from);
+        first.and(written).and(offsets)
     }
 
     /// Drops the log as a crashed process would: nothing is flushed, trimmed or marked clean.
@@ -300,8 +429,72 @@ impl Drop for Log {
 }
 
 impl Inner {
-    /// Background thread: fsyncs partitions under `IntervalMs` (and the offsets store) once
-    /// their interval has passed since the last sync.
+    fn partitions(&self) -> Vec<Arc<crate::Partition>> {
+        self.topics
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .flat_map(|t| t.partitions().iter().cloned())
+            .collect()
+    }
+
+    /// Writes every partition's durable point to the checkpoint file.
+    fn write_checkpoint(&self) -> std::io::Result<()> {
+        let mut last = self.checkpoint.lock().unwrap_or_else(|e| e.into_inner());
+        *last = now_ms();
+        // Cleared before the points are read: a point that moves meanwhile sets it again.
+        self.ctx.checkpoint_dirty.store(false, Ordering::Release);
+        let parts = self.partitions();
+        let durable: Vec<_> = parts.iter().map(|p| p.durable()).collect();
+        let points: Vec<_> = parts
+            .iter()
+            .zip(&durable)
+            .map(|(p, d)| ((p.topic().to_string(), p.id()), d.point))
+            .collect();
+        if let Err(e) = checkpoint::write(&*self.ctx.io, &self.dir, &points) {
+            self.ctx.checkpoint_dirty.store(true, Ordering::Release);
+            return Err(e);
+        }
+        for (p, d) in parts.iter().zip(&durable) {
+            p.checkpointed.fetch_max(d.total, Ordering::AcqRel);
+        }
+        Ok(())
+    }
+
+    /// Keeps what a crash would make recovery scan under `scan_budget`: fsyncs the partitions
+    /// with the most unsynced data until at most half the budget is left unsynced, then
+    /// rewrites the checkpoint. Returns whether it wrote one.
+    fn enforce_scan_budget(&self, parts: &[Arc<crate::Partition>]) -> bool {
+        let unchecked: u64 = parts.iter().map(|p| p.unchecked_bytes()).sum();
+        if unchecked <= self.scan_budget {
+            return false;
+        }
+        let mut by_size: Vec<(u64, &Arc<crate::Partition>)> = parts
+            .iter()
+            .filter(|p| !p.is_failed())
+            .map(|p| (p.unsynced_bytes(), p))
+            .filter(|(n, _)| *n > 0)
+            .collect();
+        by_size.sort_by_key(|b| std::cmp::Reverse(b.0));
+        let mut unsynced: u64 = by_size.iter().map(|(n, _)| n).sum();
+        for (n, p) in by_size {
+            if unsynced <= self.scan_budget / 2 {
+                break;
+            }
+            if let Err(e) = p.flush() {
+                tracing::error!(topic = p.topic(), partition = p.id(), error = %e, "fsync for the recovery checkpoint failed");
+            }
+            unsynced = unsynced.saturating_sub(n);
+        }
+        if let Err(e) = self.write_checkpoint() {
+            tracing::error!(error = %e, "writing the recovery checkpoint failed");
+        }
+        true
+    }
+
+    /// Background thread: seals rolled segments, fsyncs partitions under `IntervalMs` (and
+    /// the offsets store) once their interval has passed, keeps the recovery scan within its
+    /// budget and rewrites the recovery checkpoint when it is out of date.
     fn flusher_loop(&self) {
         let mut last_offsets_sync = now_ms();
         loop {
@@ -315,7 +508,7 @@ impl Inner {
             let mut tick = 100u64;
             let now = now_ms();
             for p in topics.iter().flat_map(|t| t.partitions()) {
-                if let Err(e) = p.seal_pending() {
+                if let Err(e) = p.seal_rolled() {
                     tracing::error!(topic = p.topic(), partition = p.id(), error = %e, "sealing a segment failed");
                 }
             }
@@ -325,13 +518,30 @@ impl Inner {
                     for p in t.partitions() {
                         let due = now - p.last_sync_ms.load(Ordering::Acquire) >= ms as i64;
                         if due
-                            && p.dirty.load(Ordering::Acquire)
+                            && !p.is_failed()
+                            && p.unsynced_bytes() > 0
                             && let Err(e) = p.flush()
                         {
                             tracing::error!(topic = t.name(), partition = p.id(), error = %e, "background fsync failed");
                         }
                     }
                 }
+            }
+            let parts: Vec<_> = topics
+                .iter()
+                .flat_map(|t| t.partitions().iter().cloned())
+                .collect();
+            let wrote = self.enforce_scan_budget(&parts);
+            let last = *self.checkpoint.lock().unwrap_or_else(|e| e.into_inner());
+            if !wrote
+                && self.ctx.checkpoint_dirty.load(Ordering::Acquire)
+                && now - last >= self.checkpoint_interval_ms as i64
+                && let Err(e) = self.write_checkpoint()
+            {
+                tracing::error!(error = %e, "writing the recovery checkpoint failed");
+            }
+            if let Err(e) = self.offsets.maintain() {
+                tracing::error!(error = %e, "completing an offsets generation switch failed");
             }
             if let FlushPolicy::IntervalMs(ms) = self.offsets.flush_policy() {
                 tick = tick.min((ms / 2).max(1));

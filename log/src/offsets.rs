@@ -9,9 +9,18 @@
 //!   `key_id u32 | partition u32 | offset i64 | seq u64 | crc32c(bytes 0..24) u32 | 0 u32`,
 //!   all big-endian. A commit is one 32-byte store into the mapping, so it is in the page
 //!   cache at once and survives a process crash. An offset of -1 is a tombstone
-//!   (`delete_group`). When the file fills up, and at every open, the live entries are
-//!   written to a fresh generation (tmp file, fsync, rename, directory fsync) and the old one
-//!   removed, so a reopened file never holds stale entries after its valid prefix.
+//!   (`delete_group`). Each generation starts with a marker entry (key id `u32::MAX`, offset =
+//!   number of live entries copied after it), so recovery can tell a complete generation from
+//!   one whose copy a machine crash interrupted.
+//!
+//! When a generation is a quarter full, a short-lived helper thread creates, preallocates and
+//! maps the next one under its final name (an empty or partly written generation is
+//! incomplete to replay). When the current one is full, the
+//! live entries are copied into the prepared file, which already has its final name, under
+//! the lock (a memcpy, no rename, no fsync); its fsync, the directory fsync, the unmapping
+//! and removal of the old generation are left to the log's flusher thread (`maintain`). The old generation is removed only once the
+//! new one is durable, and recovery replays the newest complete generation plus the valid
+//! prefix of any newer one.
 //!
 //! Replay reads entries until the first one whose CRC fails or whose sequence number does not
 //! increase: a torn last entry is simply ignored.
@@ -19,8 +28,8 @@
 #![allow(unsafe_code)]
 
 use std::collections::HashMap;
-use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use memmap2::MmapMut;
@@ -33,6 +42,8 @@ use crate::sync::GroupCommit;
 const ENTRY: usize = 32;
 /// Entries in a fresh commits file (2 MiB).
 const DEFAULT_CAP: usize = 64 * 1024;
+/// Key id of a generation's first entry, the marker.
+const MARKER_KEY: u32 = u32::MAX;
 
 /// The consumer-offsets store of a [`Log`](crate::Log).
 #[derive(Debug)]
@@ -42,21 +53,77 @@ pub struct Offsets {
     policy: FlushPolicy,
     state: Mutex<State>,
     sync: GroupCommit,
+    /// Set after a failed fsync: what reached the disk is unknown, so commits are refused.
+    failed: AtomicBool,
+    /// Where the helper thread leaves the next generation it prepared.
+    incoming: Arc<Incoming>,
+    /// The helper thread, joined on drop so it never outlives the store (it creates a file
+    /// in the store's directory).
+    helper: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+/// The next generation, prepared off the hot path by a helper thread.
+#[derive(Debug, Default)]
+struct Incoming {
+    ready: AtomicBool,
+    slot: Mutex<Option<Result<Generation, OffsetsError>>>,
+}
+
+impl Drop for Offsets {
+    fn drop(&mut self) {
+        let helper = self
+            .helper
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(h) = helper {
+            let _ = h.join();
+        }
+    }
+}
+
+/// One open commits file.
+#[derive(Debug)]
+struct Generation {
+    map: MmapMut,
+    file: Arc<dyn FileHandle>,
+    generation: u64,
 }
 
 #[derive(Debug)]
 struct State {
     ids: HashMap<String, HashMap<String, u32>>,
     keys: Vec<(String, String)>,
+    /// The newest value written per (key id, partition): what a new generation must hold.
     committed: HashMap<(u32, u32), i64>,
+    /// Under `always`, the commits written but not yet known durable, oldest first, with the
+    /// value each replaced: a failed fsync rolls them back, so `fetch` never shows a commit
+    /// that returned an error.
+    undo: Vec<((u32, u32), Option<i64>, u64)>,
     names: Arc<dyn FileHandle>,
     names_len: u64,
-    map: MmapMut,
-    file: Arc<File>,
-    generation: u64,
+    current: Generation,
     cursor: usize,
     seq: u64,
     dirty: bool,
+    /// The next generation, preallocated and mapped, not yet renamed into place.
+    next: Option<Generation>,
+    preparing: bool,
+    /// Newest generation whose rename a directory fsync has made durable.
+    dir_synced: u64,
+    /// Generations to remove once the current one is durable.
+    stale: Vec<u64>,
+    /// A switch happened whose fsyncs and cleanup `maintain` still owes.
+    finish_owed: bool,
+    /// Mappings of old generations, unmapped by `maintain` rather than under the lock.
+    retired: Vec<Generation>,
+}
+
+/// Work a commit does after releasing the lock.
+#[derive(Debug, Default)]
+struct After {
+    /// Create the next generation: (its generation, capacity in entries).
+    prepare: Option<(u64, usize)>,
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> OffsetsError + '_ {
@@ -92,10 +159,60 @@ fn decode_entry(e: &[u8]) -> Option<(u32, u32, i64, u64)> {
         .then(|| (u32_at(0), u32_at(4), u64_at(8) as i64, u64_at(16)))
 }
 
-fn map_file(file: &File) -> std::io::Result<MmapMut> {
+fn map_file(file: &dyn FileHandle) -> std::io::Result<MmapMut> {
+    let f = file.std_file().ok_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::Unsupported,
+            "this Io cannot memory-map the commits file",
+        )
+    })?;
     // SAFETY: the commits file is private to this process (the data dir is locked by `Log`),
     // and its length only changes before it is mapped.
-    unsafe { MmapMut::map_mut(file) }
+    unsafe { MmapMut::map_mut(f) }
+}
+
+/// What replaying one generation found.
+struct Replayed {
+    entries: Vec<(u32, u32, i64)>,
+    last_seq: u64,
+    /// Whether the generation holds every live entry its marker announced. A generation
+    /// without a marker is complete if it holds any entry (files written before markers
+    /// existed were only ever renamed in complete); an empty one is a prepared file never
+    /// switched to, or one whose first page a crash lost.
+    complete: bool,
+}
+
+fn replay_generation(path: &Path, io: &dyn Io, after_seq: u64) -> std::io::Result<Replayed> {
+    let f = io.open(path, false)?;
+    let len = usize::try_from(f.len()?).unwrap_or(usize::MAX);
+    let mut buf = vec![0u8; len - len % ENTRY];
+    let n = read_full_at(&*f, &mut buf, 0)?;
+    buf.truncate(n - n % ENTRY);
+    let mut out = Replayed {
+        entries: Vec::new(),
+        last_seq: after_seq,
+        complete: false,
+    };
+    let mut announced: Option<i64> = None;
+    for (i, e) in buf.chunks_exact(ENTRY).enumerate() {
+        let Some((key, part, off, s)) = decode_entry(e) else {
+            break;
+        };
+        if s <= out.last_seq {
+            break;
+        }
+        out.last_seq = s;
+        if i == 0 && key == MARKER_KEY {
+            announced = Some(off);
+            continue;
+        }
+        out.entries.push((key, part, off));
+    }
+    out.complete = match announced {
+        Some(n) => out.entries.len() as i64 >= n,
+        None => !out.entries.is_empty(),
+    };
+    Ok(out)
 }
 
 impl Offsets {
@@ -115,72 +232,92 @@ impl Offsets {
                 .or_default()
                 .insert(t.clone(), id as u32);
         }
-        // Pick the newest generation; older ones are leftovers of an interrupted compaction.
         let mut gens = Vec::new();
+        let mut leftovers = Vec::new();
         for e in std::fs::read_dir(dir).map_err(io_err(dir))? {
             let e = e.map_err(io_err(dir))?;
-            if let Some(g) = e
-                .file_name()
-                .to_str()
-                .and_then(|n| n.strip_prefix("commits-"))
-                .and_then(|g| g.parse::<u64>().ok())
-            {
-                gens.push(g);
+            let name = e.file_name();
+            let Some(rest) = name.to_str().and_then(|n| n.strip_prefix("commits")) else {
+                continue;
+            };
+            match rest.strip_prefix('-').and_then(|g| g.parse::<u64>().ok()) {
+                Some(g) => gens.push(g),
+                // Prepared or temporary files of a switch that never completed.
+                None => leftovers.push(e.path()),
+            }
+        }
+        for p in &leftovers {
+            match io.remove_file(p) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io_err(p)(e)),
+                _ => {}
             }
         }
         gens.sort_unstable();
+        // Replay from the newest complete generation on: older ones are leftovers of a
+        // switch that finished; a newer incomplete one is a switch a crash interrupted, whose
+        // valid prefix only repeats live values (and maybe some newer commits).
+        let mut replayed = Vec::new();
+        for &g in gens.iter().rev() {
+            let path = commits_path(dir, g);
+            let r = replay_generation(&path, &*io, 0).map_err(io_err(&path))?;
+            let complete = r.complete;
+            replayed.push(g);
+            if complete {
+                break;
+            }
+        }
+        replayed.reverse();
         let mut committed = HashMap::new();
         let mut seq = 0;
-        if let Some(&g) = gens.last() {
+        for &g in &replayed {
             let path = commits_path(dir, g);
-            let file = OpenOptions::new()
-                .read(true)
-                .write(true)
-                .open(&path)
-                .map_err(io_err(&path))?;
-            if file.metadata().map_err(io_err(&path))?.len() >= ENTRY as u64 {
-                let map = map_file(&file).map_err(io_err(&path))?;
-                for e in map.chunks_exact(ENTRY) {
-                    let Some((key, part, off, s)) = decode_entry(e) else {
-                        break;
-                    };
-                    if s <= seq {
-                        break;
-                    }
-                    seq = s;
-                    if (key as usize) >= keys.len() {
-                        continue;
-                    }
-                    if off < 0 {
-                        committed.remove(&(key, part));
-                    } else {
-                        committed.insert((key, part), off);
-                    }
+            let r = replay_generation(&path, &*io, seq).map_err(io_err(&path))?;
+            seq = r.last_seq;
+            for (key, part, off) in r.entries {
+                if (key as usize) >= keys.len() {
+                    continue;
+                }
+                if off < 0 {
+                    committed.remove(&(key, part));
+                } else {
+                    committed.insert((key, part), off);
                 }
             }
         }
-        let generation = gens.last().copied().unwrap_or(0);
-        let cap = DEFAULT_CAP.max(committed.len() * 2);
-        let fresh = write_generation(dir, &*io, generation, seq, &committed, cap, &gens)?;
+        // Start from a fresh, complete generation so stale entries after a torn one can never
+        // be replayed, and remove every older file.
+        let generation = gens.last().copied().unwrap_or(0) + 1;
+        let cap = DEFAULT_CAP.max(committed.len() * 2 + 2);
+        let (current, cursor, seq) =
+            write_generation(dir, &*io, generation, seq, &committed, cap).map_err(|(e, _)| e)?;
+        remove_generations(dir, &*io, &gens)?;
         let state = State {
             ids,
             keys,
             committed,
+            undo: Vec::new(),
             names,
             names_len,
-            map: fresh.map,
-            file: fresh.file,
-            generation: fresh.generation,
-            cursor: fresh.cursor,
-            seq: fresh.seq,
+            current,
+            cursor,
+            seq,
             dirty: false,
+            next: None,
+            preparing: false,
+            dir_synced: generation,
+            stale: Vec::new(),
+            finish_owed: false,
+            retired: Vec::new(),
         };
         Ok(Offsets {
             dir: dir.to_path_buf(),
             io,
             policy,
             state: Mutex::new(state),
-            sync: GroupCommit::new(0),
+            sync: GroupCommit::new(seq as i64),
+            failed: AtomicBool::new(false),
+            incoming: Arc::new(Incoming::default()),
+            helper: Mutex::new(None),
         })
     }
 
@@ -188,9 +325,17 @@ impl Offsets {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    fn check_failed(&self) -> Result<(), OffsetsError> {
+        if self.failed.load(Ordering::Acquire) {
+            return Err(OffsetsError::Failed);
+        }
+        Ok(())
+    }
+
     /// Records that `group` has consumed `topic`/`partition` up to `next_offset` (the next
     /// offset to read). Under offsets flush `always`, returns after an fsync (shared with
-    /// concurrent commits); otherwise once the entry is in the page cache.
+    /// concurrent commits), and a commit that returns an error is not visible to `fetch`;
+    /// otherwise returns once the entry is in the page cache.
     pub fn commit(
         &self,
         group: &str,
@@ -209,25 +354,77 @@ impl Offsets {
                 "group {group:?}, topic {topic:?}"
             )));
         }
-        let (seq, file) = {
+        self.check_failed()?;
+        let mut after = After::default();
+        let seq = {
             let mut st = self.lock();
             let key = match st.ids.get(group).and_then(|t| t.get(topic)) {
                 Some(&k) => k,
                 None => self.add_name(&mut st, group, topic)?,
             };
-            self.put(&mut st, key, partition, next_offset)?;
-            (st.seq, st.file.clone())
+            self.put(&mut st, key, partition, next_offset, &mut after)?;
+            st.seq
         };
-        if self.policy == FlushPolicy::Always {
-            self.sync
-                .wait(seq as i64, || {
-                    // fdatasync on Linux also writes back pages dirtied through the mapping.
-                    file.sync_data()?;
-                    Ok(seq as i64)
-                })
-                .map_err(io_err(&self.dir))?;
+        self.after_put(after)?;
+        self.wait_durable(seq)
+    }
+
+    /// Under `always`, waits until entries up to `seq` are durable (group commit).
+    fn wait_durable(&self, seq: u64) -> Result<(), OffsetsError> {
+        if self.policy != FlushPolicy::Always {
+            return Ok(());
         }
-        Ok(())
+        // The commit whose fsync failed (and any waiting on the same one) sees the I/O error;
+        // commits that start later see `Failed`.
+        self.sync
+            .wait(seq as i64, || self.sync_now())
+            .map_err(io_err(&self.dir))
+    }
+
+    /// The group-commit leader's work: fsync the current generation (and its directory entry,
+    /// if a switch made a new one), then forget the undo records it covered. On failure,
+    /// roll every undurable commit back and mark the store failed.
+    fn sync_now(&self) -> std::io::Result<i64> {
+        let (seq, file, generation, dir_synced) = {
+            let st = self.lock();
+            (
+                st.seq,
+                st.current.file.clone(),
+                st.current.generation,
+                st.dir_synced,
+            )
+        };
+        let synced = file.sync_data().and_then(|()| {
+            if dir_synced < generation {
+                self.io.sync_dir(&self.dir)
+            } else {
+                Ok(())
+            }
+        });
+        let mut st = self.lock();
+        match synced {
+            Ok(()) => {
+                st.dir_synced = st.dir_synced.max(generation);
+                st.undo.retain(|u| u.2 > seq);
+                Ok(seq as i64)
+            }
+            Err(e) => {
+                self.fail_locked(&mut st);
+                Err(e)
+            }
+        }
+    }
+
+    /// Marks the store failed and, under `always`, undoes every commit not known durable.
+    fn fail_locked(&self, st: &mut State) {
+        self.failed.store(true, Ordering::Release);
+        self.sync.fail();
+        while let Some((k, prev, _)) = st.undo.pop() {
+            match prev {
+                Some(v) => st.committed.insert(k, v),
+                None => st.committed.remove(&k),
+            };
+        }
     }
 
     fn put(
@@ -236,40 +433,189 @@ impl Offsets {
         key: u32,
         partition: u32,
         offset: i64,
+        after: &mut After,
     ) -> Result<(), OffsetsError> {
-        if (st.cursor + 1) * ENTRY > st.map.len() {
-            let cap = DEFAULT_CAP.max(st.committed.len() * 4 + 16);
-            let fresh = write_generation(
-                &self.dir,
-                &*self.io,
-                st.generation,
-                st.seq,
-                &st.committed,
-                cap,
-                &[],
-            )?;
-            st.map = fresh.map;
-            st.file = fresh.file;
-            st.generation = fresh.generation;
-            st.cursor = fresh.cursor;
-            st.seq = fresh.seq;
+        if st.preparing && self.incoming.ready.load(Ordering::Acquire) {
+            self.install(st);
+        }
+        let cap = st.current.map.len() / ENTRY;
+        if st.cursor + 1 > cap {
+            self.switch(st)?;
+        }
+        let cap = st.current.map.len() / ENTRY;
+        if st.next.is_none() && !st.preparing && st.cursor * 4 >= cap {
+            st.preparing = true;
+            after.prepare = Some((
+                st.current.generation + 1,
+                DEFAULT_CAP.max(st.committed.len() * 4 + 16),
+            ));
         }
         st.seq += 1;
         let at = st.cursor * ENTRY;
         let e = encode_entry(key, partition, offset, st.seq);
-        st.map[at..at + ENTRY].copy_from_slice(&e);
+        st.current.map[at..at + ENTRY].copy_from_slice(&e);
         st.cursor += 1;
         st.dirty = true;
-        if offset < 0 {
-            st.committed.remove(&(key, partition));
+        let k = (key, partition);
+        let prev = if offset < 0 {
+            st.committed.remove(&k)
         } else {
-            st.committed.insert((key, partition), offset);
+            st.committed.insert(k, offset)
+        };
+        if self.policy == FlushPolicy::Always {
+            let seq = st.seq;
+            st.undo.push((k, prev, seq));
         }
         Ok(())
     }
 
+    /// Moves to the next generation because the current one is full: into the prepared file
+    /// if there is one (a copy of the live entries into its mapping, nothing else: it already
+    /// has its final name, and an empty or partly written generation is incomplete to replay),
+    /// else by writing one inline.
+    fn switch(&self, st: &mut State) -> Result<(), OffsetsError> {
+        if st.preparing && self.incoming.ready.load(Ordering::Acquire) {
+            self.install(st);
+        }
+        let live = st.committed.len();
+        if let Some(mut next) = st.next.take()
+            && next.generation == st.current.generation + 1
+            && live + 2 <= next.map.len() / ENTRY
+        {
+            let (cursor, seq) = fill(&mut next.map, st.seq, &st.committed);
+            let old = std::mem::replace(&mut st.current, next);
+            st.stale.push(old.generation);
+            st.retired.push(old);
+            st.cursor = cursor;
+            st.seq = seq;
+            // The new file's fsync, the directory fsync and the old file's removal are left
+            // to the flusher (`maintain`): no commit waits for them. Under `always` the
+            // group commit fsyncs the file and the directory itself.
+            st.finish_owed = true;
+            return Ok(());
+        }
+        // No prepared file (its creation failed or lags far behind): pay the fsyncs here. If
+        // a preparation is still running it will create the next generation's file, so skip
+        // that number. A failure before the rename leaves the current generation in use and
+        // untouched (the new file is only a copy): an error for this commit, not for the
+        // store. After the rename, a complete newer generation may be on disk, and replay
+        // would ignore any later commit to the current one: the store must stop taking
+        // commits.
+        let generation = st.current.generation + if st.preparing { 2 } else { 1 };
+        let cap = DEFAULT_CAP.max(live * 4 + 16);
+        let (current, cursor, seq) =
+            write_generation(&self.dir, &*self.io, generation, st.seq, &st.committed, cap)
+                .map_err(|(e, renamed)| {
+                    if renamed {
+                        self.fail_locked(st);
+                    }
+                    e
+                })?;
+        let old = std::mem::replace(&mut st.current, current);
+        st.dir_synced = generation;
+        st.cursor = cursor;
+        st.seq = seq;
+        let mut stale = std::mem::take(&mut st.stale);
+        stale.push(old.generation);
+        remove_generations(&self.dir, &*self.io, &stale)
+    }
+
+    /// The work a commit does after releasing the lock: start the helper thread that
+    /// prepares the next generation (file creation and first-touch page faults take up to
+    /// milliseconds, which no commit should wait for).
+    fn after_put(&self, after: After) -> Result<(), OffsetsError> {
+        let Some((generation, cap)) = after.prepare else {
+            return Ok(());
+        };
+        let mut helper = self.helper.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(h) = helper.take() {
+            // The previous preparation finished long ago (its result was installed).
+            let _ = h.join();
+        }
+        let (dir, io, incoming) = (self.dir.clone(), self.io.clone(), self.incoming.clone());
+        let job = move || {
+            let r = prepare(&dir, &*io, generation, cap);
+            *incoming.slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(r);
+            incoming.ready.store(true, Ordering::Release);
+        };
+        match std::thread::Builder::new()
+            .name("rill-offsets-prep".into())
+            .spawn(job.clone())
+        {
+            Ok(h) => *helper = Some(h),
+            // No thread: prepare here, after the lock was released anyway.
+            Err(_) => job(),
+        }
+        Ok(())
+    }
+
+    /// Takes the helper's result: the next generation, or nothing (a failure, or a file an
+    /// inline switch overtook, which is then removed).
+    fn install(&self, st: &mut State) {
+        self.incoming.ready.store(false, Ordering::Release);
+        let r = self
+            .incoming
+            .slot
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        st.preparing = false;
+        match r {
+            Some(Ok(next)) if next.generation == st.current.generation + 1 => st.next = Some(next),
+            Some(Ok(stale)) => {
+                // An inline switch went past it (to a later number, see `switch`): an empty
+                // file older than the current generation.
+                let path = commits_path(&self.dir, stale.generation);
+                drop(stale);
+                let _ = self.io.remove_file(&path);
+            }
+            // Not fatal: the switch writes the next generation inline instead.
+            Some(Err(e)) => {
+                tracing::warn!(error = %e, "preparing the next offsets generation failed")
+            }
+            None => {}
+        }
+    }
+
+    /// Completes a generation switch, if one is owed: makes the new generation durable, then
+    /// unmaps and removes the old ones. Called by the log's background flusher (every ~100
+    /// ms) and by `flush`.
+    pub(crate) fn maintain(&self) -> Result<(), OffsetsError> {
+        let (file, generation) = {
+            let mut st = self.lock();
+            if !std::mem::take(&mut st.finish_owed) {
+                return Ok(());
+            }
+            (st.current.file.clone(), st.current.generation)
+        };
+        // Unmapping a large dirty mapping takes a while; never under the lock.
+        let retired = std::mem::take(&mut self.lock().retired);
+        drop(retired);
+        let synced = file.sync_data().and_then(|()| self.io.sync_dir(&self.dir));
+        let mut st = self.lock();
+        if let Err(e) = synced {
+            self.fail_locked(&mut st);
+            return Err(io_err(&self.dir)(e));
+        }
+        st.dir_synced = st.dir_synced.max(generation);
+        let stale: Vec<u64> = st
+            .stale
+            .iter()
+            .copied()
+            .filter(|&g| g < generation)
+            .collect();
+        st.stale.retain(|&g| g >= generation);
+        drop(st);
+        remove_generations(&self.dir, &*self.io, &stale)
+    }
+
     fn add_name(&self, st: &mut State, group: &str, topic: &str) -> Result<u32, OffsetsError> {
         let id = st.keys.len() as u32;
+        if id == MARKER_KEY {
+            return Err(OffsetsError::InvalidKey(
+                "too many (group, topic) pairs".into(),
+            ));
+        }
         let mut payload = Vec::with_capacity(6 + group.len() + topic.len());
         payload.extend_from_slice(&id.to_be_bytes());
         payload.extend_from_slice(&(group.len() as u16).to_be_bytes());
@@ -280,11 +626,14 @@ impl Offsets {
         rec.extend_from_slice(&crc32c::crc32c(&payload).to_be_bytes());
         rec.extend_from_slice(&payload);
         let path = self.dir.join("names");
-        let written =
-            write_all_at(&*st.names, &rec, st.names_len).and_then(|()| st.names.sync_data());
-        if let Err(e) = written {
+        if let Err(e) = write_all_at(&*st.names, &rec, st.names_len) {
             // Drop the partial record so the next name lands on a record boundary.
             let _ = st.names.set_len(st.names_len);
+            return Err(io_err(&path)(e));
+        }
+        if let Err(e) = st.names.sync_data() {
+            // After a failed fsync the file's state is unknown; refuse further commits.
+            self.fail_locked(st);
             return Err(io_err(&path)(e));
         }
         st.names_len += rec.len() as u64;
@@ -331,7 +680,9 @@ impl Offsets {
 
     /// Forgets every offset of `group` (tombstones, durable like a commit).
     pub fn delete_group(&self, group: &str) -> Result<(), OffsetsError> {
-        let (seq, file) = {
+        self.check_failed()?;
+        let mut after = After::default();
+        let seq = {
             let mut st = self.lock();
             let doomed: Vec<(u32, u32)> = st
                 .committed
@@ -340,28 +691,47 @@ impl Offsets {
                 .copied()
                 .collect();
             for (k, p) in doomed {
-                self.put(&mut st, k, p, -1)?;
+                self.put(&mut st, k, p, -1, &mut after)?;
             }
-            (st.seq, st.file.clone())
+            st.seq
         };
-        if self.policy == FlushPolicy::Always {
-            file.sync_data().map_err(io_err(&self.dir))?;
-            self.sync.mark_durable(seq as i64);
-        }
-        Ok(())
+        self.after_put(after)?;
+        self.wait_durable(seq)
     }
 
-    /// fsyncs the commits file if anything was committed since the last flush.
+    /// fsyncs the commits file if anything was committed since the last flush. A failure
+    /// marks the store failed: commits are refused until the log is reopened.
     pub fn flush(&self) -> Result<(), OffsetsError> {
-        let (file, seq) = {
+        self.check_failed()?;
+        self.maintain()?;
+        let (file, seq, generation, dir_synced) = {
             let mut st = self.lock();
             if !st.dirty {
                 return Ok(());
             }
             st.dirty = false;
-            (st.file.clone(), st.seq)
+            (
+                st.current.file.clone(),
+                st.seq,
+                st.current.generation,
+                st.dir_synced,
+            )
         };
-        file.sync_data().map_err(io_err(&self.dir))?;
+        let synced = file.sync_data().and_then(|()| {
+            if dir_synced < generation {
+                self.io.sync_dir(&self.dir)
+            } else {
+                Ok(())
+            }
+        });
+        let mut st = self.lock();
+        if let Err(e) = synced {
+            self.fail_locked(&mut st);
+            return Err(io_err(&self.dir)(e));
+        }
+        st.dir_synced = st.dir_synced.max(generation);
+        st.undo.retain(|u| u.2 > seq);
+        drop(st);
         self.sync.mark_durable(seq as i64);
         Ok(())
     }
@@ -372,65 +742,97 @@ impl Offsets {
     }
 }
 
-/// A freshly written commits generation.
-struct Generation {
-    map: MmapMut,
-    file: Arc<File>,
-    generation: u64,
-    cursor: usize,
-    seq: u64,
+/// Writes the marker and the live entries at the start of `map`, with sequence numbers after
+/// `seq`. Returns the cursor and the last sequence number used.
+fn fill(map: &mut MmapMut, mut seq: u64, committed: &HashMap<(u32, u32), i64>) -> (usize, u64) {
+    let mut live: Vec<_> = committed.iter().map(|(&k, &v)| (k, v)).collect();
+    live.sort_unstable();
+    seq += 1;
+    map[..ENTRY].copy_from_slice(&encode_entry(MARKER_KEY, 0, live.len() as i64, seq));
+    for (i, ((key, part), off)) in live.iter().enumerate() {
+        seq += 1;
+        let at = (i + 1) * ENTRY;
+        map[at..at + ENTRY].copy_from_slice(&encode_entry(*key, *part, *off, seq));
+    }
+    (live.len() + 1, seq)
 }
 
-/// Writes the live entries to generation `previous + 1` (tmp file, fsync, rename, directory
-/// fsync), then removes `previous` and `old_gens`.
+/// Creates the next generation's file under its final name, preallocated, mapped, and with
+/// every page touched once: the first store into a page of a fresh file mapping faults into
+/// the file system (block reservation, a journal handle), which can take half a
+/// millisecond, so the helper takes those faults rather than the commits that fill the file.
+fn prepare(
+    dir: &Path,
+    io: &dyn Io,
+    generation: u64,
+    cap: usize,
+) -> Result<Generation, OffsetsError> {
+    let mut g = create_mapped(commits_path(dir, generation), io, generation, cap)?;
+    for page in g.map.chunks_mut(4096) {
+        page[0] = 0;
+    }
+    Ok(g)
+}
+
+/// Creates (or empties) the file for `generation` at `tmp`, with room for `cap` entries, and
+/// maps it.
+fn create_mapped(
+    tmp: PathBuf,
+    io: &dyn Io,
+    generation: u64,
+    cap: usize,
+) -> Result<Generation, OffsetsError> {
+    let file = io.open(&tmp, true).map_err(io_err(&tmp))?;
+    file.set_len(0).map_err(io_err(&tmp))?;
+    file.set_len((cap * ENTRY) as u64).map_err(io_err(&tmp))?;
+    let map = map_file(&*file).map_err(io_err(&tmp))?;
+    Ok(Generation {
+        map,
+        file,
+        generation,
+    })
+}
+
+/// Writes the live entries to generation `generation` (tmp file, fsync, rename, directory
+/// fsync). Returns it with its cursor and last sequence number; an error says whether the
+/// rename had happened.
 fn write_generation(
     dir: &Path,
     io: &dyn Io,
-    previous: u64,
-    mut seq: u64,
+    generation: u64,
+    seq: u64,
     committed: &HashMap<(u32, u32), i64>,
     cap: usize,
-    old_gens: &[u64],
-) -> Result<Generation, OffsetsError> {
-    let generation = previous + 1;
-    let tmp = dir.join("commits.tmp");
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(&tmp)
-        .map_err(io_err(&tmp))?;
-    file.set_len((cap * ENTRY) as u64).map_err(io_err(&tmp))?;
-    let mut map = map_file(&file).map_err(io_err(&tmp))?;
-    let mut live: Vec<_> = committed.iter().map(|(&k, &v)| (k, v)).collect();
-    live.sort_unstable();
-    for (i, ((key, part), off)) in live.iter().enumerate() {
-        seq += 1;
-        map[i * ENTRY..(i + 1) * ENTRY].copy_from_slice(&encode_entry(*key, *part, *off, seq));
-    }
-    map.flush().map_err(io_err(&tmp))?;
+) -> Result<(Generation, usize, u64), (OffsetsError, bool)> {
+    // A name no prepared file uses, so an inline write never collides with a preparation
+    // running on another thread.
+    let tmp = dir.join(format!("commits-{generation:020}.tmp"));
+    let before = |e| (e, false);
+    let mut g = create_mapped(tmp.clone(), io, generation, cap).map_err(before)?;
+    let (cursor, seq) = fill(&mut g.map, seq, committed);
+    g.map.flush().map_err(io_err(&tmp)).map_err(before)?;
+    g.file.sync_data().map_err(io_err(&tmp)).map_err(before)?;
     let path = commits_path(dir, generation);
-    io.rename(&tmp, &path).map_err(io_err(&path))?;
-    io.sync_dir(dir).map_err(io_err(dir))?;
-    for &g in old_gens
-        .iter()
-        .chain(std::iter::once(&previous))
-        .filter(|&&g| g != generation)
-    {
+    io.rename(&tmp, &path)
+        .map_err(io_err(&path))
+        .map_err(before)?;
+    io.sync_dir(dir).map_err(|e| (io_err(dir)(e), true))?;
+    Ok((g, cursor, seq))
+}
+
+/// Removes the given generations' files (missing ones are fine), then fsyncs the directory.
+fn remove_generations(dir: &Path, io: &dyn Io, gens: &[u64]) -> Result<(), OffsetsError> {
+    if gens.is_empty() {
+        return Ok(());
+    }
+    for &g in gens {
         let p = commits_path(dir, g);
         match io.remove_file(&p) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io_err(&p)(e)),
             _ => {}
         }
     }
-    Ok(Generation {
-        map,
-        file: Arc::new(file),
-        generation,
-        cursor: live.len(),
-        seq,
-    })
+    io.sync_dir(dir).map_err(io_err(dir))
 }
 
 /// Reads the names file up to its first invalid record; cuts off anything after it.

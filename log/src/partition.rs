@@ -7,15 +7,16 @@
 //! publication waits for the group-commit fsync.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard};
 
 use bytes::Bytes;
 use event_listener::{Event, EventListener};
 
 use crate::batch::{self, Record, RecordBatch};
+use crate::checkpoint::Point;
 use crate::config::{FlushPolicy, TopicConfig};
-use crate::error::{AppendError, BatchError};
+use crate::error::{AppendError, BatchError, StorageError};
 use crate::io::{Io, write_all_at};
 use crate::segment::Segment;
 use crate::sync::GroupCommit;
@@ -52,6 +53,9 @@ pub(crate) struct Ctx {
     pub io: Arc<dyn Io>,
     pub max_batch_bytes: usize,
     pub index_interval: u64,
+    /// Set whenever a partition's durable point moves, so the flusher knows the recovery
+    /// checkpoint is out of date.
+    pub checkpoint_dirty: Arc<AtomicBool>,
 }
 
 /// Writer-side state, guarded by `Partition::writer`.
@@ -70,6 +74,28 @@ struct Pending {
     max_ts: i64,
 }
 
+/// How far the partition is known durable, in two measures: a position in the segment files
+/// (what the recovery checkpoint stores) and a count of appended bytes (to compare with
+/// `Partition::appended`, so the flusher can tell how much a recovery would have to scan).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Durable {
+    pub point: Point,
+    pub total: u64,
+}
+
+/// What the writer had written at one instant, taken under the writer lock.
+#[derive(Debug, Clone)]
+struct Snapshot {
+    seg: Arc<Segment>,
+    size: u64,
+    next: i64,
+    max_ts: Option<i64>,
+    total: u64,
+    /// Whether every rolled segment was sealed: only then may the durable point move into
+    /// the active segment.
+    all_sealed: bool,
+}
+
 /// One partition of a topic. `Send + Sync`; share it behind `Arc`.
 #[derive(Debug)]
 pub struct Partition {
@@ -83,15 +109,32 @@ pub struct Partition {
     hw: AtomicI64,
     pub(crate) log_start: AtomicI64,
     sync: GroupCommit,
-    pub(crate) dirty: AtomicBool,
     pub(crate) last_sync_ms: AtomicI64,
     failed: AtomicBool,
     closed: AtomicBool,
     event: Event,
     /// Segments rolled under `never`/`interval` whose seal (fsync, index trim) the background
-    /// flusher still owes. Sealing inline would stall the appender behind an fsync of a whole
-    /// segment, which is the cost `never` exists to avoid.
-    pending_seal: Mutex<Vec<Arc<Segment>>>,
+    /// flusher still owes, with the value of `appended` at their end. Sealing inline would
+    /// stall the appender behind an fsync of a whole segment, which is the cost `never`
+    /// exists to avoid.
+    pending_seal: Mutex<Vec<(Arc<Segment>, u64)>>,
+    /// Bytes appended since open, plus those recovery found after the durable point. Only
+    /// grows; `Durable::total` and `checkpointed` are measured on the same scale.
+    appended: AtomicU64,
+    /// The prefix known durable: advanced only after a successful fsync (group commit, flush,
+    /// seal), never after a failed one, and read by the checkpoint writer.
+    durable: Mutex<Durable>,
+    /// `Durable::total` as of the newest checkpoint file written.
+    pub(crate) checkpointed: AtomicU64,
+    /// Whether the partition directory was fsynced since segment files were created in it.
+    /// New partitions defer it to their first fsync, so creating a topic of many partitions
+    /// costs one directory fsync rather than one per partition.
+    dir_synced: AtomicBool,
+    /// Serializes sealing and background fsyncs (flusher, `flush`, `close`), so the durable
+    /// point is never moved past a segment another thread is still sealing.
+    maint: Mutex<()>,
+    /// Serializes retention passes.
+    pub(crate) retention: Mutex<()>,
 }
 
 thread_local! {
@@ -106,8 +149,24 @@ pub(crate) fn now_ms() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// What recovery hands to [`Partition::assemble`] besides the segments.
+#[derive(Debug)]
+pub(crate) struct Recovered {
+    /// The durable, validated prefix recovery established.
+    pub durable: Point,
+    /// Bytes after `durable` (what a crash right now would make recovery scan).
+    pub lag: u64,
+    /// Whether the partition directory is known durable with all its segment files.
+    pub dir_synced: bool,
+}
+
 impl Partition {
     /// Assembles a recovered partition (see `recovery`).
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn assemble(
         topic: &str,
         id: u32,
@@ -116,6 +175,7 @@ impl Partition {
         config: TopicConfig,
         segments: Vec<Arc<Segment>>,
         writer: Writer,
+        recovered: Recovered,
     ) -> Partition {
         let start = segments
             .first()
@@ -132,12 +192,20 @@ impl Partition {
             hw: AtomicI64::new(hw),
             log_start: AtomicI64::new(start),
             sync: GroupCommit::new(hw),
-            dirty: AtomicBool::new(false),
             last_sync_ms: AtomicI64::new(now_ms()),
             failed: AtomicBool::new(false),
             closed: AtomicBool::new(false),
             event: Event::new(),
             pending_seal: Mutex::new(Vec::new()),
+            appended: AtomicU64::new(recovered.lag),
+            durable: Mutex::new(Durable {
+                point: recovered.durable,
+                total: 0,
+            }),
+            checkpointed: AtomicU64::new(0),
+            dir_synced: AtomicBool::new(recovered.dir_synced),
+            maint: Mutex::new(()),
+            retention: Mutex::new(()),
         }
     }
 
@@ -165,6 +233,11 @@ impl Partition {
     pub fn segment_count(&self) -> usize {
         self.segs().len()
     }
+    /// Whether an fsync, seal or truncate failed, so the partition refuses writes until the
+    /// log is reopened.
+    pub fn is_failed(&self) -> bool {
+        self.failed.load(Ordering::Acquire)
+    }
 
     /// A listener notified whenever the high watermark advances.
     ///
@@ -190,7 +263,7 @@ impl Partition {
         self.segments.read().unwrap_or_else(|e| e.into_inner())
     }
     pub(crate) fn lock_writer(&self) -> MutexGuard<'_, Writer> {
-        self.writer.lock().unwrap_or_else(|e| e.into_inner())
+        lock(&self.writer)
     }
 
     /// Encodes `records` as one uncompressed v2 batch and appends it.
@@ -211,10 +284,11 @@ impl Partition {
 
     /// Appends one raw v2 batch as a producer sent it (any codec, stored as is).
     ///
-    /// Checks the length, magic, CRC and record count (and, for uncompressed batches, every
-    /// record), then assigns the base offset by overwriting the first 8 bytes of `batch`,
-    /// which the CRC does not cover. `batch` must hold exactly one batch; use
-    /// [`append_batches`](Self::append_batches) for several.
+    /// Checks it with [`RecordBatch::validate_producer_batch`] (length, magic, CRC, record
+    /// count, timestamps and, for uncompressed batches, every record), then assigns the base
+    /// offset by overwriting the first 8 bytes of `batch`, which the CRC does not cover.
+    /// `batch` must hold exactly one batch; use [`append_batches`](Self::append_batches) for
+    /// several.
     pub fn append_batch(&self, batch: &mut [u8]) -> Result<AppendInfo, AppendError> {
         let (_, n) = RecordBatch::parse(batch)?;
         if n != batch.len() {
@@ -233,15 +307,7 @@ impl Partition {
         let mut at = 0;
         for b in batch::batches(buf) {
             let b = b?;
-            b.validate()?;
-            if let batch::Compression::Unknown(_) = b.compression() {
-                return Err(BatchError::BadRecord("unknown compression codec").into());
-            }
-            if b.compression() == batch::Compression::None {
-                for r in b.records() {
-                    r?;
-                }
-            }
+            b.validate_producer_batch()?;
             let len = b.as_bytes().len();
             pending.push(Pending {
                 at,
@@ -266,12 +332,21 @@ impl Partition {
             });
         }
         let records: i64 = batches.iter().map(|p| i64::from(p.delta) + 1).sum();
+        // Index entries hold offsets relative to the segment as u32, so one append must fit
+        // in an empty segment; `roll_due` rolls before any append that would not fit in the
+        // current one.
+        if records > i64::from(u32::MAX) {
+            return Err(BatchError::TooManyRecords { records }.into());
+        }
         let mut w = self.lock_writer();
         if self.closed.load(Ordering::Acquire) {
             return Err(AppendError::Closed);
         }
         if self.failed.load(Ordering::Acquire) {
             return Err(AppendError::Failed);
+        }
+        if w.next_offset.checked_add(records).is_none() {
+            return Err(BatchError::TooManyRecords { records }.into());
         }
         if self.roll_due(&w, buf.len() as u64, records, now) {
             self.roll(&mut w, now)
@@ -288,7 +363,8 @@ impl Partition {
         if let Err(e) = write_all_at(&*seg.file, buf, pos) {
             // Cut back whatever part of the batch reached the file so the next append starts
             // on a batch boundary. If even that fails the tail is unknown: refuse writes until
-            // recovery has validated it.
+            // recovery has validated it. The durable point is below `pos`, so the cut never
+            // reaches anything a checkpoint may describe.
             if seg.file.set_len(pos).is_err() {
                 self.failed.store(true, Ordering::Release);
             }
@@ -305,15 +381,16 @@ impl Partition {
                     before,
                     self.ctx.index_interval,
                 );
-                before = before.max(p.max_ts);
+                before = Some(before.map_or(p.max_ts, |b| b.max(p.max_ts)));
                 o += i64::from(p.delta) + 1;
             }
         }
         for p in batches {
-            seg.note_max_ts(p.max_ts);
+            seg.note_max_ts(Some(p.max_ts));
         }
         w.size = pos + buf.len() as u64;
         w.next_offset = next;
+        self.appended.fetch_add(buf.len() as u64, Ordering::AcqRel);
         seg.written.store(w.size, Ordering::Release);
         seg.end_offset.store(next, Ordering::Release);
         let info = AppendInfo {
@@ -323,7 +400,6 @@ impl Partition {
         };
         if self.config.flush != FlushPolicy::Always {
             self.publish(&seg, w.size, next);
-            self.dirty.store(true, Ordering::Release);
             return Ok(info);
         }
         drop(w);
@@ -338,15 +414,107 @@ impl Partition {
         e
     }
 
+    fn failed_error(&self) -> StorageError {
+        StorageError::PartitionFailed {
+            topic: self.topic.clone(),
+            partition: self.id,
+        }
+    }
+
+    fn snapshot(&self, w: &Writer) -> Snapshot {
+        Snapshot {
+            seg: w.active.clone(),
+            size: w.size,
+            next: w.next_offset,
+            max_ts: w.active.cached_max_ts(),
+            total: self.appended.load(Ordering::Acquire),
+            all_sealed: lock(&self.pending_seal).is_empty(),
+        }
+    }
+
+    /// fsyncs the partition directory once after segment files were created in it, before
+    /// any fsync whose result a checkpoint may describe.
+    fn ensure_dir_synced(&self) -> std::io::Result<()> {
+        if !self.dir_synced.load(Ordering::Acquire) {
+            self.ctx.io.sync_dir(&self.dir)?;
+            self.dir_synced.store(true, Ordering::Release);
+        }
+        Ok(())
+    }
+
     /// The group-commit leader's work: fsync what is written now, then publish it.
     fn sync_active(&self) -> std::io::Result<i64> {
-        let (seg, size, next) = {
-            let w = self.lock_writer();
-            (w.active.clone(), w.size, w.next_offset)
-        };
-        seg.file.sync_data()?;
-        self.publish(&seg, size, next);
-        Ok(next)
+        let snap = self.snapshot(&self.lock_writer());
+        if self.is_failed() {
+            // A roll (and its seal) failed since our write: what is durable is unknown.
+            return Err(std::io::Error::other(
+                "the partition failed during the append",
+            ));
+        }
+        self.ensure_dir_synced()?;
+        snap.seg.file.sync_data()?;
+        self.publish(&snap.seg, snap.size, snap.next);
+        // Under `always` every rolled segment was sealed before the next was created.
+        self.advance_durable(&snap);
+        Ok(snap.next)
+    }
+
+    /// Moves the durable point to the snapshot, which an fsync has just made durable.
+    fn advance_durable(&self, snap: &Snapshot) {
+        if !snap.all_sealed {
+            return;
+        }
+        self.advance_durable_to(
+            Point {
+                base: snap.seg.base_offset,
+                pos: snap.size,
+                next: snap.next,
+                max_ts: snap.max_ts,
+            },
+            snap.total,
+        );
+    }
+
+    fn advance_durable_to(&self, point: Point, total: u64) {
+        if self.is_failed() {
+            // After a failed fsync nothing later is trusted, even if a later fsync succeeds.
+            return;
+        }
+        let mut d = lock(&self.durable);
+        if (point.base, point.pos) > (d.point.base, d.point.pos) {
+            d.point = point;
+            d.total = d.total.max(total);
+            self.ctx.checkpoint_dirty.store(true, Ordering::Release);
+        }
+    }
+
+    /// The durable point and its `total`, for the checkpoint writer.
+    pub(crate) fn durable(&self) -> Durable {
+        *lock(&self.durable)
+    }
+
+    /// Bytes a recovery would have to scan if the process crashed now and the newest
+    /// checkpoint were the one on disk.
+    pub(crate) fn unchecked_bytes(&self) -> u64 {
+        self.appended
+            .load(Ordering::Acquire)
+            .saturating_sub(self.checkpointed.load(Ordering::Acquire))
+    }
+
+    /// Bytes appended but not yet known durable.
+    pub(crate) fn unsynced_bytes(&self) -> u64 {
+        self.appended
+            .load(Ordering::Acquire)
+            .saturating_sub(lock(&self.durable).total)
+    }
+
+    /// Clamps the durable point after retention removed the segments before `first_base`.
+    pub(crate) fn clamp_durable(&self, first_base: i64) {
+        let mut d = lock(&self.durable);
+        if d.point.base < first_base {
+            d.point = Point::segment_start(first_base);
+            self.ctx.checkpoint_dirty.store(true, Ordering::Release);
+        }
     }
 
     fn publish(&self, seg: &Segment, size: u64, next: i64) {
@@ -362,10 +530,11 @@ impl Partition {
             return false;
         }
         let rel_after = w.next_offset - w.active.base_offset + records;
+        let created = w.active.created_ms.load(Ordering::Acquire);
         w.size + len > self.config.segment_bytes
             || w.size + len > u64::from(u32::MAX)
             || rel_after > i64::from(u32::MAX)
-            || now.saturating_sub(w.active.created_ms)
+            || now.saturating_sub(created)
                 >= i64::try_from(self.config.segment_ms).unwrap_or(i64::MAX)
     }
 
@@ -389,13 +558,13 @@ impl Partition {
             now,
         )?);
         seg.end_offset.store(w.next_offset, Ordering::Release);
+        let total = self.appended.load(Ordering::Acquire);
         if always {
+            // The new segment's files must be durable before anything in them is acknowledged.
             self.ctx.io.sync_dir(&self.dir)?;
+            self.dir_synced.store(true, Ordering::Release);
         } else {
-            self.pending_seal
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .push(w.active.clone());
+            lock(&self.pending_seal).push((w.active.clone(), total));
         }
         self.segments
             .write()
@@ -403,60 +572,139 @@ impl Partition {
             .push(seg.clone());
         w.active = seg;
         w.size = 0;
+        if always {
+            self.advance_durable_to(Point::segment_start(w.next_offset), total);
+        }
         Ok(())
     }
 
-    /// Seals the segments rolled since the last call (background flusher, flush, close).
-    pub(crate) fn seal_pending(&self) -> std::io::Result<()> {
-        let pending =
-            std::mem::take(&mut *self.pending_seal.lock().unwrap_or_else(|e| e.into_inner()));
-        if pending.is_empty() {
+    /// Seals the segments rolled since the last call. Caller holds `maint`.
+    ///
+    /// A failed seal is never retried: after a failed fsync the kernel may have dropped the
+    /// dirty pages and a retry would "succeed" over lost data (Linux's fsyncgate). The
+    /// partition is marked failed instead, the segment stays unsealed on disk, and the next
+    /// open validates it.
+    fn seal_pending(&self) -> std::io::Result<()> {
+        let pending = std::mem::take(&mut *lock(&self.pending_seal));
+        let Some((last, total)) = pending.last().cloned() else {
             return Ok(());
+        };
+        if self.is_failed() {
+            return Err(std::io::Error::other(
+                "not sealing: the partition failed earlier",
+            ));
         }
         let sealed = pending
             .iter()
-            .try_for_each(|s| s.seal())
+            .try_for_each(|(s, _)| s.seal())
             .and_then(|()| self.ctx.io.sync_dir(&self.dir));
-        if sealed.is_err() {
-            // Try again next time; sealing is idempotent.
-            let mut q = self.pending_seal.lock().unwrap_or_else(|e| e.into_inner());
-            let newer = std::mem::replace(&mut *q, pending);
-            q.extend(newer);
+        if let Err(e) = sealed {
+            self.failed.store(true, Ordering::Release);
+            return Err(e);
         }
-        sealed
+        self.dir_synced.store(true, Ordering::Release);
+        // Segments are sealed in roll order and the durable point never passes an unsealed
+        // one, so everything up to the end of the last sealed segment is now durable.
+        self.advance_durable_to(
+            Point::segment_start(last.end_offset.load(Ordering::Acquire)),
+            total,
+        );
+        Ok(())
+    }
+
+    /// Holds off sealing and background fsyncs (retention, while it picks segments).
+    pub(crate) fn lock_maint(&self) -> MutexGuard<'_, ()> {
+        lock(&self.maint)
+    }
+
+    /// Segments rolled whose seal the flusher still owes.
+    pub(crate) fn seal_owed(&self) -> Vec<Arc<Segment>> {
+        lock(&self.pending_seal)
+            .iter()
+            .map(|(s, _)| s.clone())
+            .collect()
+    }
+
+    /// Seals the segments rolled since the last call (the background flusher's job).
+    pub(crate) fn seal_rolled(&self) -> Result<(), StorageError> {
+        let _m = lock(&self.maint);
+        self.seal_pending().map_err(|e| StorageError::Io {
+            path: self.dir.clone(),
+            source: e,
+        })
     }
 
     pub(crate) fn prealloc(&self) -> usize {
         prealloc_entries(&self.config, self.ctx.index_interval)
     }
 
-    /// fsyncs the active segment if it has unsynced data (used by `IntervalMs` and `flush`).
-    pub(crate) fn flush(&self) -> std::io::Result<()> {
-        self.seal_pending()?;
-        if !self.dirty.swap(false, Ordering::AcqRel) {
+    /// fsyncs the active segment up to `snap` if it has unsynced data, and moves the durable
+    /// point there. Caller holds `maint`.
+    fn sync_tail(&self, snap: &Snapshot) -> std::io::Result<()> {
+        if snap.total <= lock(&self.durable).total {
             return Ok(());
         }
-        let seg = self.lock_writer().active.clone();
         self.last_sync_ms.store(now_ms(), Ordering::Release);
-        let r = seg.file.sync_data();
-        if r.is_err() {
+        let synced = self
+            .ensure_dir_synced()
+            .and_then(|()| snap.seg.file.sync_data());
+        if let Err(e) = synced {
             self.failed.store(true, Ordering::Release);
+            return Err(e);
         }
-        r
+        self.advance_durable(snap);
+        Ok(())
     }
 
-    /// Flushes and trims the active segment's indexes; appends fail afterwards.
-    pub(crate) fn close(&self) -> std::io::Result<()> {
-        self.seal_pending()?;
+    /// Seals rolled segments and fsyncs the active one if it has unsynced data (the
+    /// background flusher, `Log::flush`). A seal failure does not stop the fsync of the
+    /// active segment: acknowledged `interval` data still gets to disk.
+    pub(crate) fn flush(&self) -> Result<(), StorageError> {
+        let _m = lock(&self.maint);
+        let was_failed = self.is_failed();
+        let sealed = self.seal_pending();
+        if was_failed {
+            return Err(self.failed_error());
+        }
+        // Even if the seal just failed (the partition is failed now), fsync the active
+        // segment once: its acknowledged `interval` data deserves the chance. The durable
+        // point does not move past a failure either way.
+        let snap = self.snapshot(&self.lock_writer());
+        let synced = self.sync_tail(&snap);
+        sealed.and(synced).map_err(|e| match self.is_failed() {
+            true => self.failed_error(),
+            false => StorageError::Io {
+                path: self.dir.clone(),
+                source: e,
+            },
+        })
+    }
+
+    /// Seals, fsyncs and trims the active segment's indexes; appends fail afterwards.
+    ///
+    /// Everything happens under the writer lock after `closed` is set, so no append or roll
+    /// can slip in between: when this returns `Ok`, every segment but the active one is
+    /// sealed and the durable point is the end of the log. A failed partition is closed
+    /// without any fsync and reports [`StorageError::PartitionFailed`].
+    pub(crate) fn close(&self) -> Result<(), StorageError> {
+        let _m = lock(&self.maint);
         let w = self.lock_writer();
         if self.closed.swap(true, Ordering::AcqRel) {
             return Ok(());
         }
-        self.dirty.store(false, Ordering::Release);
-        w.active.file.sync_data()?;
+        let io_err = |e| StorageError::Io {
+            path: self.dir.clone(),
+            source: e,
+        };
+        let sealed = self.seal_pending();
+        if self.is_failed() {
+            return Err(self.failed_error());
+        }
+        sealed.map_err(io_err)?;
+        self.sync_tail(&self.snapshot(&w)).map_err(io_err)?;
         let mut ix = w.active.indexes_mut();
-        ix.offsets.trim()?;
-        ix.times.trim()?;
+        ix.offsets.trim().map_err(io_err)?;
+        ix.times.trim().map_err(io_err)?;
         Ok(())
     }
 }

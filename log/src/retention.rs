@@ -5,6 +5,7 @@
 //! be a second cleaner that rewrites sealed segments into new ones (same format, offsets kept,
 //! gaps allowed) and swaps them in under the same segment-list lock; nothing here prevents it.
 
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use crate::error::{StorageError, io_at};
@@ -28,22 +29,41 @@ impl RetentionReport {
 
 impl Partition {
     /// Deletes the oldest sealed segments that break the topic's retention at `now_ms`.
+    ///
+    /// Passes are serialized per partition, and the doomed prefix is checked again under the
+    /// segment-list write lock, so concurrent calls never delete more than they decided to.
+    /// A segment rolled under `never`/`interval` whose seal the flusher still owes is kept
+    /// until it is sealed (sealing is held off meanwhile). A damaged segment recovery kept
+    /// unsealed is not owed a seal and can go like any other.
     pub(crate) fn enforce_retention(&self, now_ms: i64) -> Result<RetentionReport, StorageError> {
         let (retention_ms, retention_bytes) =
             (self.config.retention_ms, self.config.retention_bytes);
         if retention_ms.is_none() && retention_bytes.is_none() {
             return Ok(RetentionReport::default());
         }
+        let _pass = self.retention.lock().unwrap_or_else(|e| e.into_inner());
+        let _no_seals = self.lock_maint();
+        let owed = self.seal_owed();
         let segs = self.segs().clone();
-        let sealed = &segs[..segs.len().saturating_sub(1)];
+        let candidates = &segs[..segs.len().saturating_sub(1)];
         let mut total: u64 = segs.iter().map(|s| s.size()).sum();
         let mut doomed = 0;
-        for s in sealed {
+        for s in candidates {
+            if owed.iter().any(|o| Arc::ptr_eq(o, s)) {
+                break;
+            }
             let too_old = match retention_ms {
-                Some(ms) => {
-                    let max = s.max_timestamp().map_err(io_at(&s.path))?;
-                    max < now_ms.saturating_sub(i64::try_from(ms).unwrap_or(i64::MAX))
-                }
+                // A sealed segment's final time-index entry gives its max timestamp. One whose
+                // timestamp cannot be read (damage) is kept by age; size can still remove it.
+                Some(ms) => match s.max_timestamp() {
+                    Ok(max) => max.is_some_and(|max| {
+                        max < now_ms.saturating_sub(i64::try_from(ms).unwrap_or(i64::MAX))
+                    }),
+                    Err(e) => {
+                        tracing::warn!(segment = %s.path.display(), error = %e, "retention: max timestamp unknown");
+                        false
+                    }
+                },
                 None => false,
             };
             let too_big =
@@ -59,10 +79,22 @@ impl Partition {
         }
         let removed: Vec<_> = {
             let mut list = self.segments.write().unwrap_or_else(|e| e.into_inner());
+            // Only this pass removes segments (under `retention`), and appends only add at
+            // the end, so the prefix is unchanged; check anyway rather than trust it, and
+            // never remove the last (active) segment.
+            let same = list.len() > doomed
+                && list
+                    .iter()
+                    .zip(&segs[..doomed])
+                    .all(|(a, b)| Arc::ptr_eq(a, b));
+            if !same {
+                return Ok(RetentionReport::default());
+            }
             let removed: Vec<_> = list.drain(..doomed).collect();
             // Readers check the log start first; move it before the files go.
             if let Some(first) = list.first() {
                 self.log_start.store(first.base_offset, Ordering::Release);
+                self.clamp_durable(first.base_offset);
             }
             removed
         };

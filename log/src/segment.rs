@@ -13,8 +13,6 @@ use crate::batch::{self, HEADER_LEN, LOG_OVERHEAD, RecordBatch};
 use crate::index::{OffsetIndex, TimeIndex};
 use crate::io::{FileHandle, Io, read_full_at};
 
-/// `max_ts` value meaning "not computed yet".
-const UNKNOWN_TS: i64 = i64::MIN;
 /// Read size when walking a segment sequentially.
 const WALK_CHUNK: usize = 1 << 20;
 
@@ -44,15 +42,19 @@ pub struct Indexes {
 }
 
 impl Indexes {
-    /// Records a batch at `pos`; adds entries once `interval` bytes passed since the last.
-    pub fn note_batch(&mut self, pos: u64, rel: u32, max_ts_before: i64, interval: u64) {
+    /// Records a batch at `pos`, whose predecessors in the segment have the largest timestamp
+    /// `max_ts_before`; adds entries once `interval` bytes passed since the last.
+    pub fn note_batch(&mut self, pos: u64, rel: u32, max_ts_before: Option<i64>, interval: u64) {
         if pos > 0 && pos - self.last_pos >= interval && pos <= u64::from(u32::MAX) {
             self.offsets.push(rel, pos as u32);
-            self.times.push(max_ts_before, rel);
+            if let Some(t) = max_ts_before {
+                self.times.push(t, rel);
+            }
             self.last_pos = pos;
         }
     }
-    fn reset_last_pos(&mut self) {
+    /// Re-derives where the next entry is due from the last offset-index entry.
+    pub fn reset_last_pos(&mut self) {
         self.last_pos = self
             .offsets
             .len()
@@ -108,9 +110,13 @@ pub struct Segment {
     pub end_offset: AtomicI64,
     /// Bytes from 0 whose CRCs were checked in this process.
     pub verified: AtomicU64,
+    /// Largest batch timestamp seen, valid only once `max_ts_known` is set. A flag rather
+    /// than a sentinel value: a producer may send any i64 as a timestamp, `i64::MIN` included.
     max_ts: AtomicI64,
-    /// Wall-clock time the segment was created or opened (for rolling by age).
-    pub created_ms: i64,
+    max_ts_known: AtomicBool,
+    /// When the segment's age starts, for rolling by `segment_ms`: its creation time, or for a
+    /// reopened active segment the timestamp of its first batch (see `recovery`).
+    pub created_ms: AtomicI64,
     /// Whether the segment was sealed (fsynced, indexes trimmed).
     pub sealed: AtomicBool,
 }
@@ -138,8 +144,8 @@ impl Segment {
         let file = io.open(&log, true)?;
         let size = file.len()?;
         let mut indexes = Indexes {
-            offsets: OffsetIndex::open(&ix, prealloc)?,
-            times: TimeIndex::open(&tix, prealloc)?,
+            offsets: OffsetIndex::open(io, &ix, prealloc)?,
+            times: TimeIndex::open(io, &tix, prealloc)?,
             last_pos: 0,
         };
         indexes.offsets.retain_below(size);
@@ -153,8 +159,9 @@ impl Segment {
             written: AtomicU64::new(size),
             end_offset: AtomicI64::new(base),
             verified: AtomicU64::new(0),
-            max_ts: AtomicI64::new(UNKNOWN_TS),
-            created_ms: now_ms,
+            max_ts: AtomicI64::new(i64::MIN),
+            max_ts_known: AtomicBool::new(false),
+            created_ms: AtomicI64::new(now_ms),
             sealed: AtomicBool::new(prealloc.is_none()),
         })
     }
@@ -175,34 +182,54 @@ impl Segment {
     pub fn rel(&self, offset: i64) -> u32 {
         u32::try_from((offset - self.base_offset).max(0)).unwrap_or(u32::MAX)
     }
-    /// Notes a batch's max timestamp (writer side).
-    pub fn note_max_ts(&self, ts: i64) {
-        self.max_ts.fetch_max(ts, Ordering::AcqRel);
+    /// Notes a batch's max timestamp (writer and recovery side).
+    pub fn note_max_ts(&self, ts: Option<i64>) {
+        if let Some(ts) = ts {
+            // Value first, then the flag: a reader that sees the flag sees a value at least
+            // as large as this one.
+            self.max_ts.fetch_max(ts, Ordering::AcqRel);
+            self.max_ts_known.store(true, Ordering::Release);
+        }
     }
-    /// The cached max timestamp, `i64::MIN` if unknown or empty.
-    pub fn cached_max_ts(&self) -> i64 {
-        self.max_ts.load(Ordering::Acquire)
+    /// The cached max timestamp; `None` if not known yet (or the segment is empty).
+    pub fn cached_max_ts(&self) -> Option<i64> {
+        self.max_ts_known
+            .load(Ordering::Acquire)
+            .then(|| self.max_ts.load(Ordering::Acquire))
     }
 
-    /// Largest timestamp in the segment, computed from the time index's last entry plus a
-    /// walk of the batch headers after it (a sealed segment's last entry covers everything).
-    pub fn max_timestamp(&self) -> io::Result<i64> {
-        let cached = self.max_ts.load(Ordering::Acquire);
-        if cached != UNKNOWN_TS {
-            return Ok(cached);
+    /// Largest timestamp in the segment (`None` if it is empty), computed from the time
+    /// index's last entry plus a walk of the batch headers after it (a sealed segment's last
+    /// entry covers everything). Fails if a header on the way is damaged.
+    pub fn max_timestamp(&self) -> io::Result<Option<i64>> {
+        if let Some(t) = self.cached_max_ts() {
+            return Ok(Some(t));
         }
+        let end_rel = self.end_offset.load(Ordering::Acquire) - self.base_offset;
         let (mut max, pos) = {
             let ix = self.indexes();
             match ix.times.last() {
-                Some((t, rel)) => (t, u64::from(ix.offsets.lookup(rel).1)),
-                None => (UNKNOWN_TS, 0),
+                // The final entry of a sealed segment covers every batch.
+                Some((t, rel)) if i64::from(rel) == end_rel => {
+                    drop(ix);
+                    self.note_max_ts(Some(t));
+                    return Ok(Some(t));
+                }
+                Some((t, rel)) => (Some(t), u64::from(ix.offsets.lookup(rel).1)),
+                None => (None, 0),
             }
         };
-        self.walk(pos, self.size(), false, |b| {
-            max = max.max(b.max_ts);
+        let end = self.walk(pos, self.size(), false, |b| {
+            max = Some(max.map_or(b.max_ts, |m: i64| m.max(b.max_ts)));
             Ok(())
         })?;
-        self.max_ts.fetch_max(max, Ordering::AcqRel);
+        if let Some(reason) = end.error {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{} at byte {}: {reason}", self.path.display(), end.pos),
+            ));
+        }
+        self.note_max_ts(max);
         Ok(max)
     }
 
@@ -314,18 +341,40 @@ impl Segment {
 
     /// fsyncs the log and trims the indexes, recording the final time-index entry so the
     /// segment's max timestamp is known without a scan. Idempotent.
+    ///
+    /// The final entry is the on-disk proof that the segment was sealed, and recovery trusts
+    /// a sealed segment without reading it, so it is written only after the `.log` fsync
+    /// succeeded, and it must not be dropped: room is made for it, and entries that would make
+    /// `TimeIndex::push` refuse it (left by an index built with other settings) are cut first.
     pub fn seal(&self) -> io::Result<()> {
         self.file.sync_data()?;
         let end_rel = self.rel(self.end_offset.load(Ordering::Acquire));
         let max = self.cached_max_ts();
         let mut ix = self.indexes_mut();
-        if max != UNKNOWN_TS {
+        if let Some(max) = max {
+            ix.times.retain_below(end_rel, Some(max));
+            ix.times.reserve_one()?;
             ix.times.push(max, end_rel);
+            if ix.times.last() != Some((max, end_rel)) {
+                return Err(io::Error::other(format!(
+                    "{}: the final time-index entry could not be written",
+                    self.path.display()
+                )));
+            }
         }
         ix.offsets.trim()?;
         ix.times.trim()?;
         self.sealed.store(true, Ordering::Release);
         Ok(())
+    }
+
+    /// Whether the time index ends with the final entry a seal writes for a segment ending
+    /// at `end_offset`.
+    pub fn has_seal_entry(&self, end_offset: i64) -> bool {
+        self.indexes()
+            .times
+            .last()
+            .is_some_and(|(_, rel)| i64::from(rel) == end_offset - self.base_offset)
     }
 
     /// Paths of the three files.

@@ -47,6 +47,12 @@ impl GroupCommit {
         self.cv.notify_all();
     }
 
+    /// Marks the domain failed: every later `wait` that is not already covered fails.
+    pub fn fail(&self) {
+        self.lock().failed = true;
+        self.cv.notify_all();
+    }
+
     /// Blocks until everything below `target` is durable, leading a sync if none runs.
     pub fn wait(&self, target: i64, sync: impl FnOnce() -> io::Result<i64>) -> io::Result<()> {
         let mut sync = Some(sync);

@@ -7,11 +7,11 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use serde::{Deserialize, Serialize};
 
 use crate::config::TopicConfig;
-use crate::error::{OpenError, TopicError};
+use crate::error::{OpenError, StorageError, TopicError};
 use crate::io::{Io, write_file_atomic};
 use crate::partition::{Ctx, Partition, partition_dir};
 use crate::partitioner::murmur2_partition;
-use crate::recovery::{RecoveryEvent, open_partition};
+use crate::recovery::{Job, open_all};
 
 /// On-disk format version recorded in every `topic.toml`.
 pub const FORMAT_VERSION: u32 = 1;
@@ -91,19 +91,28 @@ impl Topic {
         if let Some(parent) = dir.parent() {
             ctx.io.sync_dir(parent).map_err(io_err(parent))?;
         }
-        let mut events = Vec::new();
-        Self::open_partitions(dir, name, config, ctx, true, &mut events)
-            .map_err(|(path, source)| TopicError::Io { path, source })
+        let jobs = (0..config.partitions)
+            .map(|id| Job {
+                topic: name.to_string(),
+                id,
+                dir: partition_dir(&dir, id),
+                config: config.clone(),
+                checkpoint: None,
+            })
+            .collect();
+        let mut partitions = Vec::with_capacity(config.partitions as usize);
+        for (pdir, opened) in open_all(jobs, ctx, 1) {
+            let opened = opened.map_err(|source| TopicError::Io { path: pdir, source })?;
+            partitions.push(Arc::new(opened.partition));
+        }
+        // The partition directories' entries; each partition fsyncs its own directory (and
+        // so its first segment's files) before its first fsync.
+        ctx.io.sync_dir(&dir).map_err(io_err(&dir))?;
+        Ok(Topic::from_parts(dir, name, config, partitions))
     }
 
-    /// Reads `topic.toml` in `dir` and recovers every partition.
-    pub(crate) fn load(
-        dir: PathBuf,
-        name: &str,
-        ctx: &Ctx,
-        clean: bool,
-        events: &mut Vec<RecoveryEvent>,
-    ) -> Result<Topic, OpenError> {
+    /// Reads and checks `topic.toml` in `dir`.
+    pub(crate) fn read_config(dir: &Path) -> Result<TopicConfig, OpenError> {
         let cfg_path = dir.join("topic.toml");
         let text = std::fs::read_to_string(&cfg_path).map_err(|source| OpenError::Io {
             path: cfg_path.clone(),
@@ -122,48 +131,38 @@ impl Topic {
             });
         }
         file.config.validate().map_err(bad)?;
-        Self::open_partitions(dir, name, file.config, ctx, clean, events)
-            .map_err(|(path, source)| OpenError::Io { path, source })
+        Ok(file.config)
     }
 
-    fn open_partitions(
+    /// A topic of already opened partitions.
+    pub(crate) fn from_parts(
         dir: PathBuf,
         name: &str,
         config: TopicConfig,
-        ctx: &Ctx,
-        clean: bool,
-        events: &mut Vec<RecoveryEvent>,
-    ) -> Result<Topic, (PathBuf, std::io::Error)> {
-        let mut partitions = Vec::with_capacity(config.partitions as usize);
-        for id in 0..config.partitions {
-            let pdir = partition_dir(&dir, id);
-            let p = open_partition(
-                name,
-                id,
-                pdir.clone(),
-                ctx.clone(),
-                config.clone(),
-                clean,
-                events,
-            )
-            .map_err(|e| (pdir, e))?;
-            partitions.push(Arc::new(p));
-        }
-        Ok(Topic {
+        partitions: Vec<Arc<Partition>>,
+    ) -> Topic {
+        Topic {
             name: name.to_string(),
             config,
             partitions,
             round_robin: AtomicU32::new(0),
             dir,
-        })
+        }
     }
 
-    /// Closes every partition (flush, trim indexes).
-    pub(crate) fn close(&self) -> Result<(), (PathBuf, std::io::Error)> {
+    /// Closes every partition (seal, fsync, trim indexes), even after one fails; returns the
+    /// first error.
+    pub(crate) fn close(&self) -> Result<(), StorageError> {
+        let mut first = Ok(());
         for p in &self.partitions {
-            p.close().map_err(|e| (p.dir.clone(), e))?;
+            if let Err(e) = p.close() {
+                tracing::error!(topic = %self.name, partition = p.id(), error = %e, "closing a partition failed");
+                if first.is_ok() {
+                    first = Err(e);
+                }
+            }
         }
-        Ok(())
+        first
     }
 
     /// Removes the topic's files.

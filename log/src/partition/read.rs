@@ -45,9 +45,7 @@ impl Partition {
             }
         };
         let end = seg.published.load(Ordering::Acquire);
-        let Some(pos) = self.locate(&seg, from_offset, end)? else {
-            return Ok(empty);
-        };
+        let pos = self.locate(&seg, from_offset, end)?;
         let bytes = read_batches(&seg, pos, end, max_bytes)?;
         let next = match batch::batches(&bytes).last() {
             Some(Ok(b)) => b.last_offset() + 1,
@@ -62,43 +60,44 @@ impl Partition {
     }
 
     /// Position of the batch holding `offset` in `seg`: index lookup, then a short walk of
-    /// headers. `None` if no batch below `end` holds it.
-    fn locate(&self, seg: &Segment, offset: i64, end: u64) -> Result<Option<u64>, ReadError> {
+    /// headers.
+    ///
+    /// The caller only asks for offsets below the high watermark, which the segment's
+    /// published bytes cover, so running out of bytes means the segment is shorter than its
+    /// offsets say (a hole left by damage): that is reported as [`ReadError::Corrupt`] naming
+    /// where the walk stopped, never as an empty read that would leave a consumer polling the
+    /// same offset forever.
+    fn locate(&self, seg: &Segment, offset: i64, end: u64) -> Result<u64, ReadError> {
         let (rel, pos) = seg.indexes().offsets.lookup(seg.rel(offset));
-        let (mut pos, mut expected) = (u64::from(pos), seg.base_offset + i64::from(rel));
-        loop {
-            let Some(h) = seg.read_header(pos, end).map_err(ReadError::Io)? else {
-                return Ok(None);
-            };
-            let corrupt = |reason: String| ReadError::Corrupt {
-                path: seg.path.clone(),
-                position: pos,
-                reason,
-            };
-            let ((base, last), size) = parse_header(&h).map_err(|e| corrupt(e.to_string()))?;
-            // Offsets are contiguous within a segment; a jump means a damaged header.
-            if base != expected || last < base {
-                return Err(corrupt(format!(
-                    "batch base offset {base} where {expected} was expected"
-                )));
+        let (pos, first) = (u64::from(pos), seg.base_offset + i64::from(rel));
+        match walk_headers(seg, offset, end, pos, first) {
+            // Indexes carry no checksum: if the batch an entry points at is not the one it
+            // names, find the batch from the segment start instead of failing the read.
+            Err(ReadError::Corrupt { position, .. }) if pos > 0 && position == pos => {
+                walk_from_start(seg, offset, end)
             }
-            if last >= offset {
-                return Ok(Some(pos));
-            }
-            expected = last + 1;
-            pos += size as u64;
+            r => r,
         }
     }
-
-    /// First offset whose timestamp is `>= ts_ms`, below the high watermark.
+    /// First offset whose timestamp is `>= ts_ms`, below the high watermark; `Ok(None)` if
+    /// there is none.
     ///
     /// For a compressed batch, the batch's base offset is returned when its max timestamp
-    /// qualifies (records are not decompressed).
-    pub fn offset_for_timestamp(&self, ts_ms: i64) -> Option<i64> {
+    /// qualifies (records are not decompressed). Damaged data on the way is an error, not a
+    /// silent skip to a later segment, which would return a wrong (too late) offset.
+    pub fn offset_for_timestamp(&self, ts_ms: i64) -> Result<Option<i64>, ReadError> {
         let hw = self.high_watermark();
         let segs: Vec<Arc<Segment>> = self.segs().clone();
         for seg in segs {
-            if seg.base_offset >= hw || seg.max_timestamp().ok()? < ts_ms {
+            if seg.base_offset >= hw {
+                continue;
+            }
+            let max = seg.max_timestamp().map_err(|e| ReadError::Corrupt {
+                path: seg.path.clone(),
+                position: 0,
+                reason: format!("cannot find the segment's max timestamp: {e}"),
+            })?;
+            if max.is_none_or(|m| m < ts_ms) {
                 continue;
             }
             let end = seg.published.load(Ordering::Acquire);
@@ -106,28 +105,130 @@ impl Partition {
                 let ix = seg.indexes();
                 u64::from(ix.offsets.lookup(ix.times.lookup(ts_ms)).1)
             };
-            let mut found = None;
-            let _ = seg.walk(pos, end, false, |b| {
-                if b.max_ts >= ts_ms {
-                    found = Some(*b);
-                    return Err(String::new());
-                }
-                Ok(())
-            });
-            let Some(b) = found else { continue };
-            let bytes = read_batches(&seg, b.pos, end, 1).ok()?;
-            let (batch, _) = RecordBatch::parse(&bytes).ok()?;
-            if batch.compression() != batch::Compression::None {
-                return Some(batch.base_offset());
+            let find = |from: u64| {
+                let mut found = None;
+                seg.walk(from, end, false, |b| {
+                    if b.max_ts >= ts_ms {
+                        found = Some(*b);
+                        return Err(String::new());
+                    }
+                    Ok(())
+                })
+                .map(|walked| (found, walked))
+                .map_err(ReadError::Io)
+            };
+            let (mut found, mut walked) = find(pos)?;
+            if found.is_none() && walked.error.is_some() && walked.pos == pos && pos > 0 {
+                // The index pointed at no batch (it carries no checksum): start over.
+                (found, walked) = find(0)?;
             }
-            let hit = batch
-                .records()
-                .filter_map(Result::ok)
-                .find(|r| r.timestamp_ms >= ts_ms);
-            return Some(hit.map_or(batch.base_offset(), |r| r.offset));
+            let Some(b) = found else {
+                if let Some(reason) = walked.error {
+                    return Err(ReadError::Corrupt {
+                        path: seg.path.clone(),
+                        position: walked.pos,
+                        reason,
+                    });
+                }
+                continue;
+            };
+            let bytes = read_batches(&seg, b.pos, end, 1)?;
+            let (batch, _) = RecordBatch::parse(&bytes).map_err(|e| ReadError::Corrupt {
+                path: seg.path.clone(),
+                position: b.pos,
+                reason: e.to_string(),
+            })?;
+            if batch.compression() != batch::Compression::None {
+                return Ok(Some(batch.base_offset()));
+            }
+            for r in batch.records() {
+                let r = r.map_err(|e| ReadError::Corrupt {
+                    path: seg.path.clone(),
+                    position: b.pos,
+                    reason: e.to_string(),
+                })?;
+                if r.timestamp_ms >= ts_ms {
+                    return Ok(Some(r.offset));
+                }
+            }
+            // Only reachable with log-append time, where records carry the batch's max
+            // timestamp, which qualified.
+            return Ok(Some(batch.base_offset()));
         }
-        None
+        Ok(None)
     }
+}
+
+/// Walks batch headers from `pos`, where the batch with base offset `expected` starts, to
+/// the batch holding `offset`. Running out of bytes below the high watermark is a hole.
+fn walk_headers(
+    seg: &Segment,
+    offset: i64,
+    end: u64,
+    mut pos: u64,
+    mut expected: i64,
+) -> Result<u64, ReadError> {
+    loop {
+        let corrupt = |reason: String| ReadError::Corrupt {
+            path: seg.path.clone(),
+            position: pos,
+            reason,
+        };
+        let Some(h) = seg.read_header(pos, end).map_err(ReadError::Io)? else {
+            return Err(corrupt(format!(
+                "offset {offset} is missing: the segment's batches end at byte {pos} \
+                 (offset {expected}), before it"
+            )));
+        };
+        let ((base, last), size) = parse_header(&h).map_err(|e| corrupt(e.to_string()))?;
+        // Offsets are contiguous within a segment; a jump means a damaged header.
+        if base != expected || last < base {
+            return Err(corrupt(format!(
+                "batch base offset {base} where {expected} was expected"
+            )));
+        }
+        if last >= offset {
+            return Ok(pos);
+        }
+        expected = last + 1;
+        pos += size as u64;
+    }
+}
+
+/// [`walk_headers`] from the segment start, reading in large chunks (the index was no help).
+fn walk_from_start(seg: &Segment, offset: i64, end: u64) -> Result<u64, ReadError> {
+    let mut expected = seg.base_offset;
+    let mut found = None;
+    let walked = seg
+        .walk(0, end, false, |b| {
+            if b.base != expected {
+                return Err(format!(
+                    "batch base offset {} where {expected} was expected",
+                    b.base
+                ));
+            }
+            if b.last >= offset {
+                found = Some(b.pos);
+                return Err(String::new());
+            }
+            expected = b.last + 1;
+            Ok(())
+        })
+        .map_err(ReadError::Io)?;
+    if let Some(pos) = found {
+        return Ok(pos);
+    }
+    Err(ReadError::Corrupt {
+        path: seg.path.clone(),
+        position: walked.pos,
+        reason: walked.error.unwrap_or_else(|| {
+            format!(
+                "offset {offset} is missing: the segment's batches end at byte {} (offset \
+                 {expected}), before it",
+                walked.pos
+            )
+        }),
+    })
 }
 
 fn parse_header(h: &[u8; HEADER_LEN]) -> Result<((i64, i64), usize), BatchError> {

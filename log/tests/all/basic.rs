@@ -230,12 +230,12 @@ fn rolls_and_reads_across_segments_and_timestamps() {
         assert_eq!(got.len(), 1);
     }
     assert_eq!(read_all(&p, 0).len(), 500);
-    assert_eq!(p.offset_for_timestamp(0), Some(0));
-    assert_eq!(p.offset_for_timestamp(1000), Some(0));
-    assert_eq!(p.offset_for_timestamp(1001), Some(1));
-    assert_eq!(p.offset_for_timestamp(3005), Some(201));
-    assert_eq!(p.offset_for_timestamp(1000 + 499 * 10), Some(499));
-    assert_eq!(p.offset_for_timestamp(1000 + 500 * 10), None);
+    assert_eq!(p.offset_for_timestamp(0).unwrap(), Some(0));
+    assert_eq!(p.offset_for_timestamp(1000).unwrap(), Some(0));
+    assert_eq!(p.offset_for_timestamp(1001).unwrap(), Some(1));
+    assert_eq!(p.offset_for_timestamp(3005).unwrap(), Some(201));
+    assert_eq!(p.offset_for_timestamp(1000 + 499 * 10).unwrap(), Some(499));
+    assert_eq!(p.offset_for_timestamp(1000 + 500 * 10).unwrap(), None);
     drop(log);
     let log = Log::open(
         dir.path(),
@@ -246,7 +246,7 @@ fn rolls_and_reads_across_segments_and_timestamps() {
     )
     .unwrap();
     let p = log.topic("t").unwrap().partition(0).unwrap().clone();
-    assert_eq!(p.offset_for_timestamp(3005), Some(201));
+    assert_eq!(p.offset_for_timestamp(3005).unwrap(), Some(201));
     assert_eq!(read_all(&p, 123).first().unwrap().0, 123);
 }
 
@@ -275,6 +275,9 @@ fn retention_by_size_and_age() {
         }])
         .unwrap();
     }
+    // Retention only deletes sealed segments; under `never` the flusher seals rolled ones in
+    // the background, `flush` at once.
+    log.flush().unwrap();
     let before = p.size_bytes();
     let rep = log.enforce_retention_at(0).unwrap();
     assert!(rep.segments_deleted > 0);

@@ -48,3 +48,39 @@ pub fn read_all(p: &rill_log::Partition, from: i64) -> Vec<Row> {
     }
     out
 }
+
+/// The `.log` files of partition `part` of `topic`, in base-offset order.
+pub fn segment_logs(data: &std::path::Path, topic: &str, part: u32) -> Vec<std::path::PathBuf> {
+    let dir = data.join("topics").join(topic).join(part.to_string());
+    let mut logs: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "log"))
+        .collect();
+    logs.sort();
+    logs
+}
+
+/// Base offset of a segment file.
+pub fn base_of(path: &std::path::Path) -> i64 {
+    path.file_stem().unwrap().to_str().unwrap().parse().unwrap()
+}
+
+/// Options that keep the background flusher from rewriting the checkpoint on its own, so a
+/// test decides when it is written (`Log::flush`, `Log::close`).
+pub fn quiet_opts() -> LogOptions {
+    LogOptions {
+        checkpoint_interval_ms: 3_600_000,
+        recovery_scan_budget_bytes: u64::MAX,
+        ..LogOptions::default()
+    }
+}
+
+/// Byte positions where the batches of a segment file start, plus its end.
+pub fn batch_starts(bytes: &[u8]) -> Vec<usize> {
+    let mut starts = vec![0usize];
+    for b in batches(bytes) {
+        starts.push(starts.last().unwrap() + b.unwrap().as_bytes().len());
+    }
+    starts
+}

@@ -5,3 +5,5 @@ mod common;
 mod crash;
 mod model;
 mod offsets;
+mod recovery;
+mod regression;

@@ -2,7 +2,7 @@
 //! agree with an in-memory Vec.
 
 use proptest::prelude::*;
-use rill_log::{Log, LogOptions, Record, RecoveryAction, TopicConfig};
+use rill_log::{FlushPolicy, Log, LogOptions, Record, RecoveryAction, TopicConfig};
 
 use crate::common::records;
 
@@ -42,13 +42,18 @@ fn bytes(len: Option<usize>, seed: i64) -> Option<Vec<u8>> {
     len.map(|n| (0..n).map(|i| (seed as usize + i) as u8).collect())
 }
 
-fn run(ops: Vec<Op>) {
+fn run(ops: Vec<Op>, flush: FlushPolicy) {
     let dir = tempfile::tempdir().unwrap();
+    // A small scan budget and checkpoint interval, so restarts exercise recovery from a
+    // checkpoint as well as from scratch.
     let opts = || LogOptions {
         index_interval_bytes: 200,
+        checkpoint_interval_ms: 20,
+        recovery_scan_budget_bytes: 4096,
         ..LogOptions::default()
     };
     let cfg = TopicConfig {
+        flush,
         segment_bytes: 2048,
         retention_bytes: Some(6000),
         retention_ms: Some(1000),
@@ -143,7 +148,7 @@ fn run(ops: Vec<Op>) {
                     .iter()
                     .find(|r| r.3 >= ts)
                     .map(|r| r.0);
-                assert_eq!(p.offset_for_timestamp(ts), want, "ts {ts}");
+                assert_eq!(p.offset_for_timestamp(ts).unwrap(), want, "ts {ts}");
             }
         }
     }
@@ -153,6 +158,11 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
     #[test]
     fn log_matches_model(ops in proptest::collection::vec(op(), 1..60)) {
-        run(ops);
+        run(ops, FlushPolicy::Never);
+    }
+
+    #[test]
+    fn log_matches_model_under_always(ops in proptest::collection::vec(op(), 1..40)) {
+        run(ops, FlushPolicy::Always);
     }
 }

@@ -296,14 +296,21 @@ fn start_positions(
     let mut out = BTreeMap::new();
     for p in topic.partitions() {
         let committed = group.and_then(|g| host.log.offsets().fetch(g, topic.name(), p.id()));
-        let o = committed.unwrap_or_else(|| match from {
-            StartFrom::Earliest => p.log_start_offset(),
-            StartFrom::Latest => p.high_watermark(),
-            StartFrom::Offset(o) => o,
-            StartFrom::Timestamp(ts) => p
+        let o = match (committed, from) {
+            (Some(o), _) => o,
+            (None, StartFrom::Earliest) => p.log_start_offset(),
+            (None, StartFrom::Latest) => p.high_watermark(),
+            (None, StartFrom::Offset(o)) => o,
+            (None, StartFrom::Timestamp(ts)) => p
                 .offset_for_timestamp(ts)
+                .map_err(|e| {
+                    Fail(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        format!("finding the offset of timestamp {ts}: {e}"),
+                    )
+                })?
                 .unwrap_or_else(|| p.high_watermark()),
-        });
+        };
         out.insert(p.id(), o.clamp(p.log_start_offset(), p.high_watermark()));
     }
     Ok(out)

@@ -109,6 +109,7 @@ impl Worker {
                     StartFrom::Offset(o) => o,
                     StartFrom::Timestamp(ts) => p
                         .offset_for_timestamp(ts)
+                        .map_err(|e| format!("finding the offset of timestamp {ts}: {e}"))?
                         .unwrap_or_else(|| p.high_watermark()),
                 };
                 let o = o.clamp(p.log_start_offset(), p.high_watermark());
