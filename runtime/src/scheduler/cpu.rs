@@ -10,12 +10,18 @@
 //! So an invocation that *retries* (its record failed before, or the partition's last
 //! instantiation failed) must first take a permit of the retry lane, which is a quarter of
 //! the parallelism (at least one). However many deployments are failing, together they
-//! occupy at most that many cores, and healthy partitions keep the rest. First tries are
-//! not in the lane: a deployment that fails once in a while pays nothing, and the
-//! single-deployment fast path takes one uncontended permit as before. The lane is FIFO
-//! (tokio's semaphore is fair), so failing deployments take turns among themselves.
+//! occupy at most that many permits. And a lane permit stays taken, after its invocation
+//! ends, for [`RETRY_PENALTY`] times as long as the invocation held it: the lane is busy at
+//! most a quarter of the time, so failing work uses at most a quarter of a core per lane
+//! permit, and the infinite loop's second of CPU is followed by three seconds in which other
+//! retries (and it) wait. Healthy partitions keep the rest.
+//!
+//! First tries are not in the lane: a deployment that fails once in a while pays nothing,
+//! and the single-deployment fast path takes one uncontended permit as before. The lane is
+//! FIFO (tokio's semaphore is fair), so failing deployments take turns among themselves.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
@@ -26,11 +32,40 @@ pub(crate) struct Cpu {
     retries: Arc<Semaphore>,
 }
 
+/// How many times its own run time a retry keeps the retry lane after it ends.
+pub(crate) const RETRY_PENALTY: u32 = 3;
+
 /// Held for the length of one invocation (instantiation included).
 #[derive(Debug)]
 pub(crate) struct CpuPermit {
-    _permit: OwnedSemaphorePermit,
-    _lane: Option<OwnedSemaphorePermit>,
+    permit: Option<OwnedSemaphorePermit>,
+    lane: Option<OwnedSemaphorePermit>,
+    started: Instant,
+}
+
+impl Drop for CpuPermit {
+    fn drop(&mut self) {
+        // The CPU permit goes back at once; a lane permit only after its penalty.
+        drop(self.permit.take());
+        let Some(lane) = self.lane.take() else {
+            return;
+        };
+        let penalty = penalty(self.started.elapsed());
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) if !penalty.is_zero() => {
+                rt.spawn(async move {
+                    tokio::time::sleep(penalty).await;
+                    drop(lane);
+                });
+            }
+            _ => drop(lane),
+        }
+    }
+}
+
+/// How long a retry that held its permits for `ran` keeps the lane afterwards.
+fn penalty(ran: Duration) -> Duration {
+    ran.saturating_mul(RETRY_PENALTY)
 }
 
 impl Cpu {
@@ -60,8 +95,9 @@ impl Cpu {
             .await
             .expect("the CPU semaphore is never closed");
         CpuPermit {
-            _permit: permit,
-            _lane: lane,
+            permit: Some(permit),
+            lane,
+            started: Instant::now(),
         }
     }
 }
@@ -86,6 +122,22 @@ mod tests {
         drop(retrying);
         drop(healthy);
         let _ = cpu.acquire(true).await;
+    }
+
+    #[tokio::test]
+    async fn a_retry_keeps_the_lane_for_its_penalty_but_frees_its_permit_at_once() {
+        let cpu = Cpu::new(1);
+        let mut retry = cpu.acquire(true).await;
+        // As if it had run for ten seconds: the lane stays taken for thirty more.
+        retry.started = Instant::now()
+            .checked_sub(Duration::from_secs(10))
+            .expect("the clock is past ten seconds");
+        drop(retry);
+        assert_eq!(cpu.permits.available_permits(), 1, "the CPU permit is back");
+        assert_eq!(cpu.retries.available_permits(), 0, "the lane is not");
+        // A first try is not held up by the penalty.
+        let _ = cpu.acquire(false).await;
+        assert_eq!(penalty(Duration::from_millis(5)), Duration::from_millis(15));
     }
 
     #[test]
