@@ -428,6 +428,18 @@ impl Worker {
             next + i64::from(spec.max_batch_records)
         };
         let covered = end.min(read.next_offset);
+        if covered <= next {
+            // Below the high watermark, a read that moves nothing forward would be invoked,
+            // committed in place and read again, for ever: wait and retry instead, loudly.
+            let msg = format!(
+                "read of {}/{} at {next} returned no record below the end of the log ({}): \
+                 the log may be corrupt or truncated there",
+                spec.topic,
+                self.pid(),
+                self.partition.high_watermark()
+            );
+            return self.host_failure("read", msg);
+        }
         // Batches starting at or past `end` would be copied into the guest only to be
         // skipped; hand it the ones the invocation covers.
         let bytes = batches_below(bytes, end);
