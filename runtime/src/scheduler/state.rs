@@ -66,6 +66,15 @@ impl DeploymentShared {
         Ok(())
     }
 
+    /// Forgets that `partition` stopped (it restarted), if the spec still says so: a resume
+    /// clears every stop, but a stop saved just after the resume would otherwise linger.
+    pub(super) fn clear_stopped(&self, partition: u32) -> Result<(), StoreError> {
+        if self.spec().stopped.iter().all(|p| p.partition != partition) {
+            return Ok(());
+        }
+        self.update_spec(|s| s.stopped.retain(|p| p.partition != partition))
+    }
+
     /// Records that `partition` stopped at `offset`, so a restart shows it `failed`.
     pub(super) fn mark_stopped(
         &self,

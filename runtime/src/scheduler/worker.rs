@@ -259,6 +259,7 @@ impl Worker {
                     if !self.wait_for_restart().await {
                         break;
                     }
+                    self.forget_stop().await;
                     self.attempts = 0;
                     self.host_failures = 0;
                 }
@@ -286,6 +287,17 @@ impl Worker {
         if let Ok(Err(e)) = saved {
             tracing::error!(deployment = %self.dep.spec().name, partition = pid,
                 "cannot record the stopped partition: {e}");
+        }
+    }
+
+    /// Clears this partition's saved stop after a restart.
+    async fn forget_stop(&self) {
+        let dep = self.dep.clone();
+        let pid = self.pid();
+        let saved = tokio::task::spawn_blocking(move || dep.clear_stopped(pid)).await;
+        if let Ok(Err(e)) = saved {
+            tracing::error!(deployment = %self.dep.spec().name, partition = pid,
+                "cannot clear the stopped partition: {e}");
         }
     }
 
