@@ -298,7 +298,11 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
         path: path.to_owned(),
         cause,
     };
-    let tmp = path.with_extension("tmp");
+    // A temp name of its own per write: two deployments of one module store the same file
+    // at the same moment, and a shared temp name let one rename the other's file away.
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = path.with_extension(format!("tmp{n}"));
     let mut f = std::fs::File::create(&tmp).map_err(|e| io("create", e))?;
     f.write_all(bytes).map_err(|e| io("write", e))?;
     f.sync_data().map_err(|e| io("fsync", e))?;
@@ -344,6 +348,27 @@ mod tests {
             StartFrom::Timestamp(1000)
         );
         assert!("soon".parse::<StartFrom>().is_err());
+    }
+
+    #[test]
+    fn concurrent_saves_of_one_module_all_succeed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = DeploymentStore::open(dir.path()).unwrap();
+        std::thread::scope(|s| {
+            for _ in 0..8 {
+                s.spawn(|| {
+                    for i in 0..20 {
+                        let path = dir.path().join(format!("m{i}.wasm"));
+                        write_atomic(&path, b"same bytes").expect("every write succeeds");
+                    }
+                });
+            }
+        });
+        assert_eq!(
+            std::fs::read(dir.path().join("m0.wasm")).unwrap(),
+            b"same bytes"
+        );
+        assert!(store.load_all().unwrap().is_empty());
     }
 
     #[test]

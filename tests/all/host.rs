@@ -527,8 +527,16 @@ fn concurrent_deploys_of_one_name_leave_one_set_of_workers() {
         ]);
     };
     let done = std::sync::atomic::AtomicBool::new(false);
+    // Ends the watcher even when an assertion below panics, so the scope can join it.
+    struct Done<'a>(&'a std::sync::atomic::AtomicBool);
+    impl Drop for Done<'_> {
+        fn drop(&mut self) {
+            self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
     let mut committed = Vec::new();
     std::thread::scope(|s| {
+        let _done = Done(&done);
         let deployers: Vec<_> = (0..6).map(|_| s.spawn(deploy)).collect();
         // Meanwhile, watch the committed offset.
         let watcher = s.spawn(|| {
