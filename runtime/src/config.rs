@@ -45,13 +45,15 @@ pub struct Config {
 }
 
 /// The `[kafka]` section.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default)]
+#[derive(Debug, Clone)]
 pub struct KafkaSection {
     /// Whether the Kafka listener runs at all.
     pub enabled: bool,
-    /// Everything else is the Kafka front door's own configuration.
-    #[serde(flatten)]
+    /// Partitions of topics the Kafka door creates (auto-created, or by CreateTopics without
+    /// a count); `None` follows `[defaults] partitions`.
+    pub default_partitions: Option<u32>,
+    /// Everything else is the Kafka front door's own configuration. Its
+    /// `default_partitions` is set by the host from the field above.
     pub config: rill_kafka::KafkaConfig,
 }
 
@@ -59,14 +61,103 @@ impl Default for KafkaSection {
     fn default() -> Self {
         KafkaSection {
             enabled: true,
+            default_partitions: None,
             config: rill_kafka::KafkaConfig::default(),
         }
     }
 }
 
+/// `[kafka]` takes `enabled`, and every field of [`rill_kafka::KafkaConfig`]. A key that is
+/// neither is an error, like anywhere else in the file: a misspelt key silently ignored is
+/// a setting silently not applied. (serde cannot combine `deny_unknown_fields` with the
+/// `flatten` this used to be, hence the check by hand.)
+impl<'de> Deserialize<'de> for KafkaSection {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let mut table = toml::Table::deserialize(d)?;
+        let known = kafka_config_fields();
+        for key in table.keys() {
+            if key != "enabled" && !known.contains(&key.as_str()) {
+                return Err(D::Error::custom(format!(
+                    "unknown field `{key}` in [kafka], expected one of `enabled`, `{}`",
+                    known.join("`, `")
+                )));
+            }
+        }
+        let enabled = match table.remove("enabled") {
+            None => true,
+            Some(toml::Value::Boolean(b)) => b,
+            Some(v) => {
+                return Err(D::Error::custom(format!(
+                    "invalid type: {}, expected a boolean for `enabled` in [kafka]",
+                    v.type_str()
+                )));
+            }
+        };
+        let config: rill_kafka::KafkaConfig = toml::Value::Table(table.clone())
+            .try_into()
+            .map_err(|e: toml::de::Error| D::Error::custom(e.message().replace('\n', " ")))?;
+        let default_partitions = table
+            .contains_key("default_partitions")
+            .then_some(config.default_partitions);
+        Ok(KafkaSection {
+            enabled,
+            default_partitions,
+            config,
+        })
+    }
+}
+
+/// The field names `rill_kafka::KafkaConfig` deserializes, as its derived `Deserialize`
+/// announces them, so this list cannot drift from the struct.
+fn kafka_config_fields() -> &'static [&'static str] {
+    use serde::de::{self, Visitor};
+
+    struct Fields(Option<&'static [&'static str]>);
+    #[derive(Debug)]
+    struct Stop;
+    impl std::fmt::Display for Stop {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("field list captured")
+        }
+    }
+    impl std::error::Error for Stop {}
+    impl de::Error for Stop {
+        fn custom<T: std::fmt::Display>(_: T) -> Self {
+            Stop
+        }
+    }
+    impl<'de> de::Deserializer<'de> for &mut Fields {
+        type Error = Stop;
+        fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Stop> {
+            Err(Stop)
+        }
+        fn deserialize_struct<V: Visitor<'de>>(
+            self,
+            _: &'static str,
+            fields: &'static [&'static str],
+            _: V,
+        ) -> Result<V::Value, Stop> {
+            self.0 = Some(fields);
+            Err(Stop)
+        }
+        serde::forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes
+            byte_buf option unit unit_struct newtype_struct seq tuple tuple_struct map enum
+            identifier ignored_any
+        }
+    }
+    static FIELDS: std::sync::OnceLock<&'static [&'static str]> = std::sync::OnceLock::new();
+    FIELDS.get_or_init(|| {
+        let mut f = Fields(None);
+        let _ = rill_kafka::KafkaConfig::deserialize(&mut f);
+        f.0.unwrap_or(&[])
+    })
+}
+
 /// The `[defaults]` section: what a topic or deployment gets when the request says nothing.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct Defaults {
     /// Partitions of a topic created without `--partitions`.
     pub partitions: u32,
@@ -112,12 +203,13 @@ impl Default for Defaults {
 #[non_exhaustive]
 pub enum ConfigError {
     /// The file could not be read.
-    #[error("cannot read config file {path}: {source}")]
+    // The cause is in the message, not a `source`, so printing the chain says it once.
+    #[error("cannot read config file {path}: {cause}")]
     Read {
         /// The file.
         path: PathBuf,
         /// Why.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// The file is not valid TOML for this schema.
     #[error("invalid config file {path}: {message}")]
@@ -132,9 +224,9 @@ pub enum ConfigError {
 impl Config {
     /// Reads a config file; a missing key takes its default.
     pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let text = std::fs::read_to_string(path).map_err(|cause| ConfigError::Read {
             path: path.to_owned(),
-            source,
+            cause,
         })?;
         Config::from_toml(&text).map_err(|message| ConfigError::Parse {
             path: path.to_owned(),
@@ -142,9 +234,37 @@ impl Config {
         })
     }
 
-    /// Parses TOML text.
+    /// Parses TOML text and checks the values. The message is one line.
     pub fn from_toml(text: &str) -> Result<Config, String> {
-        toml::from_str(text).map_err(|e| e.message().replace('\n', " "))
+        let config: Config = toml::from_str(text).map_err(|e| e.message().replace('\n', " "))?;
+        config.check()?;
+        Ok(config)
+    }
+
+    /// Refuses values that parse but cannot work.
+    pub fn check(&self) -> Result<(), String> {
+        if self.retention_check_interval.is_zero() {
+            return Err("retention_check_interval must be at least 1 ms".into());
+        }
+        if self.defaults.partitions == 0 || self.kafka.default_partitions == Some(0) {
+            return Err("partition counts must be at least 1".into());
+        }
+        let d = &self.defaults;
+        if d.max_attempts == 0 || d.max_batch_records == 0 || d.max_batch_bytes == 0 {
+            return Err(
+                "[defaults] max_attempts, max_batch_records and max_batch_bytes must be at least 1"
+                    .into(),
+            );
+        }
+        Ok(())
+    }
+
+    /// Partitions of topics the Kafka door creates: `[kafka] default_partitions` when set,
+    /// else `[defaults] partitions`.
+    pub fn kafka_default_partitions(&self) -> u32 {
+        self.kafka
+            .default_partitions
+            .unwrap_or(self.defaults.partitions)
     }
 
     /// The effective number of parallel invocations.
@@ -194,6 +314,45 @@ mod tests {
     fn unknown_key_is_an_error() {
         let e = Config::from_toml("nonsense = 1").unwrap_err();
         assert!(e.contains("nonsense"), "{e}");
+    }
+
+    #[test]
+    fn unknown_keys_in_sections_are_errors() {
+        let e = Config::from_toml("[kafka]\nlisten_addr = \"127.0.0.1:1\"").unwrap_err();
+        assert!(e.contains("listen_addr") && !e.contains('\n'), "{e}");
+        let e = Config::from_toml("[defaults]\npartition = 3").unwrap_err();
+        assert!(e.contains("partition"), "{e}");
+    }
+
+    #[test]
+    fn kafka_section_reads_every_kafka_field() {
+        let c = Config::from_toml(
+            "[kafka]\nenabled = false\nlisten = \"127.0.0.1:1\"\nnode_id = 3\nmax_connections = 9",
+        )
+        .unwrap();
+        assert!(!c.kafka.enabled);
+        assert_eq!(c.kafka.config.listen.port(), 1);
+        assert_eq!(c.kafka.config.node_id, 3);
+        assert_eq!(c.kafka.config.max_connections, 9);
+        assert!(kafka_config_fields().contains(&"auto_create_topics"));
+        assert!(Config::from_toml("[kafka]\nenabled = 1").is_err());
+    }
+
+    #[test]
+    fn kafka_partitions_follow_the_defaults_unless_set() {
+        let c = Config::from_toml("[defaults]\npartitions = 4").unwrap();
+        assert_eq!(c.kafka_default_partitions(), 4);
+        let c = Config::from_toml("[defaults]\npartitions = 4\n[kafka]\ndefault_partitions = 2")
+            .unwrap();
+        assert_eq!(c.kafka_default_partitions(), 2);
+        assert_eq!(Config::default().kafka_default_partitions(), 1);
+    }
+
+    #[test]
+    fn unusable_values_are_errors() {
+        let e = Config::from_toml("retention_check_interval = 0").unwrap_err();
+        assert!(e.contains("retention_check_interval"), "{e}");
+        assert!(Config::from_toml("[defaults]\npartitions = 0").is_err());
     }
 
     #[test]

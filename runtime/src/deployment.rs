@@ -114,14 +114,46 @@ pub struct DeploymentSpec {
     /// Paused deployments keep their offsets and instances but invoke nothing.
     #[serde(default)]
     pub paused: bool,
+    /// Partitions stopped by a record that failed its last try under `on_failure = stop`.
+    /// Kept here so a restart shows them `failed` instead of quietly retrying; cleared by
+    /// resume and by redeploy.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stopped: Vec<StoppedPartition>,
 }
 
+/// A partition that stopped on a failed record and waits for a resume.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoppedPartition {
+    /// The partition.
+    pub partition: u32,
+    /// The record it stopped at (the committed offset).
+    pub offset: i64,
+    /// The record's last error.
+    pub error: String,
+}
+
+impl DeploymentSpec {
+    /// Why `partition` is stopped, if it is.
+    pub fn stopped_error(&self, partition: u32) -> Option<String> {
+        self.stopped
+            .iter()
+            .find(|s| s.partition == partition)
+            .map(|s| format!("stopped at offset {}: {}", s.offset, s.error))
+    }
+}
+
+/// The first retry delay when a deploy names none, in ms.
+pub const DEFAULT_BACKOFF_MS: u64 = 100;
+
+/// The retry delay ceiling when a deploy names none, in ms.
+pub const DEFAULT_BACKOFF_MAX_MS: u64 = 10_000;
+
 fn default_backoff_ms() -> u64 {
-    100
+    DEFAULT_BACKOFF_MS
 }
 
 fn default_backoff_max_ms() -> u64 {
-    10_000
+    DEFAULT_BACKOFF_MAX_MS
 }
 
 /// Reading or writing deployment files failed.
@@ -129,14 +161,16 @@ fn default_backoff_max_ms() -> u64 {
 #[non_exhaustive]
 pub enum StoreError {
     /// A file system operation failed.
-    #[error("{what} {path}: {source}")]
+    // The cause is part of the message and deliberately not a `source`: the binary prints
+    // the whole chain, which would repeat it.
+    #[error("{what} {path}: {cause}")]
     Io {
         /// What was being done.
         what: &'static str,
         /// The file.
         path: PathBuf,
         /// Why.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// A spec file is not valid.
     #[error("invalid deployment file {path}: {message}")]
@@ -147,6 +181,10 @@ pub enum StoreError {
         message: String,
     },
 }
+
+/// A spec file's deployment name (from the file name) and its content, or why it could not
+/// be read.
+pub type StoredSpec = (String, Result<DeploymentSpec, StoreError>);
 
 /// The deployments directory and the module store.
 #[derive(Debug, Clone)]
@@ -161,39 +199,35 @@ impl DeploymentStore {
         let specs = data_dir.join("deployments");
         let modules = data_dir.join("modules");
         for dir in [&specs, &modules] {
-            std::fs::create_dir_all(dir).map_err(|source| StoreError::Io {
+            std::fs::create_dir_all(dir).map_err(|cause| StoreError::Io {
                 what: "create",
                 path: dir.clone(),
-                source,
+                cause,
             })?;
         }
         Ok(DeploymentStore { specs, modules })
     }
 
-    /// Every stored spec, sorted by name.
-    pub fn load_all(&self) -> Result<Vec<DeploymentSpec>, StoreError> {
-        let io = |source| StoreError::Io {
+    /// Every stored spec, sorted by name. Each file is read on its own, so one unreadable
+    /// file costs only its own deployment: it comes back as an error under the name its file
+    /// gives, and the others load.
+    pub fn load_all(&self) -> Result<Vec<StoredSpec>, StoreError> {
+        let io = |cause| StoreError::Io {
             what: "list",
             path: self.specs.clone(),
-            source,
+            cause,
         };
         let mut out = Vec::new();
         for entry in std::fs::read_dir(&self.specs).map_err(io)? {
             let path = entry.map_err(io)?.path();
             if path.extension().is_some_and(|e| e == "toml") {
-                let text = std::fs::read_to_string(&path).map_err(|source| StoreError::Io {
-                    what: "read",
-                    path: path.clone(),
-                    source,
-                })?;
-                let spec = toml::from_str(&text).map_err(|e| StoreError::Invalid {
-                    path: path.clone(),
-                    message: e.message().replace('\n', " "),
-                })?;
-                out.push(spec);
+                let Some(name) = path.file_stem().map(|s| s.to_string_lossy().into_owned()) else {
+                    continue;
+                };
+                out.push((name, load_spec(&path)));
             }
         }
-        out.sort_by(|a: &DeploymentSpec, b| a.name.cmp(&b.name));
+        out.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(out)
     }
 
@@ -212,10 +246,10 @@ impl DeploymentStore {
         match std::fs::remove_file(&path) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(source) => Err(StoreError::Io {
+            Err(cause) => Err(StoreError::Io {
                 what: "remove",
                 path,
-                source,
+                cause,
             }),
         }
     }
@@ -232,10 +266,10 @@ impl DeploymentStore {
     /// Reads module bytes by hash.
     pub fn load_module(&self, hash: &str) -> Result<Vec<u8>, StoreError> {
         let path = self.modules.join(format!("{hash}.wasm"));
-        std::fs::read(&path).map_err(|source| StoreError::Io {
+        std::fs::read(&path).map_err(|cause| StoreError::Io {
             what: "read",
             path,
-            source,
+            cause,
         })
     }
 
@@ -244,15 +278,31 @@ impl DeploymentStore {
     }
 }
 
+fn load_spec(path: &Path) -> Result<DeploymentSpec, StoreError> {
+    let text = std::fs::read_to_string(path).map_err(|cause| StoreError::Io {
+        what: "read",
+        path: path.to_owned(),
+        cause,
+    })?;
+    toml::from_str(&text).map_err(|e| StoreError::Invalid {
+        path: path.to_owned(),
+        message: e.message().replace('\n', " "),
+    })
+}
+
 /// Writes a file so that a crash leaves either the old or the new content, never a mix.
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
     use std::io::Write;
-    let io = |what, source| StoreError::Io {
+    let io = |what, cause| StoreError::Io {
         what,
         path: path.to_owned(),
-        source,
+        cause,
     };
-    let tmp = path.with_extension("tmp");
+    // A temp name of its own per write: two deployments of one module store the same file
+    // at the same moment, and a shared temp name let one rename the other's file away.
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = path.with_extension(format!("tmp{n}"));
     let mut f = std::fs::File::create(&tmp).map_err(|e| io("create", e))?;
     f.write_all(bytes).map_err(|e| io("write", e))?;
     f.sync_data().map_err(|e| io("fsync", e))?;
@@ -298,6 +348,27 @@ mod tests {
             StartFrom::Timestamp(1000)
         );
         assert!("soon".parse::<StartFrom>().is_err());
+    }
+
+    #[test]
+    fn concurrent_saves_of_one_module_all_succeed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = DeploymentStore::open(dir.path()).unwrap();
+        std::thread::scope(|s| {
+            for _ in 0..8 {
+                s.spawn(|| {
+                    for i in 0..20 {
+                        let path = dir.path().join(format!("m{i}.wasm"));
+                        write_atomic(&path, b"same bytes").expect("every write succeeds");
+                    }
+                });
+            }
+        });
+        assert_eq!(
+            std::fs::read(dir.path().join("m0.wasm")).unwrap(),
+            b"same bytes"
+        );
+        assert!(store.load_all().unwrap().is_empty());
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //!
 //! Each deployment keeps its most recent lines in a bounded ring, numbered by a sequence
 //! that never repeats, so `runtime logs --follow` can ask for "everything after N" and
-//! wait for more. Lines are also passed to `tracing`, so they reach the host's own log.
+//! wait for more. The ring outlives redeploys of its deployment, so a follower keeps
+//! following the new version. Lines are also passed to `tracing`, so they reach the host's own log.
 //! The ring lives in memory: lines from before a restart are only in the host's log.
 
 use std::collections::VecDeque;
@@ -78,6 +79,13 @@ impl HandlerLogs {
             .collect()
     }
 
+    /// The newest `n` lines, oldest first.
+    pub fn tail(&self, n: usize) -> Vec<LogEntry> {
+        let ring = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let skip = ring.lines.len().saturating_sub(n);
+        ring.lines.iter().skip(skip).cloned().collect()
+    }
+
     /// Waits until a line above `after` exists or `timeout` passes.
     pub async fn wait_after(&self, after: u64, timeout: std::time::Duration) {
         let notified = self.notify.notified();
@@ -111,5 +119,14 @@ mod tests {
         assert_eq!(all.len(), RING_CAPACITY);
         assert_eq!(all[0].seq, 6);
         assert_eq!(logs.after(all.last().unwrap().seq, 10).len(), 0);
+        let tail = logs.tail(3);
+        assert_eq!(
+            tail.iter().map(|l| l.seq).collect::<Vec<_>>(),
+            [
+                RING_CAPACITY as u64 + 3,
+                RING_CAPACITY as u64 + 4,
+                RING_CAPACITY as u64 + 5
+            ]
+        );
     }
 }

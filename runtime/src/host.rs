@@ -18,6 +18,9 @@ use crate::deployment::DeploymentStore;
 use crate::scheduler::Scheduler;
 
 /// Why the host could not start or stopped with an error.
+///
+/// Each message already names its cause, so no variant exposes a `source`: the binary
+/// prints an error with its whole chain, which would say the cause twice.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum HostError {
@@ -25,38 +28,62 @@ pub enum HostError {
     #[error("data dir {0} is in use by another host (lock file {0}/LOCK is held)")]
     Locked(PathBuf),
     /// The data dir could not be prepared.
-    #[error("cannot use data dir {path}: {source}")]
+    #[error("cannot use data dir {path}: {cause}")]
     DataDir {
         /// The data dir.
         path: PathBuf,
         /// Why.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// Opening the log failed.
     #[error("cannot open the log: {0}")]
-    Log(#[from] rill_log::OpenError),
+    Log(rill_log::OpenError),
     /// The Wasm engine could not start.
     #[error("cannot start the Wasm engine: {0}")]
-    Engine(#[from] rill_engine::EngineError),
+    Engine(rill_engine::EngineError),
     /// The deployment store could not be read.
-    #[error(transparent)]
-    Store(#[from] crate::deployment::StoreError),
+    #[error("{0}")]
+    Store(crate::deployment::StoreError),
     /// A listener could not bind.
-    #[error("cannot listen on {addr} for the {what}: {source}")]
+    #[error("cannot listen on {addr} for the {what}: {cause}")]
     Bind {
         /// Which listener.
         what: &'static str,
         /// The address.
         addr: SocketAddr,
         /// Why.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// The admin server failed.
     #[error("admin API failed: {0}")]
     Admin(std::io::Error),
     /// The Kafka front door could not start.
     #[error("cannot start the Kafka listener: {0}")]
-    Kafka(#[from] rill_kafka::KafkaError),
+    Kafka(rill_kafka::KafkaError),
+}
+
+impl From<rill_log::OpenError> for HostError {
+    fn from(e: rill_log::OpenError) -> Self {
+        HostError::Log(e)
+    }
+}
+
+impl From<rill_engine::EngineError> for HostError {
+    fn from(e: rill_engine::EngineError) -> Self {
+        HostError::Engine(e)
+    }
+}
+
+impl From<crate::deployment::StoreError> for HostError {
+    fn from(e: crate::deployment::StoreError) -> Self {
+        HostError::Store(e)
+    }
+}
+
+impl From<rill_kafka::KafkaError> for HostError {
+    fn from(e: rill_kafka::KafkaError) -> Self {
+        HostError::Kafka(e)
+    }
 }
 
 /// Everything the doors (admin API, Kafka listener) and the scheduler share.
@@ -99,53 +126,83 @@ impl std::fmt::Debug for Host {
 /// finishes (and commits) its in-flight invocation, and the log writes its clean-shutdown
 /// markers. `ready` is called once with the bound addresses (admin, Kafka), so callers that
 /// asked for port 0 learn the real ports.
+///
+/// `shutdown` is watched from the start: if it resolves during recovery or restore, the host
+/// finishes starting (the log must be consistent to close it) and then stops at once, without
+/// serving.
 pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
     ready: impl FnOnce(SocketAddr, Option<SocketAddr>),
 ) -> Result<(), HostError> {
+    // One signal fans out to every part.
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+
     let data_dir = config.data_dir.clone();
-    std::fs::create_dir_all(&data_dir).map_err(|source| HostError::DataDir {
+    std::fs::create_dir_all(&data_dir).map_err(|cause| HostError::DataDir {
         path: data_dir.clone(),
-        source,
+        cause,
     })?;
     let _lock = lock_data_dir(&data_dir)?;
 
     let opened = Instant::now();
-    let log = Arc::new(Log::open(&data_dir, LogOptions::default())?);
+    let log_options = LogOptions::default();
+    let max_append_bytes = log_options.max_batch_bytes;
+    let log = Arc::new(Log::open(&data_dir, log_options)?);
     for event in log.recovery_report() {
         tracing::warn!("recovery: {event}");
     }
+    // From here on the log is open: whatever happens, it is closed cleanly before returning,
+    // so the next start needs no recovery.
+    let served = serve(
+        config,
+        log.clone(),
+        max_append_bytes,
+        opened,
+        stop_rx,
+        ready,
+    )
+    .await;
+    close_log(&log);
+    if served.is_ok() {
+        tracing::info!("stopped cleanly");
+    }
+    served
+}
+
+/// Everything between opening the log and closing it.
+async fn serve(
+    config: Config,
+    log: Arc<Log>,
+    max_append_bytes: usize,
+    opened: Instant,
+    stop_rx: watch::Receiver<bool>,
+    ready: impl FnOnce(SocketAddr, Option<SocketAddr>),
+) -> Result<(), HostError> {
+    let stopped = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let data_dir = config.data_dir.clone();
     let engine = Engine::new(EngineConfig {
         max_instances: config.max_instances,
         cache_dir: Some(data_dir.join("cache")),
         ..EngineConfig::default()
     })?;
     let store = DeploymentStore::open(&data_dir)?;
-    let scheduler = Scheduler::new(log.clone(), engine, store, config.parallelism());
+    let scheduler = Scheduler::new(
+        log.clone(),
+        engine,
+        store,
+        config.parallelism(),
+        max_append_bytes,
+    );
 
-    let admin_listener = TcpListener::bind(config.admin_addr)
-        .await
-        .map_err(|source| HostError::Bind {
-            what: "admin API",
-            addr: config.admin_addr,
-            source,
-        })?;
+    let (admin_listener, kafka_listener) = bind(&config).await?;
     let admin_addr = admin_listener.local_addr().map_err(HostError::Admin)?;
-    let kafka_listener = if config.kafka.enabled {
-        let addr = config.kafka.config.listen;
-        Some(
-            TcpListener::bind(addr)
-                .await
-                .map_err(|source| HostError::Bind {
-                    what: "Kafka listener",
-                    addr,
-                    source,
-                })?,
-        )
-    } else {
-        None
-    };
     let kafka_addr = kafka_listener.as_ref().and_then(|l| l.local_addr().ok());
 
     let broker = match &kafka_listener {
@@ -155,7 +212,9 @@ pub async fn run(
                 // Clients are told to reconnect to the address actually bound (port 0 → real).
                 cfg.listen = a;
             }
-            // Topics created over Kafka get the host's defaults, like topics created here.
+            // Topics created over Kafka get the host's defaults, like topics created here:
+            // `[kafka] default_partitions` when set, else `[defaults] partitions`.
+            cfg.default_partitions = config.kafka_default_partitions();
             cfg.topic_defaults = Some(rill_log::TopicConfig {
                 partitions: cfg.default_partitions,
                 flush: config.defaults.flush,
@@ -166,15 +225,13 @@ pub async fn run(
         None => None,
     };
 
-    let restore_failures = scheduler.restore();
+    let restore_failures = scheduler.restore().await;
     tracing::info!(
         elapsed_ms = opened.elapsed().as_millis() as u64,
         deployments = scheduler.list().len(),
         "recovered log and deployments"
     );
 
-    // One signal fans out to every part.
-    let (stop_tx, stop_rx) = watch::channel(false);
     let host = Arc::new(Host {
         stopping: stop_rx.clone(),
         config,
@@ -185,14 +242,6 @@ pub async fn run(
         kafka_addr,
         kafka: broker.clone(),
     });
-
-    tokio::spawn(async move {
-        shutdown.await;
-        let _ = stop_tx.send(true);
-    });
-    let stopped = |mut rx: watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|s| *s).await;
-    };
 
     let kafka_task = kafka_listener.zip(broker).map(|(listener, broker)| {
         let stop = stopped(stop_rx.clone());
@@ -206,27 +255,67 @@ pub async fn run(
 
     ready(admin_addr, kafka_addr);
     let app = crate::admin::router(host.clone());
-    axum::serve(admin_listener, app)
+    // An admin server that fails still lets everything below run: workers finish and
+    // commit before the error is returned (and the caller closes the log).
+    let served = axum::serve(admin_listener, app)
         .with_graceful_shutdown(stopped(stop_rx.clone()))
         .await
-        .map_err(HostError::Admin)?;
+        .map_err(HostError::Admin);
+    if let Err(e) = &served {
+        tracing::error!("{e}");
+    }
 
     tracing::info!("shutting down: finishing in-flight invocations");
     host.scheduler.shutdown().await;
     if let Some(t) = kafka_task {
         let _ = t.await;
     }
-    retention_task.abort();
+    // Awaited, not aborted: aborting would not stop a pass already running on the blocking
+    // pool, and the log must not close under it. The loop ends at the stop signal, or at the
+    // end of its current pass.
+    let _ = retention_task.await;
+    served
+}
+
+fn close_log(log: &Log) {
     if let Err(e) = log.close() {
         tracing::error!("closing the log failed: {e}");
     }
-    tracing::info!("stopped cleanly");
-    Ok(())
+}
+
+/// Binds the admin API and (when enabled) the Kafka listener.
+async fn bind(config: &Config) -> Result<(TcpListener, Option<TcpListener>), HostError> {
+    let admin = TcpListener::bind(config.admin_addr)
+        .await
+        .map_err(|cause| HostError::Bind {
+            what: "admin API",
+            addr: config.admin_addr,
+            cause,
+        })?;
+    let kafka = if config.kafka.enabled {
+        let addr = config.kafka.config.listen;
+        Some(
+            TcpListener::bind(addr)
+                .await
+                .map_err(|cause| HostError::Bind {
+                    what: "Kafka listener",
+                    addr,
+                    cause,
+                })?,
+        )
+    } else {
+        None
+    };
+    Ok((admin, kafka))
 }
 
 async fn retention_loop(host: Arc<Host>, stop: impl Future<Output = ()>) {
     tokio::pin!(stop);
-    let every = host.config.retention_check_interval;
+    // The config refuses 0; the floor keeps a zero from spinning if one gets here anyway.
+    let every = host
+        .config
+        .retention_check_interval
+        .max(std::time::Duration::from_millis(10));
     loop {
         tokio::select! {
             _ = &mut stop => return,
@@ -250,13 +339,13 @@ fn lock_data_dir(dir: &std::path::Path) -> Result<std::fs::File, HostError> {
         .truncate(false)
         .write(true)
         .open(&path)
-        .map_err(|source| HostError::DataDir {
+        .map_err(|cause| HostError::DataDir {
             path: path.clone(),
-            source,
+            cause,
         })?;
     match file.try_lock() {
         Ok(()) => Ok(file),
         Err(std::fs::TryLockError::WouldBlock) => Err(HostError::Locked(dir.to_owned())),
-        Err(std::fs::TryLockError::Error(source)) => Err(HostError::DataDir { path, source }),
+        Err(std::fs::TryLockError::Error(cause)) => Err(HostError::DataDir { path, cause }),
     }
 }

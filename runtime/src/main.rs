@@ -15,7 +15,8 @@ static ALLOC: rill_kafka::WireSafeAlloc = rill_kafka::WireSafeAlloc;
 fn main() {
     let cli = commands::Cli::parse();
     if let Err(e) = commands::run(cli) {
-        eprintln!("error: {e:#}");
+        // One line, whatever the messages in the chain hold.
+        eprintln!("error: {}", format!("{e:#}").replace('\n', " "));
         std::process::exit(1);
     }
 }

@@ -15,15 +15,23 @@ pub const LATENCY_BUCKETS: [f64; 12] = [
     0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.25, 1.0, 5.0,
 ];
 
-/// Error kinds counted separately, matching `rill_engine::Outcome::kind`.
-pub const ERROR_KINDS: [&str; 7] = [
+/// Error kinds counted separately: the guest's outcomes (matching
+/// `rill_engine::Outcome::kind`), then the host's own steps around an invocation.
+pub const ERROR_KINDS: [&str; 10] = [
     "record_error",
     "trap",
     "timeout",
     "memory_limit",
     "emit_limit",
     "exit",
+    // Appending outputs or a dead letter failed.
     "append",
+    // Reading the source partition failed (I/O, a damaged batch).
+    "read",
+    // Creating the instance failed.
+    "instantiate",
+    // Committing the offset failed.
+    "commit",
 ];
 
 /// The counters of one deployment.
@@ -68,101 +76,86 @@ impl DeploymentMetrics {
     pub fn errors_total(&self) -> u64 {
         self.errors.iter().map(|e| e.load(Relaxed)).sum()
     }
+}
 
-    /// Appends this deployment's series to a Prometheus text body.
-    pub fn render(&self, deployment: &str, out: &mut String) {
-        let l = format!("deployment=\"{}\"", escape(deployment));
-        let _ = writeln!(
-            out,
-            "rill_records_in_total{{{l}}} {}",
-            self.records_in.load(Relaxed)
-        );
-        let _ = writeln!(
-            out,
-            "rill_records_out_total{{{l}}} {}",
-            self.records_out.load(Relaxed)
-        );
-        let _ = writeln!(
-            out,
-            "rill_dead_lettered_total{{{l}}} {}",
-            self.dead_lettered.load(Relaxed)
-        );
-        for (kind, n) in ERROR_KINDS.iter().zip(&self.errors) {
+/// Writes a metric family's `# HELP` and `# TYPE` lines.
+pub fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+/// Renders the per-deployment families. The text format wants each family's samples
+/// together under one `HELP`/`TYPE`, so this goes family by family, deployment by
+/// deployment, not the other way round.
+pub fn render_deployments<M: std::ops::Deref<Target = DeploymentMetrics>>(
+    deployments: &[(String, M)],
+    out: &mut String,
+) {
+    let labelled: Vec<(String, &DeploymentMetrics)> = deployments
+        .iter()
+        .map(|(name, m)| (format!("deployment=\"{}\"", escape(name)), &**m))
+        .collect();
+    type Read = fn(&DeploymentMetrics) -> u64;
+    let counters: [(&str, &str, Read); 3] = [
+        (
+            "rill_records_in_total",
+            "Records handled by the deployment and committed.",
+            |m| m.records_in.load(Relaxed),
+        ),
+        (
+            "rill_records_out_total",
+            "Records emitted by the deployment and appended.",
+            |m| m.records_out.load(Relaxed),
+        ),
+        (
+            "rill_dead_lettered_total",
+            "Records sent to the dead-letter topic.",
+            |m| m.dead_lettered.load(Relaxed),
+        ),
+    ];
+    for (name, help, get) in counters {
+        family(out, name, "counter", help);
+        for (l, m) in &labelled {
+            let _ = writeln!(out, "{name}{{{l}}} {}", get(m));
+        }
+    }
+    family(
+        out,
+        "rill_invocation_errors_total",
+        "counter",
+        "Failed invocations and host steps, by kind.",
+    );
+    for (l, m) in &labelled {
+        for (kind, n) in ERROR_KINDS.iter().zip(&m.errors) {
             let _ = writeln!(
                 out,
                 "rill_invocation_errors_total{{{l},kind=\"{kind}\"}} {}",
                 n.load(Relaxed)
             );
         }
+    }
+    family(
+        out,
+        "rill_invocation_seconds",
+        "histogram",
+        "Wall time of one invocation.",
+    );
+    for (l, m) in &labelled {
         let mut cumulative = 0;
-        for (bound, n) in LATENCY_BUCKETS.iter().zip(&self.buckets) {
+        for (bound, n) in LATENCY_BUCKETS.iter().zip(&m.buckets) {
             cumulative += n.load(Relaxed);
             let _ = writeln!(
                 out,
                 "rill_invocation_seconds_bucket{{{l},le=\"{bound}\"}} {cumulative}"
             );
         }
-        let count = self.invocations.load(Relaxed);
+        let count = m.invocations.load(Relaxed);
         let _ = writeln!(
             out,
             "rill_invocation_seconds_bucket{{{l},le=\"+Inf\"}} {count}"
         );
-        let sum = self.latency_sum_ns.load(Relaxed) as f64 / 1e9;
+        let sum = m.latency_sum_ns.load(Relaxed) as f64 / 1e9;
         let _ = writeln!(out, "rill_invocation_seconds_sum{{{l}}} {sum}");
         let _ = writeln!(out, "rill_invocation_seconds_count{{{l}}} {count}");
-    }
-}
-
-/// The `# HELP`/`# TYPE` preamble for the per-deployment families.
-pub fn render_headers(out: &mut String) {
-    for (name, kind, help) in [
-        (
-            "rill_records_in_total",
-            "counter",
-            "Records handled by the deployment and committed.",
-        ),
-        (
-            "rill_records_out_total",
-            "counter",
-            "Records emitted by the deployment and appended.",
-        ),
-        (
-            "rill_dead_lettered_total",
-            "counter",
-            "Records sent to the dead-letter topic.",
-        ),
-        (
-            "rill_invocation_errors_total",
-            "counter",
-            "Failed invocations by kind.",
-        ),
-        (
-            "rill_invocation_seconds",
-            "histogram",
-            "Wall time of one invocation.",
-        ),
-        (
-            "rill_consumer_lag",
-            "gauge",
-            "End offset minus committed offset, per group and partition.",
-        ),
-        (
-            "rill_consumer_committed_offset",
-            "gauge",
-            "Committed offset, per group and partition.",
-        ),
-        (
-            "rill_log_end_offset",
-            "gauge",
-            "High watermark per partition.",
-        ),
-        (
-            "rill_log_size_bytes",
-            "gauge",
-            "Bytes on disk per partition.",
-        ),
-    ] {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
     }
 }
 
@@ -177,13 +170,36 @@ pub fn escape(s: &str) -> String {
 mod tests {
     use super::*;
 
+    /// Every sample line belongs to the family announced by the last `# TYPE` line, and no
+    /// family is announced twice: the text format's grouping rule.
+    pub(crate) fn assert_grouped(text: &str) {
+        let mut seen = std::collections::BTreeSet::new();
+        let mut current = String::new();
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("# TYPE ") {
+                current = rest.split(' ').next().unwrap_or_default().to_owned();
+                assert!(
+                    seen.insert(current.clone()),
+                    "{current} announced twice:\n{text}"
+                );
+            } else if !line.starts_with('#') && !line.is_empty() {
+                let name = line.split(['{', ' ']).next().unwrap_or_default();
+                let base = ["_bucket", "_sum", "_count"]
+                    .iter()
+                    .find_map(|s| name.strip_suffix(s).filter(|b| *b == current))
+                    .unwrap_or(name);
+                assert_eq!(base, current, "sample outside its family: {line}\n{text}");
+            }
+        }
+    }
+
     #[test]
     fn histogram_is_cumulative() {
         let m = DeploymentMetrics::default();
         m.observe(Duration::from_micros(30));
         m.observe(Duration::from_millis(3));
         let mut s = String::new();
-        m.render("d", &mut s);
+        render_deployments(&[("d".to_owned(), &m)], &mut s);
         assert!(
             s.contains("rill_invocation_seconds_bucket{deployment=\"d\",le=\"0.00005\"} 1"),
             "{s}"
@@ -196,5 +212,21 @@ mod tests {
             s.contains("rill_invocation_seconds_bucket{deployment=\"d\",le=\"0.005\"} 2"),
             "{s}"
         );
+    }
+
+    #[test]
+    fn families_of_several_deployments_are_contiguous() {
+        let a = DeploymentMetrics::default();
+        let b = DeploymentMetrics::default();
+        a.error("commit", "x".into());
+        b.error("instantiate", "y".into());
+        let mut s = String::new();
+        render_deployments(&[("a".to_owned(), &a), ("b".to_owned(), &b)], &mut s);
+        assert_grouped(&s);
+        assert!(s.contains("rill_invocation_errors_total{deployment=\"a\",kind=\"commit\"} 1"));
+        assert!(
+            s.contains("rill_invocation_errors_total{deployment=\"b\",kind=\"instantiate\"} 1")
+        );
+        assert!(s.contains("rill_records_in_total{deployment=\"b\"} 0"));
     }
 }

@@ -154,41 +154,90 @@ pub struct CommitOffsets {
 }
 
 /// `POST /v1/deployments`
-#[derive(Debug, Clone, Serialize, Deserialize)]
+///
+/// Every optional field left out takes, when a deployment of this name exists (a redeploy),
+/// that deployment's value, and otherwise the host's default. So a redeploy that names only
+/// the module keeps the group, the pause state, the limits and the retry settings.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Deploy {
     /// Deployment name.
     pub name: String,
     /// Topic to consume.
     pub topic: String,
     /// Group; the name when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group: Option<String>,
     /// Where a new group starts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub from: Option<StartFrom>,
     /// Allowed output topics (any when empty).
-    #[serde(default)]
-    pub outputs: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outputs: Option<Vec<String>>,
     /// Parameters.
-    #[serde(default)]
-    pub env: Vec<(String, String)>,
-    /// Limits; defaults when absent.
-    pub limits: Option<Limits>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub env: Option<Vec<(String, String)>>,
+    /// Limits; each one left out keeps its current (or default) value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<LimitsPatch>,
     /// Tries per record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_attempts: Option<u32>,
     /// After the last try.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_failure: Option<OnFailure>,
     /// Records per invocation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_batch_records: Option<u32>,
+    /// Bytes read per invocation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_batch_bytes: Option<usize>,
     /// Linger before a small batch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub linger_ms: Option<u64>,
     /// First retry delay.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backoff_initial_ms: Option<u64>,
     /// Retry delay ceiling.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backoff_max_ms: Option<u64>,
-    /// Start paused.
-    #[serde(default)]
-    pub paused: bool,
+    /// Deploy paused (`true`) or running (`false`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paused: Option<bool>,
     /// The module, base64.
     pub wasm_b64: String,
+}
+
+/// Per-invocation limits in a deploy request; `None` keeps the current (or default) value.
+/// Same field names as [`Limits`], so a full `Limits` object is accepted too.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LimitsPatch {
+    /// Memory cap in bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_bytes: Option<u64>,
+    /// CPU-time limit per invocation, in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_time: Option<u64>,
+    /// Most bytes one invocation may emit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_emit_bytes: Option<u64>,
+    /// Most records one invocation may emit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_emits: Option<u32>,
+}
+
+impl LimitsPatch {
+    /// `base` with the given fields replaced.
+    pub fn apply(&self, base: &Limits) -> Limits {
+        Limits {
+            memory_bytes: self.memory_bytes.unwrap_or(base.memory_bytes),
+            cpu_time: self
+                .cpu_time
+                .map(std::time::Duration::from_millis)
+                .unwrap_or(base.cpu_time),
+            max_emit_bytes: self.max_emit_bytes.unwrap_or(base.max_emit_bytes),
+            max_emits: self.max_emits.unwrap_or(base.max_emits),
+        }
+    }
 }
 
 /// `GET /v1/status`

@@ -12,7 +12,9 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 
 use super::server::{Fail, H, bad};
+use crate::config::Defaults;
 use crate::deployment::{DeploymentSpec, StartFrom};
+use crate::handler_logs::RING_CAPACITY;
 
 pub(super) async fn list_deployments(
     State(host): H,
@@ -34,27 +36,69 @@ pub(super) async fn deploy(
     let wasm = base64::engine::general_purpose::STANDARD
         .decode(&req.wasm_b64)
         .map_err(|e| bad(format!("invalid wasm_b64: {e}")))?;
-    let d = &host.config.defaults;
-    let spec = DeploymentSpec {
-        group: req.group.unwrap_or_else(|| req.name.clone()),
+    let defaults = host.config.defaults.clone();
+    let name = req.name.clone();
+    let info = host
+        .scheduler
+        .deploy(&name, &wasm, |existing| resolve(req, existing, &defaults))
+        .await?;
+    Ok((StatusCode::CREATED, Json(info)))
+}
+
+/// The spec a deploy request asks for: what it names, else what the existing deployment of
+/// that name has (a redeploy keeps its group, pause state, limits and retry settings), else
+/// the host's defaults. Stopped partitions are not carried over: a redeploy restarts them.
+fn resolve(req: Deploy, existing: Option<&DeploymentSpec>, d: &Defaults) -> DeploymentSpec {
+    let base_limits = existing.map(|e| e.limits.clone()).unwrap_or_default();
+    DeploymentSpec {
+        group: req
+            .group
+            .or_else(|| existing.map(|e| e.group.clone()))
+            .unwrap_or_else(|| req.name.clone()),
         name: req.name,
         topic: req.topic,
-        from: req.from.unwrap_or(StartFrom::Earliest),
-        outputs: req.outputs,
-        env: req.env,
-        limits: req.limits.unwrap_or_default(),
-        max_attempts: req.max_attempts.unwrap_or(d.max_attempts),
-        on_failure: req.on_failure.unwrap_or_default(),
-        max_batch_records: req.max_batch_records.unwrap_or(d.max_batch_records),
-        max_batch_bytes: d.max_batch_bytes,
-        linger_ms: req.linger_ms.unwrap_or(0),
-        backoff_initial_ms: req.backoff_initial_ms.unwrap_or(100),
-        backoff_max_ms: req.backoff_max_ms.unwrap_or(10_000),
+        from: req
+            .from
+            .or(existing.map(|e| e.from))
+            .unwrap_or(StartFrom::Earliest),
+        outputs: req
+            .outputs
+            .or_else(|| existing.map(|e| e.outputs.clone()))
+            .unwrap_or_default(),
+        env: req
+            .env
+            .or_else(|| existing.map(|e| e.env.clone()))
+            .unwrap_or_default(),
+        limits: req.limits.unwrap_or_default().apply(&base_limits),
+        max_attempts: req
+            .max_attempts
+            .or(existing.map(|e| e.max_attempts))
+            .unwrap_or(d.max_attempts),
+        on_failure: req
+            .on_failure
+            .or(existing.map(|e| e.on_failure))
+            .unwrap_or_default(),
+        max_batch_records: req
+            .max_batch_records
+            .or(existing.map(|e| e.max_batch_records))
+            .unwrap_or(d.max_batch_records),
+        max_batch_bytes: req
+            .max_batch_bytes
+            .or(existing.map(|e| e.max_batch_bytes))
+            .unwrap_or(d.max_batch_bytes),
+        linger_ms: req.linger_ms.or(existing.map(|e| e.linger_ms)).unwrap_or(0),
+        backoff_initial_ms: req
+            .backoff_initial_ms
+            .or(existing.map(|e| e.backoff_initial_ms))
+            .unwrap_or(crate::deployment::DEFAULT_BACKOFF_MS),
+        backoff_max_ms: req
+            .backoff_max_ms
+            .or(existing.map(|e| e.backoff_max_ms))
+            .unwrap_or(crate::deployment::DEFAULT_BACKOFF_MAX_MS),
         module_hash: String::new(),
-        paused: req.paused,
-    };
-    let info = host.scheduler.deploy(spec, &wasm).await?;
-    Ok((StatusCode::CREATED, Json(info)))
+        paused: req.paused.or(existing.map(|e| e.paused)).unwrap_or(false),
+        stopped: Vec::new(),
+    }
 }
 
 #[derive(Deserialize)]
@@ -76,20 +120,22 @@ pub(super) async fn pause(
     State(host): H,
     Path(name): Path<String>,
 ) -> Result<Json<crate::scheduler::DeploymentInfo>, Fail> {
-    Ok(Json(host.scheduler.set_paused(&name, true)?))
+    Ok(Json(host.scheduler.set_paused(&name, true).await?))
 }
 
 pub(super) async fn resume(
     State(host): H,
     Path(name): Path<String>,
 ) -> Result<Json<crate::scheduler::DeploymentInfo>, Fail> {
-    Ok(Json(host.scheduler.set_paused(&name, false)?))
+    Ok(Json(host.scheduler.set_paused(&name, false).await?))
 }
 
 #[derive(Deserialize)]
 pub(super) struct LogsQuery {
-    #[serde(default)]
-    after: u64,
+    /// Lines after this sequence number, oldest first (for following).
+    after: Option<u64>,
+    /// Without `after`: the newest this many lines.
+    tail: Option<usize>,
     #[serde(default)]
     wait_ms: u64,
     limit: Option<usize>,
@@ -100,16 +146,21 @@ pub(super) async fn logs(
     Path(name): Path<String>,
     Query(q): Query<LogsQuery>,
 ) -> Result<Json<Vec<crate::handler_logs::LogEntry>>, Fail> {
-    let shared = host.scheduler.shared(&name)?;
-    let limit = q.limit.unwrap_or(1000).min(10_000);
-    let mut lines = shared.logs.after(q.after, limit);
+    let logs = host.scheduler.handler_logs(&name)?;
+    let limit = q.limit.unwrap_or(1000).min(RING_CAPACITY);
+    let Some(after) = q.after else {
+        // Without a position, the newest lines: what someone looking at a failing handler
+        // wants first. Following continues with `after` = the last one's `seq`.
+        return Ok(Json(logs.tail(q.tail.unwrap_or(limit).min(limit))));
+    };
+    let mut lines = logs.after(after, limit);
     if lines.is_empty() && q.wait_ms > 0 {
         let wait = Duration::from_millis(q.wait_ms.min(60_000));
         tokio::select! {
-            _ = shared.logs.wait_after(q.after, wait) => {}
+            _ = logs.wait_after(after, wait) => {}
             _ = host.stopping() => {}
         }
-        lines = shared.logs.after(q.after, limit);
+        lines = logs.after(after, limit);
     }
     Ok(Json(lines))
 }

@@ -8,35 +8,83 @@ use axum::http::header;
 use axum::response::IntoResponse;
 
 use crate::host::Host;
-use crate::metrics::{escape, render_headers};
+use crate::metrics::{escape, family};
 
 /// Renders every metric the host has.
 pub async fn metrics(State(host): State<Arc<Host>>) -> impl IntoResponse {
     let mut out = String::with_capacity(4096);
-    render_headers(&mut out);
     host.scheduler.render_metrics(&mut out);
     // Lag and sizes come straight from the log and the offsets store at scrape time, for
-    // every group: deployments' and Kafka consumers' alike.
-    for g in super::groups::group_lag(&host) {
-        let l = format!(
-            "group=\"{}\",topic=\"{}\",partition=\"{}\"",
-            escape(&g.group),
-            escape(&g.topic),
-            g.partition
-        );
+    // every group: deployments' and Kafka consumers' alike. Each family is written whole
+    // (the text format wants a family's samples together).
+    let groups: Vec<(String, _)> = super::groups::group_lag(&host)
+        .into_iter()
+        .map(|g| {
+            let l = format!(
+                "group=\"{}\",topic=\"{}\",partition=\"{}\"",
+                escape(&g.group),
+                escape(&g.topic),
+                g.partition
+            );
+            (l, g)
+        })
+        .collect();
+    family(
+        &mut out,
+        "rill_consumer_lag",
+        "gauge",
+        "End offset minus committed offset, per group and partition.",
+    );
+    for (l, g) in &groups {
         let _ = writeln!(out, "rill_consumer_lag{{{l}}} {}", g.lag);
+    }
+    family(
+        &mut out,
+        "rill_consumer_committed_offset",
+        "gauge",
+        "Committed offset, per group and partition.",
+    );
+    for (l, g) in &groups {
         let _ = writeln!(out, "rill_consumer_committed_offset{{{l}}} {}", g.committed);
     }
-    for t in host.log.topics() {
-        for p in t.partitions() {
-            let l = format!("topic=\"{}\",partition=\"{}\"", escape(t.name()), p.id());
-            let _ = writeln!(out, "rill_log_end_offset{{{l}}} {}", p.high_watermark());
-            let _ = writeln!(out, "rill_log_size_bytes{{{l}}} {}", p.size_bytes());
-        }
+    let partitions: Vec<(String, std::sync::Arc<rill_log::Partition>)> = host
+        .log
+        .topics()
+        .iter()
+        .flat_map(|t| {
+            t.partitions().iter().map(|p| {
+                let l = format!("topic=\"{}\",partition=\"{}\"", escape(t.name()), p.id());
+                (l, p.clone())
+            })
+        })
+        .collect();
+    family(
+        &mut out,
+        "rill_log_end_offset",
+        "gauge",
+        "High watermark per partition.",
+    );
+    for (l, p) in &partitions {
+        let _ = writeln!(out, "rill_log_end_offset{{{l}}} {}", p.high_watermark());
     }
+    family(
+        &mut out,
+        "rill_log_size_bytes",
+        "gauge",
+        "Bytes on disk per partition.",
+    );
+    for (l, p) in &partitions {
+        let _ = writeln!(out, "rill_log_size_bytes{{{l}}} {}", p.size_bytes());
+    }
+    family(
+        &mut out,
+        "rill_uptime_seconds",
+        "gauge",
+        "Seconds since the host started.",
+    );
     let _ = writeln!(
         out,
-        "# TYPE rill_uptime_seconds gauge\nrill_uptime_seconds {}",
+        "rill_uptime_seconds {}",
         host.started.elapsed().as_secs()
     );
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)

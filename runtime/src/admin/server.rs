@@ -54,7 +54,9 @@ pub struct Fail(pub(super) StatusCode, pub(super) String);
 
 impl IntoResponse for Fail {
     fn into_response(self) -> Response {
-        (self.0, Json(ApiError { error: self.1 })).into_response()
+        // The API promises one line; some causes (a compiler's message) carry several.
+        let error = self.1.replace('\n', " ");
+        (self.0, Json(ApiError { error })).into_response()
     }
 }
 

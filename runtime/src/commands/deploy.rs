@@ -1,13 +1,12 @@
 //! `runtime deploy handler.wasm --topic T`: validate, store and start a handler.
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use anyhow::Context;
 use base64::Engine as _;
 use clap::Args;
 
-use rill_runtime::admin::api::Deploy;
+use rill_runtime::admin::api::{Deploy, LimitsPatch};
 use rill_runtime::admin::client::Client;
 use rill_runtime::deployment::{OnFailure, StartFrom};
 use rill_runtime::scheduler::DeploymentInfo;
@@ -22,20 +21,24 @@ pub struct DeployArgs {
     #[arg(long, short)]
     topic: String,
     /// Deployment name (default: the file name without .wasm). Deploying again under the
-    /// same name replaces the module and keeps the offsets.
+    /// same name replaces the module and keeps the offsets and every unspecified option.
     #[arg(long, short)]
     name: Option<String>,
-    /// Consumer group whose offsets it commits (default: the name).
+    /// Consumer group whose offsets it commits (default: the name; on redeploy, the current
+    /// group).
     #[arg(long, short)]
     group: Option<String>,
-    /// Where a new group starts: earliest, latest, OFFSET or @TIMESTAMP_MS.
-    #[arg(long, default_value = "earliest", value_parser = parse_from)]
-    from: StartFrom,
-    /// A topic the handler may emit to (repeatable). Without any, it may emit anywhere.
+    /// Where a new group starts: earliest, latest, OFFSET or @TIMESTAMP_MS (default:
+    /// earliest).
+    #[arg(long, value_parser = parse_from)]
+    from: Option<StartFrom>,
+    /// A topic the handler may emit to (repeatable). Without any, it may emit anywhere (on
+    /// redeploy: the current list).
     #[arg(long = "output", short)]
     outputs: Vec<String>,
     /// A parameter K=V the handler reads with ctx.param (repeatable). WASI handlers see
-    /// these, and only these, as their environment.
+    /// these, and only these, as their environment (on redeploy without any: the current
+    /// ones).
     #[arg(long = "env", short, value_parser = parse_kv)]
     env: Vec<(String, String)>,
     /// Memory cap per instance, e.g. 64MiB.
@@ -47,6 +50,9 @@ pub struct DeployArgs {
     /// Most bytes one invocation may emit, e.g. 16MiB.
     #[arg(long, value_parser = parse_bytes)]
     max_emit_bytes: Option<u64>,
+    /// Most records one invocation may emit.
+    #[arg(long)]
+    max_emits: Option<u32>,
     /// Tries per record before --on-failure applies.
     #[arg(long)]
     max_attempts: Option<u32>,
@@ -56,13 +62,20 @@ pub struct DeployArgs {
     /// Most records per invocation.
     #[arg(long)]
     batch: Option<u32>,
+    /// Most bytes read per invocation, e.g. 1MiB.
+    #[arg(long, value_parser = parse_bytes)]
+    max_batch_bytes: Option<u64>,
     /// Wait this long for a fuller batch before invoking.
     #[arg(long)]
     linger_ms: Option<u64>,
     /// First retry delay in ms (doubles per try).
     #[arg(long)]
     backoff_ms: Option<u64>,
-    /// Deploy paused.
+    /// Retry delay ceiling in ms.
+    #[arg(long)]
+    backoff_max_ms: Option<u64>,
+    /// Deploy paused (a redeploy without it keeps the current pause state; resume with
+    /// `runtime resume`).
     #[arg(long)]
     paused: bool,
 }
@@ -94,31 +107,34 @@ pub fn run(client: &Client, args: DeployArgs) -> anyhow::Result<()> {
             .map(|s| s.to_string_lossy().replace('_', "-"))
             .context("cannot derive a name from the file; pass --name")?,
     };
-    let mut limits = rill_engine::Limits::default();
-    if let Some(m) = args.memory {
-        limits.memory_bytes = m;
-    }
-    if let Some(t) = args.timeout {
-        limits.cpu_time = Duration::from_millis(t);
-    }
-    if let Some(b) = args.max_emit_bytes {
-        limits.max_emit_bytes = b;
-    }
+    let limits = LimitsPatch {
+        memory_bytes: args.memory,
+        cpu_time: args.timeout,
+        max_emit_bytes: args.max_emit_bytes,
+        max_emits: args.max_emits,
+    };
+    let max_batch_bytes = args
+        .max_batch_bytes
+        .map(usize::try_from)
+        .transpose()
+        .context("--max-batch-bytes is too large")?;
     let req = Deploy {
         name,
         topic: args.topic,
         group: args.group,
-        from: Some(args.from),
-        outputs: args.outputs,
-        env: args.env,
-        limits: Some(limits),
+        from: args.from,
+        // Nothing given means "unchanged" on a redeploy (and "none" on a first deploy).
+        outputs: (!args.outputs.is_empty()).then_some(args.outputs),
+        env: (!args.env.is_empty()).then_some(args.env),
+        limits: (limits != LimitsPatch::default()).then_some(limits),
         max_attempts: args.max_attempts,
         on_failure: args.on_failure,
         max_batch_records: args.batch,
+        max_batch_bytes,
         linger_ms: args.linger_ms,
         backoff_initial_ms: args.backoff_ms,
-        backoff_max_ms: None,
-        paused: args.paused,
+        backoff_max_ms: args.backoff_max_ms,
+        paused: args.paused.then_some(true),
         wasm_b64: base64::engine::general_purpose::STANDARD.encode(&wasm),
     };
     let info: DeploymentInfo = client.post("/v1/deployments", &req)?;

@@ -40,6 +40,9 @@ pub struct LogsArgs {
     /// Keep waiting for new lines (Ctrl-C to stop).
     #[arg(long, short)]
     follow: bool,
+    /// Show the newest N lines first (the host keeps the last 10,000).
+    #[arg(long, short = 'n', default_value_t = 100)]
+    tail: usize,
 }
 
 pub fn list(client: &Client, args: ListArgs) -> anyhow::Result<()> {
@@ -111,31 +114,45 @@ pub fn pause(client: &Client, args: NameArg, paused: bool) -> anyhow::Result<()>
 }
 
 pub fn logs(client: &Client, args: LogsArgs) -> anyhow::Result<()> {
-    let mut after = 0u64;
+    // The newest lines first; following then asks for what comes after the last one. With
+    // `--tail 0` the newest line is fetched only to learn where to follow from.
+    let newest: Vec<LogEntry> = client.get(&format!(
+        "/v1/deployments/{}/logs?tail={}",
+        args.name,
+        args.tail.max(usize::from(args.follow))
+    ))?;
+    let mut after = newest.last().map_or(0, |l| l.seq);
+    let skip = newest.len().saturating_sub(args.tail);
+    for l in &newest[skip..] {
+        print_line(l);
+    }
+    if !args.follow {
+        return Ok(());
+    }
     loop {
-        let wait = if args.follow { 10_000 } else { 0 };
         let lines: Vec<LogEntry> = client.get(&format!(
-            "/v1/deployments/{}/logs?after={after}&wait_ms={wait}",
+            "/v1/deployments/{}/logs?after={after}&wait_ms=10000",
             args.name
         ))?;
         for l in &lines {
-            let offset = l.offset.map(|o| format!(" offset={o}")).unwrap_or_default();
-            println!(
-                "{} {:<5} partition={}{offset} {}",
-                fmt_ts(l.ts_ms),
-                l.level,
-                l.partition,
-                l.message
-            );
+            print_line(l);
             after = l.seq;
-        }
-        if !args.follow {
-            return Ok(());
         }
         if lines.is_empty() {
             std::thread::sleep(Duration::from_millis(50));
         }
     }
+}
+
+fn print_line(l: &LogEntry) {
+    let offset = l.offset.map(|o| format!(" offset={o}")).unwrap_or_default();
+    println!(
+        "{} {:<5} partition={}{offset} {}",
+        fmt_ts(l.ts_ms),
+        l.level,
+        l.partition,
+        l.message
+    );
 }
 
 /// `HH:MM:SS.mmm` UTC: enough to read a log, without a date-time dependency.

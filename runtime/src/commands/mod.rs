@@ -55,6 +55,11 @@ enum Command {
     /// Print records from a topic.
     Consume(consume::ConsumeArgs),
     /// Deploy a Wasm handler on a topic as a consumer group.
+    ///
+    /// Deploying again under an existing name is a redeploy: it replaces the module, keeps
+    /// the group's offsets, and every option not given keeps the deployment's current value
+    /// (group, start, outputs, env, limits, retries, batching, pause state). A redeploy
+    /// restarts partitions that had stopped on a failure.
     Deploy(deploy::DeployArgs),
     /// List deployments with their state, offsets and lag.
     List(deployments::ListArgs),

@@ -23,13 +23,13 @@ pub struct ServeArgs {
     #[arg(long, env = "RILL_KAFKA_ADDR")]
     kafka_addr: Option<SocketAddr>,
     /// Turn the Kafka listener off.
-    #[arg(long)]
+    #[arg(long, env = "RILL_NO_KAFKA")]
     no_kafka: bool,
     /// Flush policy for new topics: always, never or interval:MS.
-    #[arg(long)]
+    #[arg(long, env = "RILL_DEFAULT_FLUSH")]
     default_flush: Option<String>,
     /// Partitions for topics created without a count (including Kafka auto-create).
-    #[arg(long)]
+    #[arg(long, env = "RILL_DEFAULT_PARTITIONS")]
     default_partitions: Option<u32>,
 }
 
@@ -58,7 +58,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(p) = args.default_partitions {
         anyhow::ensure!(p > 0, "--default-partitions must be at least 1");
         config.defaults.partitions = p;
-        config.kafka.config.default_partitions = p;
+        config.kafka.default_partitions = Some(p);
     }
 
     tracing_subscriber::fmt()
@@ -76,12 +76,15 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async move {
-        let shutdown = async {
-            let mut term =
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                    .expect("SIGTERM handler installs");
+        // The handlers are installed here, before recovery and restore, so a SIGTERM during a
+        // long start-up leads to a clean stop instead of killing the process outright (the
+        // default action applies until a handler is registered).
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+        let mut int = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+        let shutdown = async move {
             tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
+                _ = int.recv() => {}
                 _ = term.recv() => {}
             }
             tracing::info!("signal received");
@@ -101,6 +104,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             }
         })
         .await
+        .map_err(anyhow::Error::from)
     })?;
     Ok(())
 }

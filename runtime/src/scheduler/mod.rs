@@ -2,76 +2,31 @@
 //! stopped here.
 //!
 //! Workers are tokio tasks that sleep on their partition's listener; the Wasm itself runs on
-//! the blocking pool, and a semaphore sized to the cores bounds how many invocations run at
-//! once, so a thousand idle partitions cost a thousand parked tasks, not a thousand threads.
+//! the blocking pool, and permits sized to the cores bound how many invocations run at once
+//! (`cpu.rs`, which also keeps failing deployments to a bounded share), so a thousand idle
+//! partitions cost a thousand parked tasks, not a thousand threads.
 
+mod cpu;
+mod info;
 mod output;
+mod state;
 mod worker;
 
-use std::collections::BTreeMap;
-use std::sync::atomic::Ordering::Relaxed;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, RwLock};
 
-use serde::{Deserialize, Serialize};
-use tokio::sync::{Semaphore, watch};
-use tokio::task::JoinHandle;
+use tokio::sync::{OwnedMutexGuard, watch};
 
 use rill_engine::{Engine, Handler};
 use rill_log::Log;
 
-use crate::deployment::{DeploymentSpec, DeploymentStore};
+use crate::deployment::{DeploymentSpec, DeploymentStore, StoreError};
 use crate::handler_logs::HandlerLogs;
 use crate::metrics::DeploymentMetrics;
 
-/// What the workers of a deployment should be doing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Control {
-    Run,
-    Pause,
-    Stop,
-}
-
-/// The live status of one partition's worker.
-#[derive(Debug, Clone)]
-pub(crate) struct PartitionState {
-    /// `starting`, `running`, `backoff`, `paused`, `failed` or `stopped`.
-    pub status: &'static str,
-    /// The last error, kept until the partition makes progress again.
-    pub error: Option<String>,
-}
-
-/// What every worker of one deployment shares.
-pub(crate) struct DeploymentShared {
-    pub log: Arc<Log>,
-    spec: RwLock<Arc<DeploymentSpec>>,
-    handler: RwLock<Handler>,
-    pub metrics: DeploymentMetrics,
-    pub logs: HandlerLogs,
-    pub partitions: Vec<Mutex<PartitionState>>,
-}
-
-impl DeploymentShared {
-    pub fn spec(&self) -> Arc<DeploymentSpec> {
-        self.spec.read().unwrap_or_else(|e| e.into_inner()).clone()
-    }
-
-    pub fn handler(&self) -> Handler {
-        self.handler
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-    }
-
-    pub fn count_in(&self, n: u64) {
-        self.metrics.records_in.fetch_add(n, Relaxed);
-    }
-}
-
-struct Running {
-    shared: Arc<DeploymentShared>,
-    control: watch::Sender<Control>,
-    tasks: Vec<JoinHandle<()>>,
-}
+pub use info::{DeploymentInfo, PartitionInfo};
+use state::{Broken, Entry, Kept};
+pub(crate) use state::{Control, DeploymentShared, PartitionState};
 
 /// Why a deployment operation was refused.
 #[derive(Debug, thiserror::Error)]
@@ -90,57 +45,31 @@ pub enum DeployError {
     #[error("{0}")]
     Invalid(String),
     /// Storing the deployment failed.
-    #[error(transparent)]
-    Store(#[from] crate::deployment::StoreError),
+    #[error("{0}")]
+    Store(StoreError),
 }
 
-/// Per-partition figures for `runtime list`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct PartitionInfo {
-    /// Partition number.
-    pub partition: u32,
-    /// Committed offset: the next record the group will process.
-    pub committed: Option<i64>,
-    /// The partition's high watermark.
-    pub end: i64,
-    /// `end - committed`.
-    pub lag: i64,
-    /// Worker status.
-    pub status: String,
-    /// Last error, if the partition is failing.
-    pub error: Option<String>,
+impl From<StoreError> for DeployError {
+    fn from(e: StoreError) -> Self {
+        DeployError::Store(e)
+    }
 }
 
-/// A deployment as `runtime list` shows it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct DeploymentInfo {
-    /// The spec it was deployed with.
-    pub spec: DeploymentSpec,
-    /// `running`, `paused`, `failed` (some partition stopped) or `degraded` (retrying).
-    pub state: String,
-    /// Sum of partition lags.
-    pub lag: i64,
-    /// Records handled.
-    pub records_in: u64,
-    /// Records emitted.
-    pub records_out: u64,
-    /// Failed invocations.
-    pub errors: u64,
-    /// Records sent to the dead-letter topic.
-    pub dead_lettered: u64,
-    /// The last error seen.
-    pub last_error: Option<String>,
-    /// Per partition.
-    pub partitions: Vec<PartitionInfo>,
-}
-
-/// Owns every running deployment.
+/// Owns every deployment.
 pub struct Scheduler {
     log: Arc<Log>,
     engine: Engine,
     store: DeploymentStore,
-    cpu: Arc<Semaphore>,
-    running: Mutex<BTreeMap<String, Running>>,
+    cpu: Arc<cpu::Cpu>,
+    /// The log's batch limit; outputs are appended in batches below it.
+    max_append_bytes: usize,
+    entries: Mutex<BTreeMap<String, Entry>>,
+    /// One lock per deployment name, held across deploy, undeploy, pause and resume: without
+    /// it two deploys of one name could both start workers on the same group, and an
+    /// undeploy racing a redeploy could delete the new spec. Operations on different names
+    /// do not wait for each other (a redeploy waits for in-flight invocations, which can take
+    /// a CPU limit's time).
+    names: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl std::fmt::Debug for Scheduler {
@@ -149,34 +78,101 @@ impl std::fmt::Debug for Scheduler {
     }
 }
 
+/// Holds a name's operation lock, and forgets the lock once nobody holds or awaits it.
+struct NameGuard<'a> {
+    scheduler: &'a Scheduler,
+    name: String,
+    guard: Option<OwnedMutexGuard<()>>,
+}
+
+impl Drop for NameGuard<'_> {
+    fn drop(&mut self) {
+        let mut names = self
+            .scheduler
+            .names
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        drop(self.guard.take());
+        // Waiters clone the lock under `names`, so a count of one (the map's) here means
+        // nobody else can be holding or awaiting it.
+        if names
+            .get(&self.name)
+            .is_some_and(|l| Arc::strong_count(l) == 1)
+        {
+            names.remove(&self.name);
+        }
+    }
+}
+
 impl Scheduler {
-    /// A scheduler with nothing deployed. `parallelism` bounds concurrent invocations.
-    pub fn new(log: Arc<Log>, engine: Engine, store: DeploymentStore, parallelism: usize) -> Self {
+    /// A scheduler with nothing deployed. `parallelism` bounds concurrent invocations;
+    /// `max_append_bytes` is the log's largest batch (`LogOptions::max_batch_bytes`).
+    pub fn new(
+        log: Arc<Log>,
+        engine: Engine,
+        store: DeploymentStore,
+        parallelism: usize,
+        max_append_bytes: usize,
+    ) -> Self {
         Scheduler {
             log,
             engine,
             store,
-            cpu: Arc::new(Semaphore::new(parallelism.max(1))),
-            running: Mutex::new(BTreeMap::new()),
+            cpu: Arc::new(cpu::Cpu::new(parallelism)),
+            max_append_bytes,
+            entries: Mutex::new(BTreeMap::new()),
+            names: Mutex::new(HashMap::new()),
         }
     }
 
-    /// Starts every stored deployment at its committed offsets. A deployment that cannot
-    /// start (its topic was deleted, its module no longer loads) is logged and skipped.
-    pub fn restore(&self) -> Vec<(String, String)> {
-        let mut failed = Vec::new();
-        let specs = match self.store.load_all() {
+    async fn lock_name(&self, name: &str) -> NameGuard<'_> {
+        let lock = self
+            .names
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(name.to_owned())
+            .or_default()
+            .clone();
+        let guard = lock.lock_owned().await;
+        NameGuard {
+            scheduler: self,
+            name: name.to_owned(),
+            guard: Some(guard),
+        }
+    }
+
+    fn entries(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Entry>> {
+        self.entries.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn take(&self, name: &str) -> Option<Entry> {
+        self.entries().remove(name)
+    }
+
+    /// Starts every stored deployment at its committed offsets. Each spec file is read and
+    /// started on its own: one that cannot start (an unreadable file, its topic deleted, its
+    /// module gone) is logged, listed as `failed` and returned with why; the others start.
+    pub async fn restore(&self) -> Vec<(String, String)> {
+        let stored = match self.store.load_all() {
             Ok(s) => s,
             Err(e) => return vec![("*".into(), e.to_string())],
         };
-        for spec in specs {
-            let name = spec.name.clone();
-            let result = self
-                .store
-                .load_module(&spec.module_hash)
-                .map_err(DeployError::from)
-                .and_then(|wasm| Ok(self.engine.load(&wasm)?))
-                .and_then(|handler| self.start(spec, handler));
+        let mut failed = Vec::new();
+        for (name, spec) in stored {
+            let _guard = self.lock_name(&name).await;
+            let result = match spec {
+                Ok(spec) => match self.load_handler(&spec.module_hash).await {
+                    Ok(handler) => self.start(spec, handler, None).await,
+                    Err(e) => {
+                        self.insert_broken(spec, e.to_string(), true, None);
+                        Err(e)
+                    }
+                },
+                Err(e) => {
+                    self.insert_broken(placeholder_spec(&name), e.to_string(), false, None);
+                    Err(e.into())
+                }
+            };
             if let Err(e) = result {
                 tracing::error!(deployment = %name, "cannot restore deployment: {e}");
                 failed.push((name, e.to_string()));
@@ -185,13 +181,43 @@ impl Scheduler {
         failed
     }
 
-    /// Deploys (or redeploys under the same name, keeping offsets) a module.
+    /// Reads a stored module and compiles it (or loads it from the compile cache), on the
+    /// blocking pool: compiling can take seconds.
+    async fn load_handler(&self, hash: &str) -> Result<Handler, DeployError> {
+        let (store, engine, hash) = (self.store.clone(), self.engine.clone(), hash.to_owned());
+        tokio::task::spawn_blocking(move || {
+            let wasm = store.load_module(&hash)?;
+            Ok(engine.load(&wasm)?)
+        })
+        .await
+        .map_err(|e| DeployError::Invalid(format!("loading the module failed: {e}")))?
+    }
+
+    /// Deploys a module under `name`, or redeploys it (keeping the group's offsets, its
+    /// counters and its handler logs). `make_spec` is given the current spec, if there is
+    /// one, and is called under the name's lock so nothing changes it meanwhile.
     pub async fn deploy(
         &self,
-        mut spec: DeploymentSpec,
+        name: &str,
         wasm: &[u8],
+        make_spec: impl FnOnce(Option<&DeploymentSpec>) -> DeploymentSpec,
     ) -> Result<DeploymentInfo, DeployError> {
-        crate::deployment::validate_name(&spec.name).map_err(DeployError::Invalid)?;
+        crate::deployment::validate_name(name).map_err(DeployError::Invalid)?;
+        let _guard = self.lock_name(name).await;
+        let existing = self
+            .with(name, |e| {
+                let readable = e.broken.as_ref().is_none_or(|b| b.spec_readable);
+                readable.then(|| (*e.shared.spec()).clone())
+            })
+            .ok()
+            .flatten();
+        let mut spec = make_spec(existing.as_ref());
+        if spec.name != name {
+            return Err(DeployError::Invalid(format!(
+                "the spec is named '{}', not '{name}'",
+                spec.name
+            )));
+        }
         if self.log.topic(&spec.topic).is_none() {
             return Err(DeployError::UnknownTopic(spec.topic.clone()));
         }
@@ -200,23 +226,7 @@ impl Scheduler {
                 "max attempts, batch records and batch bytes must be at least 1".into(),
             ));
         }
-        let handler = self.engine.load(wasm)?;
-        // A module that cannot start under this deployment's own limits (a data segment
-        // larger than its memory cap) would fail every record forever: refuse it now. A full
-        // instance pool is transient, so it is not a reason to refuse.
-        let probe = rill_engine::InstanceConfig {
-            params: spec.env.clone(),
-            limits: spec.limits.clone(),
-            ..rill_engine::InstanceConfig::new(spec.name.clone(), 0)
-        };
-        match handler.instantiate(probe) {
-            Ok(_) | Err(rill_engine::InstantiateError::PoolExhausted(_)) => {}
-            Err(e) => {
-                return Err(DeployError::Invalid(format!(
-                    "the module cannot start under this deployment's limits: {e}"
-                )));
-            }
-        }
+        let handler = self.compile_and_probe(&spec, wasm).await?;
         // Declared outputs exist from the deploy on, so consumers can subscribe before the
         // first emit. They get one partition and the source topic's flush policy.
         for output in &spec.outputs {
@@ -238,25 +248,83 @@ impl Scheduler {
             }
         }
         spec.module_hash = handler.hash().to_owned();
-        self.store.save_module(&spec.module_hash, wasm)?;
-        // Replacing a running deployment: stop its workers first, so two versions never
-        // commit for the same group at once. Its offsets stay in the log.
-        if let Some(tasks) = self.stop(&spec.name) {
-            for t in tasks {
-                let _ = t.await;
-            }
+        // Replacing a deployment: stop its workers first, so two versions never commit for
+        // the same group at once, and so none of them writes the old spec after the new one
+        // is saved. Its offsets stay in the log.
+        let old = self.take(name);
+        let kept = old
+            .as_ref()
+            .map(|o| (o.shared.metrics.clone(), o.shared.logs.clone()));
+        if let Some(old) = old {
+            old.stop().await;
         }
-        self.store.save(&spec)?;
-        let name = spec.name.clone();
-        self.start(spec, handler)?;
-        self.info(&name)
+        if let Err(e) = self.store.save(&spec) {
+            // Keep it listed (as failed), whatever version it is now.
+            let (listed, readable) = match existing {
+                Some(s) => (s, true),
+                None => (spec, true),
+            };
+            self.insert_broken(listed, format!("redeploy failed: {e}"), readable, kept);
+            return Err(e.into());
+        }
+        self.start(spec, handler, kept).await?;
+        self.info(name)
     }
 
-    fn start(&self, spec: DeploymentSpec, handler: Handler) -> Result<(), DeployError> {
-        let topic = self
-            .log
-            .topic(&spec.topic)
-            .ok_or_else(|| DeployError::UnknownTopic(spec.topic.clone()))?;
+    /// Compiles a module and instantiates it once under the deployment's own limits, on the
+    /// blocking pool (compiling takes a while; instantiating runs the guest's initialiser),
+    /// then stores its bytes.
+    async fn compile_and_probe(
+        &self,
+        spec: &DeploymentSpec,
+        wasm: &[u8],
+    ) -> Result<Handler, DeployError> {
+        let (engine, store, wasm) = (self.engine.clone(), self.store.clone(), wasm.to_vec());
+        let probe = rill_engine::InstanceConfig {
+            params: spec.env.clone(),
+            limits: spec.limits.clone(),
+            ..rill_engine::InstanceConfig::new(spec.name.clone(), 0)
+        };
+        tokio::task::spawn_blocking(move || {
+            let handler = engine.load(&wasm)?;
+            // A module that cannot start under this deployment's own limits (a data segment
+            // larger than its memory cap) would fail every record forever: refuse it now. A
+            // full instance pool is transient, so it is not a reason to refuse.
+            match handler.instantiate(probe) {
+                Ok(_) | Err(rill_engine::InstantiateError::PoolExhausted(_)) => {}
+                Err(e) => {
+                    return Err(DeployError::Invalid(format!(
+                        "the module cannot start under this deployment's limits: {e}"
+                    )));
+                }
+            }
+            store.save_module(handler.hash(), &wasm)?;
+            Ok(handler)
+        })
+        .await
+        .map_err(|e| DeployError::Invalid(format!("compiling the module failed: {e}")))?
+    }
+
+    /// Starts the workers of `spec`. Whatever ran under this name before is stopped first
+    /// (callers hold the name's lock and normally have done so already). If the topic is
+    /// gone, the deployment is kept as broken and the error returned.
+    async fn start(
+        &self,
+        spec: DeploymentSpec,
+        handler: Handler,
+        kept: Option<Kept>,
+    ) -> Result<(), DeployError> {
+        let mut kept = kept;
+        if let Some(prev) = self.take(&spec.name) {
+            kept = kept.or_else(|| Some((prev.shared.metrics.clone(), prev.shared.logs.clone())));
+            prev.stop().await;
+        }
+        let Some(topic) = self.log.topic(&spec.topic) else {
+            let e = DeployError::UnknownTopic(spec.topic.clone());
+            self.insert_broken(spec, e.to_string(), true, kept);
+            return Err(e);
+        };
+        let (metrics, logs) = kept.unwrap_or_default();
         let n = topic.partitions().len();
         let initial = if spec.paused {
             Control::Pause
@@ -264,12 +332,14 @@ impl Scheduler {
             Control::Run
         };
         let (control, rx) = watch::channel(initial);
+        let name = spec.name.clone();
         let shared = Arc::new(DeploymentShared {
             log: self.log.clone(),
-            spec: RwLock::new(Arc::new(spec.clone())),
-            handler: RwLock::new(handler),
-            metrics: DeploymentMetrics::default(),
-            logs: HandlerLogs::default(),
+            store: self.store.clone(),
+            spec: RwLock::new(Arc::new(spec)),
+            spec_write: Mutex::new(()),
+            metrics,
+            logs,
             partitions: (0..n)
                 .map(|_| {
                     Mutex::new(PartitionState {
@@ -285,52 +355,84 @@ impl Scheduler {
             .partitions()
             .iter()
             .map(|p| {
-                let w = worker::Worker {
-                    dep: shared.clone(),
-                    partition: p.clone(),
-                    control: rx.clone(),
-                    cpu: self.cpu.clone(),
-                    outputs: output::Outputs::new(self.log.clone(), create_config.clone()),
-                    instance: None,
-                    isolate_until: -1,
-                    attempts: 0,
-                    next: 0,
-                    bytes_per_record: 0,
-                };
+                let outputs = output::Outputs::new(
+                    self.log.clone(),
+                    create_config.clone(),
+                    self.max_append_bytes,
+                );
+                let w = worker::Worker::new(
+                    shared.clone(),
+                    handler.clone(),
+                    p.clone(),
+                    rx.clone(),
+                    self.cpu.clone(),
+                    outputs,
+                );
                 tokio::spawn(w.run())
             })
             .collect();
-        let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
-        running.insert(
-            spec.name.clone(),
-            Running {
-                shared,
-                control,
-                tasks,
-            },
-        );
+        let entry = Entry {
+            shared,
+            control,
+            tasks,
+            broken: None,
+        };
+        self.entries().insert(name, entry);
         Ok(())
     }
 
-    /// Signals a deployment's workers to stop and hands back their tasks: each finishes its
-    /// in-flight invocation, appends and commits, then exits.
-    fn stop(&self, name: &str) -> Option<Vec<JoinHandle<()>>> {
-        let r = self
-            .running
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(name)?;
-        let _ = r.control.send(Control::Stop);
-        Some(r.tasks)
+    /// Lists a deployment that does not run, with why.
+    fn insert_broken(
+        &self,
+        spec: DeploymentSpec,
+        error: String,
+        spec_readable: bool,
+        kept: Option<Kept>,
+    ) {
+        let (metrics, logs) = kept.unwrap_or_default();
+        *metrics.last_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(error.clone());
+        let name = spec.name.clone();
+        let shared = Arc::new(DeploymentShared {
+            log: self.log.clone(),
+            store: self.store.clone(),
+            spec: RwLock::new(Arc::new(spec)),
+            spec_write: Mutex::new(()),
+            metrics,
+            logs,
+            partitions: Vec::new(),
+        });
+        let entry = Entry {
+            shared,
+            control: watch::channel(Control::Stop).0,
+            tasks: Vec::new(),
+            broken: Some(Broken {
+                error,
+                spec_readable,
+            }),
+        };
+        // Nothing runs under a broken entry's name (callers took the old one out), so a
+        // replaced entry here has no tasks to wait for.
+        self.entries().insert(name, entry);
     }
 
-    /// Removes a deployment. Its group's committed offsets stay unless `drop_offsets`.
+    /// Removes a deployment, running or broken. Its group's committed offsets stay unless
+    /// `drop_offsets`.
     pub async fn undeploy(&self, name: &str, drop_offsets: bool) -> Result<(), DeployError> {
-        let group = self.with(name, |r| r.shared.spec().group.clone())?;
-        if let Some(tasks) = self.stop(name) {
-            for t in tasks {
-                let _ = t.await;
-            }
+        let _guard = self.lock_name(name).await;
+        let (group, readable) = self.with(name, |e| {
+            (
+                e.shared.spec().group.clone(),
+                e.broken.as_ref().is_none_or(|b| b.spec_readable),
+            )
+        })?;
+        if drop_offsets && !readable {
+            return Err(DeployError::Invalid(format!(
+                "cannot drop the offsets of '{name}': its spec file is unreadable, so its group \
+                 is unknown; undeploy it without dropping offsets"
+            )));
+        }
+        if let Some(entry) = self.take(name) {
+            entry.stop().await;
         }
         self.store.remove(name)?;
         if drop_offsets {
@@ -342,42 +444,93 @@ impl Scheduler {
         Ok(())
     }
 
-    /// Pauses or resumes a deployment; the state survives restarts.
-    pub fn set_paused(&self, name: &str, paused: bool) -> Result<DeploymentInfo, DeployError> {
-        self.with(name, |r| -> Result<(), DeployError> {
-            let mut spec = (*r.shared.spec()).clone();
-            spec.paused = paused;
-            self.store.save(&spec)?;
-            *r.shared.spec.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(spec);
-            // Resuming also restarts partitions that stopped on a failure.
-            let _ = r
+    /// Pauses or resumes a deployment; the state survives restarts. Resuming also restarts
+    /// partitions that stopped on a failure, and retries starting a deployment that could
+    /// not be restored.
+    pub async fn set_paused(
+        &self,
+        name: &str,
+        paused: bool,
+    ) -> Result<DeploymentInfo, DeployError> {
+        let _guard = self.lock_name(name).await;
+        let (shared, broken) = self.with(name, |e| {
+            (
+                e.shared.clone(),
+                e.broken
+                    .as_ref()
+                    .map(|b| (b.spec_readable, b.error.clone())),
+            )
+        })?;
+        match broken {
+            Some((false, error)) => {
+                return Err(DeployError::Invalid(format!(
+                    "'{name}' cannot run ({error}): redeploy or undeploy it"
+                )));
+            }
+            Some((true, _)) => {
+                shared.update_spec(|s| {
+                    s.paused = paused;
+                    s.stopped.clear();
+                })?;
+                if !paused {
+                    let spec = (*shared.spec()).clone();
+                    let kept = Some((shared.metrics.clone(), shared.logs.clone()));
+                    match self.load_handler(&spec.module_hash).await {
+                        Ok(handler) => self.start(spec, handler, kept).await?,
+                        Err(e) => {
+                            self.take(name);
+                            self.insert_broken(spec, e.to_string(), true, kept);
+                            return Err(e);
+                        }
+                    }
+                }
+                return self.info(name);
+            }
+            None => {}
+        }
+        shared.update_spec(|s| {
+            s.paused = paused;
+            if !paused {
+                s.stopped.clear();
+            }
+        })?;
+        if !paused {
+            // The workers wake after this answer is built: show the restart already, not a
+            // `failed` that is no longer true.
+            for p in &shared.partitions {
+                let mut p = p.lock().unwrap_or_else(|e| e.into_inner());
+                if p.status == "failed" {
+                    p.status = "starting";
+                }
+            }
+        }
+        self.with(name, |e| {
+            let _ = e
                 .control
                 .send(if paused { Control::Pause } else { Control::Run });
-            Ok(())
-        })??;
+        })?;
         self.info(name)
     }
 
-    fn with<T>(&self, name: &str, f: impl FnOnce(&Running) -> T) -> Result<T, DeployError> {
-        let running = self.running.lock().unwrap_or_else(|e| e.into_inner());
-        running
+    fn with<T>(&self, name: &str, f: impl FnOnce(&Entry) -> T) -> Result<T, DeployError> {
+        self.entries()
             .get(name)
             .map(f)
             .ok_or_else(|| DeployError::UnknownDeployment(name.to_owned()))
     }
 
-    /// The shared state of a deployment (logs, metrics).
-    pub(crate) fn shared(&self, name: &str) -> Result<Arc<DeploymentShared>, DeployError> {
-        self.with(name, |r| r.shared.clone())
+    /// A deployment's handler logs.
+    pub(crate) fn handler_logs(&self, name: &str) -> Result<Arc<HandlerLogs>, DeployError> {
+        self.with(name, |e| e.shared.logs.clone())
     }
 
-    /// Names of topics that deployments consume.
+    /// Topics that deployments consume, with the consuming deployment's name.
     pub fn consumed_topics(&self) -> Vec<(String, String)> {
-        let running = self.running.lock().unwrap_or_else(|e| e.into_inner());
-        running
+        self.entries()
             .values()
-            .map(|r| {
-                let s = r.shared.spec();
+            .filter(|e| e.broken.as_ref().is_none_or(|b| b.spec_readable))
+            .map(|e| {
+                let s = e.shared.spec();
                 (s.topic.clone(), s.name.clone())
             })
             .collect()
@@ -385,88 +538,65 @@ impl Scheduler {
 
     /// One deployment's status.
     pub fn info(&self, name: &str) -> Result<DeploymentInfo, DeployError> {
-        let shared = self.shared(name)?;
-        Ok(self.describe(&shared))
+        let (shared, broken) = self.with(name, |e| {
+            (e.shared.clone(), e.broken.as_ref().map(|b| b.error.clone()))
+        })?;
+        Ok(info::describe(&self.log, &shared, broken.as_deref()))
     }
 
     /// Every deployment's status, sorted by name.
     pub fn list(&self) -> Vec<DeploymentInfo> {
-        let all: Vec<_> = {
-            let running = self.running.lock().unwrap_or_else(|e| e.into_inner());
-            running.values().map(|r| r.shared.clone()).collect()
-        };
-        all.iter().map(|s| self.describe(s)).collect()
+        let all: Vec<_> = self
+            .entries()
+            .values()
+            .map(|e| (e.shared.clone(), e.broken.as_ref().map(|b| b.error.clone())))
+            .collect();
+        all.iter()
+            .map(|(s, b)| info::describe(&self.log, s, b.as_deref()))
+            .collect()
     }
 
-    fn describe(&self, shared: &DeploymentShared) -> DeploymentInfo {
-        let spec = shared.spec();
-        let topic = self.log.topic(&spec.topic);
-        let mut partitions = Vec::new();
-        for (i, state) in shared.partitions.iter().enumerate() {
-            let state = state.lock().unwrap_or_else(|e| e.into_inner()).clone();
-            let end = topic
-                .as_ref()
-                .and_then(|t| t.partition(i as u32))
-                .map(|p| p.high_watermark())
-                .unwrap_or(0);
-            let committed = self.log.offsets().fetch(&spec.group, &spec.topic, i as u32);
-            partitions.push(PartitionInfo {
-                partition: i as u32,
-                committed,
-                end,
-                lag: (end - committed.unwrap_or(0)).max(0),
-                status: state.status.to_owned(),
-                error: state.error,
-            });
-        }
-        let state = if spec.paused {
-            "paused"
-        } else if partitions.iter().any(|p| p.status == "failed") {
-            "failed"
-        } else if partitions.iter().any(|p| p.status == "backoff") {
-            "degraded"
-        } else {
-            "running"
-        };
-        DeploymentInfo {
-            state: state.to_owned(),
-            lag: partitions.iter().map(|p| p.lag).sum(),
-            records_in: shared.metrics.records_in.load(Relaxed),
-            records_out: shared.metrics.records_out.load(Relaxed),
-            errors: shared.metrics.errors_total(),
-            dead_lettered: shared.metrics.dead_lettered.load(Relaxed),
-            last_error: shared
-                .metrics
-                .last_error
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .clone(),
-            partitions,
-            spec: (*spec).clone(),
-        }
-    }
-
-    /// Renders every deployment's metrics.
+    /// Renders every deployment's metrics, one family at a time.
     pub fn render_metrics(&self, out: &mut String) {
-        let running = self.running.lock().unwrap_or_else(|e| e.into_inner());
-        for (name, r) in running.iter() {
-            r.shared.metrics.render(name, out);
-        }
+        let all: Vec<(String, Arc<DeploymentMetrics>)> = self
+            .entries()
+            .iter()
+            .map(|(name, e)| (name.clone(), e.shared.metrics.clone()))
+            .collect();
+        crate::metrics::render_deployments(&all, out);
     }
 
     /// Stops every worker and waits for in-flight invocations to finish and commit.
     pub async fn shutdown(&self) {
-        let all: Vec<_> = {
-            let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
-            std::mem::take(&mut *running).into_values().collect()
-        };
-        for r in &all {
-            let _ = r.control.send(Control::Stop);
+        let all: Vec<Entry> = std::mem::take(&mut *self.entries()).into_values().collect();
+        for e in &all {
+            let _ = e.control.send(Control::Stop);
         }
-        for r in all {
-            for t in r.tasks {
-                let _ = t.await;
-            }
+        for e in all {
+            e.stop().await;
         }
+    }
+}
+
+/// The spec listed for a deployment whose spec file cannot be read: its name, nothing else.
+fn placeholder_spec(name: &str) -> DeploymentSpec {
+    DeploymentSpec {
+        name: name.to_owned(),
+        topic: String::new(),
+        group: name.to_owned(),
+        from: crate::deployment::StartFrom::Earliest,
+        outputs: Vec::new(),
+        env: Vec::new(),
+        limits: rill_engine::Limits::default(),
+        max_attempts: 0,
+        on_failure: crate::deployment::OnFailure::default(),
+        max_batch_records: 0,
+        max_batch_bytes: 0,
+        linger_ms: 0,
+        backoff_initial_ms: crate::deployment::DEFAULT_BACKOFF_MS,
+        backoff_max_ms: crate::deployment::DEFAULT_BACKOFF_MAX_MS,
+        module_hash: String::new(),
+        paused: false,
+        stopped: Vec::new(),
     }
 }

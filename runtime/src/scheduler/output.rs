@@ -5,10 +5,20 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 
 use rill_engine::Emits;
-use rill_log::{Header, Log, Record, Topic, TopicConfig, TopicError};
+use rill_log::{AppendError, Header, Log, Record, Topic, TopicConfig, TopicError};
 
 use crate::deployment::DeploymentSpec;
 use crate::metrics::DeploymentMetrics;
+
+/// Why outputs were not appended.
+#[derive(Debug)]
+pub(super) enum OutputError {
+    /// Worth retrying as is: an I/O error (a full disk), a topic deleted meanwhile.
+    Retry(String),
+    /// Never going to work for these outputs (an invalid topic name, a record larger than
+    /// the log accepts): the handler's fault, so it counts against the record.
+    Reject(String),
+}
 
 /// A worker's view of the topics it writes to, with topics looked up once and cached.
 pub(super) struct Outputs {
@@ -16,19 +26,29 @@ pub(super) struct Outputs {
     topics: HashMap<String, Arc<Topic>>,
     /// Flush policy for topics this deployment creates (its source topic's).
     create_config: TopicConfig,
+    /// The largest batch the log accepts; outputs are split into batches below it.
+    max_batch_bytes: usize,
 }
 
+/// Bytes a record adds to a batch beyond its key, value and header bytes: varints,
+/// attributes and deltas, generously counted so a chunk never crosses the limit.
+const RECORD_OVERHEAD: usize = 64;
+
+/// Bytes of a batch header.
+const BATCH_OVERHEAD: usize = 128;
+
 impl Outputs {
-    pub(super) fn new(log: Arc<Log>, create_config: TopicConfig) -> Self {
+    pub(super) fn new(log: Arc<Log>, create_config: TopicConfig, max_batch_bytes: usize) -> Self {
         Outputs {
             log,
             topics: HashMap::new(),
             create_config,
+            max_batch_bytes,
         }
     }
 
     /// The topic, created with one partition if it does not exist yet.
-    fn topic(&mut self, name: &str) -> Result<Arc<Topic>, String> {
+    fn topic(&mut self, name: &str) -> Result<Arc<Topic>, OutputError> {
         if let Some(t) = self.topics.get(name) {
             return Ok(t.clone());
         }
@@ -36,23 +56,50 @@ impl Outputs {
             Some(t) => t,
             None => match self.log.create_topic(name, self.create_config.clone()) {
                 Ok(t) => t,
-                Err(TopicError::AlreadyExists(_)) => self
-                    .log
-                    .topic(name)
-                    .ok_or_else(|| format!("topic '{name}' vanished while being created"))?,
-                Err(e) => return Err(format!("cannot create output topic '{name}': {e}")),
+                Err(TopicError::AlreadyExists(_)) => self.log.topic(name).ok_or_else(|| {
+                    OutputError::Retry(format!("topic '{name}' vanished while being created"))
+                })?,
+                Err(e @ (TopicError::InvalidName(_) | TopicError::InvalidConfig(_))) => {
+                    return Err(OutputError::Reject(format!(
+                        "cannot create output topic '{name}': {e}"
+                    )));
+                }
+                Err(e) => {
+                    return Err(OutputError::Retry(format!(
+                        "cannot create output topic '{name}': {e}"
+                    )));
+                }
             },
         };
         self.topics.insert(name.to_owned(), topic.clone());
         Ok(topic)
     }
 
-    /// Appends emits, one batch per (topic, partition), keeping their order per key.
+    /// Classifies an append error; a closed partition means the topic was deleted (or the
+    /// log is closing), so the cached handle is dropped and the next try looks the topic up
+    /// again, creating it anew if need be.
+    fn append_error(&mut self, topic: &Topic, p: u32, e: AppendError) -> OutputError {
+        let msg = format!("append to {}/{p} failed: {e}", topic.name());
+        match e {
+            AppendError::TooLarge { .. } | AppendError::InvalidBatch(_) | AppendError::Empty => {
+                OutputError::Reject(msg)
+            }
+            AppendError::Closed => {
+                self.topics.remove(topic.name());
+                OutputError::Retry(msg)
+            }
+            _ => OutputError::Retry(msg),
+        }
+    }
+
+    /// Appends emits, one batch per (topic, partition) (more when they would exceed the log's
+    /// batch limit), keeping their order per key. Every topic is resolved before anything is
+    /// appended, so an invalid topic name appends nothing.
     pub(super) fn append(
         &mut self,
         emits: &Emits,
         metrics: &DeploymentMetrics,
-    ) -> Result<(), String> {
+    ) -> Result<(), OutputError> {
         if emits.is_empty() {
             return Ok(());
         }
@@ -96,13 +143,18 @@ impl Outputs {
         }
         for (t, p, records) in groups {
             let topic = &topics[t];
-            let partition = topic
-                .partition(p)
-                .ok_or_else(|| format!("topic '{}' has no partition {p}", topic.name()))?;
-            partition
-                .append(&records)
-                .map_err(|e| format!("append to {}/{p} failed: {e}", topic.name()))?;
-            metrics.records_out.fetch_add(records.len() as u64, Relaxed);
+            let Some(partition) = topic.partition(p) else {
+                return Err(OutputError::Retry(format!(
+                    "topic '{}' has no partition {p}",
+                    topic.name()
+                )));
+            };
+            for chunk in chunks(&records, self.max_batch_bytes) {
+                if let Err(e) = partition.append(chunk) {
+                    return Err(self.append_error(topic, p, e));
+                }
+                metrics.records_out.fetch_add(chunk.len() as u64, Relaxed);
+            }
         }
         Ok(())
     }
@@ -119,7 +171,7 @@ impl Outputs {
         kind: &str,
         message: &str,
         attempts: u32,
-    ) -> Result<(), String> {
+    ) -> Result<(), OutputError> {
         let dlq = self.topic(&format!("{}.dlq", spec.name))?;
         let found = find_record(batches, offset);
         let (key, value, orig_headers) = match &found {
@@ -172,12 +224,45 @@ impl Outputs {
             timestamp_ms: None,
         };
         let p = dlq.partition_for_key(key);
-        dlq.partition(p)
-            .ok_or_else(|| "dead-letter topic has no partitions".to_string())?
-            .append(&[record])
-            .map_err(|e| format!("append to dead-letter topic failed: {e}"))?;
-        Ok(())
+        let partition = dlq.partition(p).ok_or_else(|| {
+            OutputError::Retry(format!(
+                "dead-letter topic '{}' has no partitions",
+                dlq.name()
+            ))
+        })?;
+        match partition.append(&[record]) {
+            Ok(_) => Ok(()),
+            Err(e) => Err(self.append_error(&dlq, p, e)),
+        }
     }
+}
+
+/// Splits the emits at `idx` into runs whose estimated batch size stays under
+/// `max_batch_bytes`. A record that alone exceeds it gets a run of its own, which the log
+/// then rejects as too large.
+fn chunks<'a, 'r>(records: &'a [Record<'r>], max_batch_bytes: usize) -> Vec<&'a [Record<'r>]> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    let mut size = BATCH_OVERHEAD;
+    for (n, r) in records.iter().enumerate() {
+        let rec = RECORD_OVERHEAD
+            + r.key.map_or(0, <[u8]>::len)
+            + r.value.map_or(0, <[u8]>::len)
+            + r.headers
+                .iter()
+                .map(|h| h.key.len() + h.value.map_or(0, <[u8]>::len) + 16)
+                .sum::<usize>();
+        if n > start && size.saturating_add(rec) > max_batch_bytes {
+            out.push(&records[start..n]);
+            start = n;
+            size = BATCH_OVERHEAD;
+        }
+        size = size.saturating_add(rec);
+    }
+    if start < records.len() {
+        out.push(&records[start..]);
+    }
+    out
 }
 
 type Owned = (
@@ -210,4 +295,53 @@ fn find_record(batches: &[u8], offset: i64) -> Option<Owned> {
         }
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(value: &[u8]) -> Record<'_> {
+        Record {
+            key: None,
+            value: Some(value),
+            headers: &[],
+            timestamp_ms: None,
+        }
+    }
+
+    fn offsets(runs: &[&[Record<'_>]], all: &[Record<'_>]) -> Vec<Vec<usize>> {
+        runs.iter()
+            .map(|run| {
+                run.iter()
+                    .map(|r| all.iter().position(|a| std::ptr::eq(a, r)).expect("in all"))
+                    .collect()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn chunks_stay_under_the_limit_and_keep_order() {
+        let v300 = vec![0u8; 300];
+        let records: Vec<Record<'_>> = (0..10).map(|_| record(&v300)).collect();
+        let runs = chunks(&records, 1000);
+        assert!(runs.len() > 1);
+        assert_eq!(
+            offsets(&runs, &records).concat(),
+            (0..10).collect::<Vec<_>>(),
+            "every emit once, in order"
+        );
+        for run in &runs {
+            let size: usize = BATCH_OVERHEAD + run.len() * (300 + RECORD_OVERHEAD);
+            assert!(size <= 1000, "{} records", run.len());
+        }
+        // One record above the limit is alone in its run.
+        let (small, large) = (vec![0u8; 10], vec![0u8; 5000]);
+        let big = vec![record(&small), record(&large), record(&small)];
+        assert_eq!(
+            offsets(&chunks(&big, 1000), &big),
+            vec![vec![0], vec![1], vec![2]]
+        );
+        assert_eq!(chunks(&records, usize::MAX).len(), 1);
+    }
 }

@@ -16,31 +16,40 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use tokio::sync::watch;
 
-use rill_engine::{Instance, InstanceConfig, Invocation, Outcome};
+use rill_engine::{Handler, Instance, InstanceConfig, Invocation, Outcome};
 use rill_log::{Partition, ReadError};
 
-use super::output::Outputs;
+use super::cpu::Cpu;
+use super::output::{OutputError, Outputs};
 use super::{Control, DeploymentShared, PartitionState};
 use crate::deployment::{OnFailure, StartFrom};
 
 pub(super) struct Worker {
-    pub(super) dep: Arc<DeploymentShared>,
-    pub(super) partition: Arc<Partition>,
-    pub(super) control: watch::Receiver<Control>,
-    pub(super) cpu: Arc<Semaphore>,
-    pub(super) outputs: Outputs,
-    pub(super) instance: Option<Instance>,
+    dep: Arc<DeploymentShared>,
+    handler: Handler,
+    partition: Arc<Partition>,
+    control: watch::Receiver<Control>,
+    cpu: Arc<Cpu>,
+    outputs: Outputs,
+    instance: Option<Instance>,
     /// While `next < isolate_until`, invoke one record at a time (see the module docs).
-    pub(super) isolate_until: i64,
-    /// Failed tries of the record at `next`.
-    pub(super) attempts: u32,
-    /// The next offset to process; equal to the committed offset between turns.
-    pub(super) next: i64,
+    isolate_until: i64,
+    /// Failed tries of the record at `next`: what `max_attempts` counts.
+    attempts: u32,
+    /// Consecutive failures that are not the record's fault (instantiation, read, a
+    /// transient append error, commit). They grow the backoff but never dead-letter a record.
+    host_failures: u32,
+    /// An offset whose outputs are appended but whose commit failed: only the commit is
+    /// retried, so the invocation does not run (and append its outputs) again.
+    pending_commit: Option<i64>,
+    /// The next offset to process; equal to the committed offset between turns (or to
+    /// `pending_commit` while one waits).
+    next: i64,
     /// Stored bytes per record seen in the last read (0 before the first), to size the next
     /// read to about one invocation's worth instead of `max_batch_bytes`.
-    pub(super) bytes_per_record: usize,
+    bytes_per_record: usize,
 }
 
 /// What a turn asks the loop to do next.
@@ -50,7 +59,42 @@ enum Step {
     Stop,
 }
 
+/// Why an invocation did not produce an outcome.
+enum InvokeError {
+    /// The deployment was paused or stopped while the invocation waited for a permit.
+    Skipped,
+    /// The instance could not be created.
+    Instantiate(String),
+    /// The blocking task running the guest panicked (a host bug).
+    Panicked(String),
+}
+
 impl Worker {
+    pub(super) fn new(
+        dep: Arc<DeploymentShared>,
+        handler: Handler,
+        partition: Arc<Partition>,
+        control: watch::Receiver<Control>,
+        cpu: Arc<Cpu>,
+        outputs: Outputs,
+    ) -> Worker {
+        Worker {
+            dep,
+            handler,
+            partition,
+            control,
+            cpu,
+            outputs,
+            instance: None,
+            isolate_until: -1,
+            attempts: 0,
+            host_failures: 0,
+            pending_commit: None,
+            next: 0,
+            bytes_per_record: 0,
+        }
+    }
+
     fn pid(&self) -> u32 {
         self.partition.id()
     }
@@ -122,13 +166,37 @@ impl Worker {
         Ok(start)
     }
 
+    /// Waits, as a stopped partition, until the deployment is resumed (true) or stopped
+    /// (false). A pause meanwhile keeps it stopped: only a resume retries the record.
+    async fn wait_for_restart(&mut self) -> bool {
+        loop {
+            if self.control.changed().await.is_err() {
+                return false;
+            }
+            match *self.control.borrow_and_update() {
+                Control::Run => return true,
+                Control::Stop => return false,
+                Control::Pause => {}
+            }
+        }
+    }
+
     pub(super) async fn run(mut self) {
+        // A partition that stopped before the last restart stays stopped until a resume.
+        if let Some(err) = self.dep.spec().stopped_error(self.pid()) {
+            self.set_state("failed", Some(err));
+            if !self.wait_for_restart().await {
+                self.set_state("stopped", None);
+                return;
+            }
+        }
         self.next = loop {
             match self.start_offset() {
                 Ok(o) => break o,
                 Err(e) => {
                     self.set_state("failed", Some(e));
-                    if self.control.changed().await.is_err() {
+                    if !self.wait_for_restart().await {
+                        self.set_state("stopped", None);
                         return;
                     }
                 }
@@ -157,6 +225,19 @@ impl Worker {
                 backoff = Duration::ZERO;
                 continue;
             }
+            if let Some(at) = self.pending_commit {
+                match self.commit(at) {
+                    Ok(()) => {
+                        self.pending_commit = None;
+                        self.host_failures = 0;
+                    }
+                    Err(msg) => {
+                        self.host_failure("commit", msg);
+                        backoff = self.backoff_delay();
+                        continue;
+                    }
+                }
+            }
             if self.next >= self.partition.high_watermark() {
                 self.set_state("running", None);
                 let listener = self.partition.listen();
@@ -173,16 +254,52 @@ impl Worker {
                 Step::Continue => {}
                 Step::Backoff => backoff = self.backoff_delay(),
                 Step::Stop => {
+                    self.persist_stop().await;
                     // The partition stays stopped until the deployment is resumed,
                     // redeployed or undeployed.
-                    if self.control.changed().await.is_err() {
+                    if !self.wait_for_restart().await {
                         break;
                     }
+                    self.forget_stop().await;
                     self.attempts = 0;
+                    self.host_failures = 0;
                 }
             }
         }
+        // Outputs already appended: record their commit on the way out if it can be done.
+        if let Some(at) = self.pending_commit.take() {
+            let _ = self.commit(at);
+        }
         self.set_state("stopped", None);
+    }
+
+    /// Writes this partition's stop into the spec, so a restart shows it `failed`.
+    async fn persist_stop(&self) {
+        let error = self
+            .state()
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .error
+            .clone()
+            .unwrap_or_default();
+        let dep = self.dep.clone();
+        let (pid, offset) = (self.pid(), self.next);
+        let saved = tokio::task::spawn_blocking(move || dep.mark_stopped(pid, offset, error)).await;
+        if let Ok(Err(e)) = saved {
+            tracing::error!(deployment = %self.dep.spec().name, partition = pid,
+                "cannot record the stopped partition: {e}");
+        }
+    }
+
+    /// Clears this partition's saved stop after a restart.
+    async fn forget_stop(&self) {
+        let dep = self.dep.clone();
+        let pid = self.pid();
+        let saved = tokio::task::spawn_blocking(move || dep.clear_stopped(pid)).await;
+        if let Ok(Err(e)) = saved {
+            tracing::error!(deployment = %self.dep.spec().name, partition = pid,
+                "cannot clear the stopped partition: {e}");
+        }
     }
 
     /// Bytes to read for `records` records: the last read's bytes per record times the
@@ -214,14 +331,45 @@ impl Worker {
         }
     }
 
+    /// The delay before the next try: the configured first delay, doubled per consecutive
+    /// failure (of the record or of the host), up to the ceiling.
     fn backoff_delay(&self) -> Duration {
         let spec = self.dep.spec();
-        let exp = self.attempts.saturating_sub(1).min(20);
+        let failures = self.attempts.max(self.host_failures);
+        let exp = failures.saturating_sub(1).min(20);
         let ms = spec
             .backoff_initial_ms
             .saturating_mul(1 << exp)
             .min(spec.backoff_max_ms);
         Duration::from_millis(ms.max(1))
+    }
+
+    /// Counts a failure that is not the record's fault and asks for a backoff.
+    fn host_failure(&mut self, kind: &str, msg: String) -> Step {
+        let spec = self.dep.spec();
+        tracing::warn!(deployment = %spec.name, partition = self.pid(), "{msg}");
+        self.dep.metrics.error(kind, msg.clone());
+        self.host_failures = self.host_failures.saturating_add(1);
+        self.set_state("backoff", Some(msg));
+        Step::Backoff
+    }
+
+    /// Marks `[next, offset)` done: moves on and commits. A failed commit is kept and
+    /// retried on its own before anything else, never by re-running the invocation.
+    fn finish(&mut self, offset: i64, handled: u64) -> Step {
+        self.dep.count_in(handled);
+        self.next = offset;
+        self.attempts = 0;
+        match self.commit(offset) {
+            Ok(()) => {
+                self.host_failures = 0;
+                Step::Continue
+            }
+            Err(msg) => {
+                self.pending_commit = Some(offset);
+                self.host_failure("commit", msg)
+            }
+        }
     }
 
     /// One read-invoke-append-commit turn.
@@ -231,7 +379,11 @@ impl Worker {
         if spec.linger_ms > 0 {
             let available = self.partition.high_watermark() - next;
             if available < i64::from(spec.max_batch_records) {
-                tokio::time::sleep(Duration::from_millis(spec.linger_ms)).await;
+                // A pause or stop during the linger is obeyed before invoking anything.
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(spec.linger_ms)) => {}
+                    _ = self.control.changed() => return Step::Continue,
+                }
             }
         }
         let wanted = if next < self.isolate_until {
@@ -256,25 +408,18 @@ impl Worker {
                     .logs
                     .push("warn", self.pid(), Some(next), msg.clone());
                 tracing::warn!(deployment = %spec.name, partition = self.pid(), "{msg}");
-                self.next = start;
-                return match self.commit(start) {
-                    Ok(()) => Step::Continue,
-                    Err(_) => Step::Backoff,
-                };
+                return self.finish(start, 0);
             }
             Err(e) => {
+                // Damage found on read (a sealed segment that fails its CRC) belongs in the
+                // host's log too, not only in the deployment's state.
                 let msg = format!(
                     "read of {}/{} at {} failed: {e}",
                     spec.topic,
                     self.pid(),
                     next
                 );
-                // Damage found on read (a sealed segment that fails its CRC) belongs in the
-                // host's log too, not only in the deployment's state.
-                tracing::warn!(deployment = %spec.name, partition = self.pid(), "{msg}");
-                self.dep.metrics.error("append", msg.clone());
-                self.set_state("backoff", Some(msg));
-                return Step::Backoff;
+                return self.host_failure("read", msg);
             }
         };
         self.learn_record_size(&read);
@@ -296,51 +441,57 @@ impl Worker {
             next + i64::from(spec.max_batch_records)
         };
         let covered = end.min(read.next_offset);
+        if covered <= next {
+            // Below the high watermark, a read that moves nothing forward would be invoked,
+            // committed in place and read again, for ever: wait and retry instead, loudly.
+            let msg = format!(
+                "read of {}/{} at {next} returned no record below the end of the log ({}): \
+                 the log may be corrupt or truncated there",
+                spec.topic,
+                self.pid(),
+                self.partition.high_watermark()
+            );
+            return self.host_failure("read", msg);
+        }
         // Batches starting at or past `end` would be copied into the guest only to be
         // skipped; hand it the ones the invocation covers.
         let bytes = batches_below(bytes, end);
 
         let invocation = match self.invoke(bytes.clone(), next, end).await {
             Ok(inv) => inv,
-            Err(msg) => {
-                self.dep.metrics.error("trap", msg.clone());
-                self.set_state("backoff", Some(msg));
-                self.attempts += 1;
-                return Step::Backoff;
-            }
+            Err(InvokeError::Skipped) => return Step::Continue,
+            Err(InvokeError::Instantiate(msg)) => return self.host_failure("instantiate", msg),
+            Err(InvokeError::Panicked(msg)) => return self.host_failure("trap", msg),
         };
+        self.host_failures = 0;
         self.record_logs(&invocation);
         self.dep.metrics.observe(invocation.elapsed);
         match invocation.outcome {
             Outcome::Ok => {
-                if let Err(msg) = self.outputs.append(&invocation.emits, &self.dep.metrics) {
-                    self.dep.metrics.error("append", msg.clone());
-                    self.set_state("backoff", Some(msg));
-                    return Step::Backoff;
+                match self.outputs.append(&invocation.emits, &self.dep.metrics) {
+                    Ok(()) => {}
+                    Err(OutputError::Retry(msg)) => return self.host_failure("append", msg),
+                    Err(OutputError::Reject(msg)) => {
+                        return self.reject_outputs(next, covered, msg, &bytes).await;
+                    }
                 }
-                if let Err(msg) = self.commit(covered) {
-                    self.set_state("backoff", Some(msg));
-                    return Step::Backoff;
-                }
-                self.dep.count_in((covered - next) as u64);
-                self.next = covered;
-                self.attempts = 0;
-                Step::Continue
+                self.finish(covered, (covered - next) as u64)
             }
             Outcome::RecordFailed { offset, message } => {
                 // Records before the failing one succeeded: keep their outputs and commit.
-                if let Err(msg) = self.outputs.append(&invocation.emits, &self.dep.metrics) {
-                    self.dep.metrics.error("append", msg.clone());
-                    return Step::Backoff;
-                }
                 let offset = offset.clamp(next, covered.max(next));
+                match self.outputs.append(&invocation.emits, &self.dep.metrics) {
+                    Ok(()) => {}
+                    Err(OutputError::Retry(msg)) => return self.host_failure("append", msg),
+                    Err(OutputError::Reject(msg)) => {
+                        let end = offset.max(next + 1);
+                        return self.reject_outputs(next, end, msg, &bytes).await;
+                    }
+                }
                 if offset > next {
-                    if self.commit(offset).is_err() {
+                    if let Step::Backoff = self.finish(offset, (offset - next) as u64) {
                         return Step::Backoff;
                     }
-                    self.dep.count_in((offset - next) as u64);
-                    self.next = offset;
-                    self.attempts = 0;
                 }
                 let msg = format!("record {offset} failed: {message}");
                 self.fail_record(offset, "record_error", msg, &bytes).await
@@ -352,16 +503,7 @@ impl Worker {
                     // A trap cannot say which record caused it: re-run this range one
                     // record at a time. Outputs of the failed run are discarded.
                     self.dep.metrics.error(kind, msg.clone());
-                    self.isolate_until = covered;
-                    self.dep.logs.push(
-                        "warn",
-                        self.pid(),
-                        Some(next),
-                        format!(
-                            "{msg}; re-running offsets {}..{covered} one at a time",
-                            next
-                        ),
-                    );
+                    self.isolate(next, covered, &msg);
                     return Step::Continue;
                 }
                 self.fail_record(next, kind, msg, &bytes).await
@@ -369,49 +511,77 @@ impl Worker {
         }
     }
 
-    /// Runs the guest on the blocking pool, holding one CPU permit.
+    fn isolate(&mut self, next: i64, end: i64, msg: &str) {
+        self.isolate_until = self.isolate_until.max(end);
+        self.dep.logs.push(
+            "warn",
+            self.pid(),
+            Some(next),
+            format!("{msg}; re-running offsets {next}..{end} one at a time"),
+        );
+    }
+
+    /// The outputs of `[next, end)` can never be appended (an invalid topic name, a record
+    /// above the log's batch limit): like a trap, that is the handler's doing. Find the
+    /// record by isolation, then fail it like any other.
+    async fn reject_outputs(&mut self, next: i64, end: i64, msg: String, bytes: &[u8]) -> Step {
+        if end - next > 1 {
+            self.dep.metrics.error("append", msg.clone());
+            self.isolate(next, end, &msg);
+            return Step::Continue;
+        }
+        self.fail_record(next, "append", msg, bytes).await
+    }
+
+    /// Runs the guest on the blocking pool, holding one CPU permit. A missing instance (the
+    /// first invocation, or the one after a trap) is created in the same blocking call under
+    /// the same permit: instantiation runs the guest's initialiser, which is guest code too.
     async fn invoke(
         &mut self,
         bytes: bytes::Bytes,
         start: i64,
         end: i64,
-    ) -> Result<Invocation, String> {
-        let mut instance = match self.instance.take() {
-            Some(i) => i,
-            None => {
-                let spec = self.dep.spec();
-                let cfg = InstanceConfig {
-                    deployment: spec.name.clone(),
-                    partition: self.pid(),
-                    params: spec.env.clone(),
-                    outputs: if spec.outputs.is_empty() {
-                        None
-                    } else {
-                        Some(spec.outputs.clone())
-                    },
-                    limits: spec.limits.clone(),
-                };
-                self.dep
-                    .handler()
+    ) -> Result<Invocation, InvokeError> {
+        let retry = self.attempts > 0 || self.host_failures > 0;
+        let permit = self.cpu.acquire(retry).await;
+        if *self.control.borrow() != Control::Run {
+            return Err(InvokeError::Skipped);
+        }
+        let instance = self.instance.take();
+        let fresh = instance.is_none().then(|| self.instance_config());
+        let handler = self.handler.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            let mut instance = match (instance, fresh) {
+                (Some(i), _) => i,
+                (None, Some(cfg)) => handler
                     .instantiate(cfg)
-                    .map_err(|e| format!("instantiate: {e}"))?
-            }
-        };
-        let permit: OwnedSemaphorePermit = self
-            .cpu
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| "host is shutting down".to_string())?;
-        let (instance, invocation) = tokio::task::spawn_blocking(move || {
+                    .map_err(|e| InvokeError::Instantiate(format!("instantiate: {e}")))?,
+                (None, None) => unreachable!("a config is made whenever the instance is missing"),
+            };
             let inv = instance.invoke(&bytes, start, end);
-            drop(permit);
-            (instance, inv)
+            Ok((instance, inv))
         })
         .await
-        .map_err(|e| format!("invocation thread failed: {e}"))?;
+        .map_err(|e| InvokeError::Panicked(format!("invocation thread failed: {e}")))?;
+        let (instance, invocation) = result?;
         self.instance = Some(instance);
         Ok(invocation)
+    }
+
+    fn instance_config(&self) -> InstanceConfig {
+        let spec = self.dep.spec();
+        InstanceConfig {
+            deployment: spec.name.clone(),
+            partition: self.pid(),
+            params: spec.env.clone(),
+            outputs: if spec.outputs.is_empty() {
+                None
+            } else {
+                Some(spec.outputs.clone())
+            },
+            limits: spec.limits.clone(),
+        }
     }
 
     fn record_logs(&self, inv: &Invocation) {
@@ -436,7 +606,7 @@ impl Worker {
     async fn fail_record(&mut self, offset: i64, kind: &str, msg: String, bytes: &[u8]) -> Step {
         let spec = self.dep.spec();
         self.dep.metrics.error(kind, msg.clone());
-        self.attempts += 1;
+        self.attempts = self.attempts.saturating_add(1);
         self.dep.logs.push(
             "error",
             self.pid(),
@@ -453,7 +623,7 @@ impl Worker {
                 Step::Stop
             }
             OnFailure::DeadLetter => {
-                if let Err(e) = self.outputs.dead_letter(
+                match self.outputs.dead_letter(
                     &spec,
                     self.pid(),
                     offset,
@@ -462,19 +632,21 @@ impl Worker {
                     &msg,
                     self.attempts,
                 ) {
-                    self.set_state("backoff", Some(e));
-                    return Step::Backoff;
+                    Ok(()) => {}
+                    // The record is tried again after the backoff and dead-lettered again.
+                    Err(OutputError::Retry(e)) => return self.host_failure("append", e),
+                    Err(OutputError::Reject(e)) => {
+                        let msg = format!("{msg}; cannot dead-letter it: {e}");
+                        self.dep.metrics.error("append", msg.clone());
+                        self.set_state("failed", Some(msg));
+                        return Step::Stop;
+                    }
                 }
                 self.dep
                     .metrics
                     .dead_lettered
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                if self.commit(offset + 1).is_err() {
-                    return Step::Backoff;
-                }
-                self.next = offset + 1;
-                self.attempts = 0;
-                Step::Continue
+                self.finish(offset + 1, 0)
             }
         }
     }

@@ -1,0 +1,121 @@
+//! What `runtime list` and the admin API show of a deployment.
+
+use std::sync::atomic::Ordering::Relaxed;
+
+use serde::{Deserialize, Serialize};
+
+use rill_log::Log;
+
+use super::{DeploymentShared, PartitionState};
+use crate::deployment::DeploymentSpec;
+
+/// Per-partition figures for `runtime list`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PartitionInfo {
+    /// Partition number.
+    pub partition: u32,
+    /// Committed offset: the next record the group will process.
+    pub committed: Option<i64>,
+    /// The partition's high watermark.
+    pub end: i64,
+    /// `end - committed`.
+    pub lag: i64,
+    /// Worker status.
+    pub status: String,
+    /// Last error, if the partition is failing.
+    pub error: Option<String>,
+}
+
+/// A deployment as `runtime list` shows it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeploymentInfo {
+    /// The spec it was deployed with.
+    pub spec: DeploymentSpec,
+    /// `running`, `paused`, `failed` (some partition stopped) or `degraded` (retrying).
+    pub state: String,
+    /// Sum of partition lags.
+    pub lag: i64,
+    /// Records handled.
+    pub records_in: u64,
+    /// Records emitted.
+    pub records_out: u64,
+    /// Failed invocations.
+    pub errors: u64,
+    /// Records sent to the dead-letter topic.
+    pub dead_lettered: u64,
+    /// The last error seen.
+    pub last_error: Option<String>,
+    /// Per partition.
+    pub partitions: Vec<PartitionInfo>,
+}
+
+/// A deployment's status: its spec, its partitions' offsets and states, its counters.
+/// `broken` is why it does not run, if it does not.
+pub(super) fn describe(
+    log: &Log,
+    shared: &DeploymentShared,
+    broken: Option<&str>,
+) -> DeploymentInfo {
+    let spec = shared.spec();
+    let topic = log.topic(&spec.topic);
+    let n = match broken {
+        // A broken deployment has no workers; show its topic's partitions as failed.
+        Some(_) => topic.as_ref().map_or(0, |t| t.partitions().len()),
+        None => shared.partitions.len(),
+    };
+    let mut partitions = Vec::new();
+    for i in 0..n {
+        let state = match shared.partitions.get(i) {
+            Some(s) => s.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+            None => PartitionState {
+                status: "failed",
+                error: None,
+            },
+        };
+        let end = topic
+            .as_ref()
+            .and_then(|t| t.partition(i as u32))
+            .map(|p| p.high_watermark())
+            .unwrap_or(0);
+        let committed = log.offsets().fetch(&spec.group, &spec.topic, i as u32);
+        partitions.push(PartitionInfo {
+            partition: i as u32,
+            committed,
+            end,
+            lag: (end - committed.unwrap_or(0)).max(0),
+            status: state.status.to_owned(),
+            error: state.error,
+        });
+    }
+    let state = if broken.is_some() {
+        "failed"
+    } else if spec.paused {
+        "paused"
+    } else if partitions.iter().any(|p| p.status == "failed") {
+        "failed"
+    } else if partitions.iter().any(|p| p.status == "backoff") {
+        "degraded"
+    } else {
+        "running"
+    };
+    let last_error = match broken {
+        Some(e) => Some(e.to_owned()),
+        None => shared
+            .metrics
+            .last_error
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone(),
+    };
+    DeploymentInfo {
+        state: state.to_owned(),
+        lag: partitions.iter().map(|p| p.lag).sum(),
+        records_in: shared.metrics.records_in.load(Relaxed),
+        records_out: shared.metrics.records_out.load(Relaxed),
+        errors: shared.metrics.errors_total(),
+        dead_lettered: shared.metrics.dead_lettered.load(Relaxed),
+        last_error,
+        partitions,
+        spec: (*spec).clone(),
+    }
+}
