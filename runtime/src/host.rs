@@ -123,9 +123,9 @@ impl std::fmt::Debug for Host {
 }
 
 /// Runs a host until `shutdown` resolves, then stops cleanly: listeners close, every worker
-/// finishes (and commits) its in-flight invocation, and the log writes its clean-shutdown
-/// markers. `ready` is called once with the bound addresses (admin, Kafka), so callers that
-/// asked for port 0 learn the real ports.
+/// finishes (and commits) its in-flight invocation, and the log writes its recovery
+/// checkpoint, so the next start scans nothing. `ready` is called once with the bound
+/// addresses (admin, Kafka), so callers that asked for port 0 learn the real ports.
 ///
 /// `shutdown` is watched from the start: if it resolves during recovery or restore, the host
 /// finishes starting (the log must be consistent to close it) and then stops at once, without
