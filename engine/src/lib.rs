@@ -71,6 +71,9 @@ pub struct EngineConfig {
     pub epoch_tick: Duration,
     /// The largest memory any instance may have, whatever its [`Limits`]. Default 1 GiB.
     pub max_memory_bytes: u64,
+    /// Write `/tmp/perf-<pid>.map` so `perf` can name the functions of compiled guests
+    /// (wasmtime's perfmap profiling agent). Off by default.
+    pub perf_map: bool,
 }
 
 impl Default for EngineConfig {
@@ -80,6 +83,7 @@ impl Default for EngineConfig {
             cache_dir: None,
             epoch_tick: Duration::from_millis(1),
             max_memory_bytes: 1 << 30,
+            perf_map: false,
         }
     }
 }
@@ -129,6 +133,9 @@ impl Engine {
         wcfg.allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
             .epoch_interruption(true)
             .parallel_compilation(true);
+        if cfg.perf_map {
+            wcfg.profiler(wasmtime::ProfilingStrategy::PerfMap);
+        }
         let engine =
             wasmtime::Engine::new(&wcfg).map_err(|e| EngineError::Config(format!("{e:#}")))?;
         if let Some(dir) = &cfg.cache_dir {

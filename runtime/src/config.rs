@@ -39,6 +39,9 @@ pub struct Config {
     pub max_parallel_invocations: usize,
     /// Total Wasm instances the pooling allocator reserves room for.
     pub max_instances: u32,
+    /// Write `/tmp/perf-<pid>.map` so `perf record`/`perf top` can name the functions of
+    /// compiled handlers (for profiling; off by default).
+    pub wasm_perf_map: bool,
     /// How often retention runs.
     #[serde(with = "duration_ms")]
     pub retention_check_interval: Duration,
@@ -181,6 +184,7 @@ impl Default for Config {
             defaults: Defaults::default(),
             max_parallel_invocations: 0,
             max_instances: 2000,
+            wasm_perf_map: false,
             retention_check_interval: Duration::from_secs(60),
         }
     }

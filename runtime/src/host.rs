@@ -190,6 +190,7 @@ async fn serve(
     let engine = Engine::new(EngineConfig {
         max_instances: config.max_instances,
         cache_dir: Some(data_dir.join("cache")),
+        perf_map: config.wasm_perf_map,
         ..EngineConfig::default()
     })?;
     let store = DeploymentStore::open(&data_dir)?;

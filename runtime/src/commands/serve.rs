@@ -31,6 +31,9 @@ pub struct ServeArgs {
     /// Partitions for topics created without a count (including Kafka auto-create).
     #[arg(long, env = "RILL_DEFAULT_PARTITIONS")]
     default_partitions: Option<u32>,
+    /// Write /tmp/perf-<pid>.map so `perf` names the functions of compiled handlers.
+    #[arg(long, env = "RILL_WASM_PERF_MAP")]
+    wasm_perf_map: bool,
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
@@ -49,6 +52,9 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
     if args.no_kafka {
         config.kafka.enabled = false;
+    }
+    if args.wasm_perf_map {
+        config.wasm_perf_map = true;
     }
     if let Some(f) = args.default_flush {
         config.defaults.flush = f.parse().map_err(|_| {
