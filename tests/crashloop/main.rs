@@ -639,7 +639,10 @@ fn main() {
     let started = Instant::now();
     let mut rng = Rng(args.seed);
     // Its own generator, so a seed gives the same kill times whatever the producers.
-    let kafka_addr = format!("127.0.0.1:{}", stable_port(&mut Rng(args.seed ^ 0x6b61_666b_61)));
+    let kafka_addr = format!(
+        "127.0.0.1:{}",
+        stable_port(&mut Rng(args.seed ^ 0x6b61_666b_61))
+    );
     let mut h = TestHost::start_with(&["--default-flush", "always", "--kafka-addr", &kafka_addr]);
     h.cli_ok(&[
         "topic",
@@ -721,7 +724,11 @@ fn main() {
     }
     let s = shared.lock().unwrap();
     let acked = s.acked.len();
-    let kafka_in_log = model.partition_of.keys().filter(|&&id| id >= KAFKA_IDS).count();
+    let kafka_in_log = model
+        .partition_of
+        .keys()
+        .filter(|&&id| id >= KAFKA_IDS)
+        .count();
     // Records whose report was an error but whose append had succeeded before the kill: with
     // librdkafka's retries on, each would have been appended a second time.
     let failed_in_log = s
