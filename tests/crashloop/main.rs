@@ -641,7 +641,7 @@ fn main() {
     // Its own generator, so a seed gives the same kill times whatever the producers.
     let kafka_addr = format!(
         "127.0.0.1:{}",
-        stable_port(&mut Rng(args.seed ^ 0x6b61_666b_61))
+        stable_port(&mut Rng(args.seed ^ 0x006b_6166_6b61))
     );
     let mut h = TestHost::start_with(&["--default-flush", "always", "--kafka-addr", &kafka_addr]);
     h.cli_ok(&[
