@@ -21,6 +21,7 @@
 //! target/debug/crashloop --long          # 300 kills
 //! target/debug/crashloop --kills 50 --seed 7
 //! target/debug/crashloop --kills 100 --producer kafka
+//! target/debug/crashloop --kills 50 --producer kafka --kafka-codec zstd
 //! ```
 //!
 //! Exits 0 and prints one `crashloop ok ...` summary line, or panics naming the violation.
@@ -70,6 +71,8 @@ struct Args {
     kafka: bool,
     /// `--producer` was given, so a missing Kafka client is an error, never a fallback.
     producer_explicit: bool,
+    /// librdkafka's `compression.type` for the Kafka producer.
+    codec: String,
 }
 
 fn parse_args() -> Args {
@@ -83,6 +86,7 @@ fn parse_args() -> Args {
         http: true,
         kafka: true,
         producer_explicit: false,
+        codec: "none".to_owned(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -105,10 +109,15 @@ fn parse_args() -> Args {
                 };
                 a.producer_explicit = true;
             }
+            "--kafka-codec" => {
+                a.codec = it.next().unwrap_or_else(|| {
+                    panic!("--kafka-codec needs none, gzip, snappy, lz4 or zstd")
+                });
+            }
             "-h" | "--help" => {
                 println!(
                     "usage: crashloop [--long | --kills N] [--seed S] [--batch B] \
-                     [--producer http|kafka|both]"
+                     [--producer http|kafka|both] [--kafka-codec none|gzip|snappy|lz4|zstd]"
                 );
                 std::process::exit(0);
             }
@@ -241,13 +250,18 @@ struct KafkaProducer {
 }
 
 impl KafkaProducer {
-    fn start(bootstrap: SocketAddr, log_path: PathBuf, shared: Arc<Mutex<Shared>>) -> Self {
+    fn start(
+        bootstrap: SocketAddr,
+        codec: &str,
+        log_path: PathBuf,
+        shared: Arc<Mutex<Shared>>,
+    ) -> Self {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("kafka");
         let log = std::fs::File::create(&log_path).expect("producer log file");
         let mut child = Command::new("python3")
             .arg(dir.join("crashloop_producer.py"))
             .args(["--bootstrap", &bootstrap.to_string(), "--topic", "orders"])
-            .args(["--first-id", &KAFKA_IDS.to_string()])
+            .args(["--first-id", &KAFKA_IDS.to_string(), "--codec", codec])
             .current_dir(&dir)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -667,7 +681,7 @@ fn main() {
     let shared = Arc::new(Mutex::new(Shared::default()));
     let mut kafka = args.kafka.then(|| {
         let log = h.log_path.with_file_name("kafka-producer.log");
-        KafkaProducer::start(h.kafka, log, shared.clone())
+        KafkaProducer::start(h.kafka, &args.codec, log, shared.clone())
     });
     let mut model = Model::new();
     let mut next_id = 0u64;
@@ -743,7 +757,7 @@ fn main() {
         .collect();
     let dups: u64 = model.dups.values().sum();
     println!(
-        "crashloop ok producer={} kills={kills} acked={acked} acked_kafka={} \
+        "crashloop ok producer={} kafka_codec={} kills={kills} acked={acked} acked_kafka={} \
          records_in_log={} kafka_records_in_log={kafka_in_log} kafka_delivery_errors={} \
          kafka_errors_in_log={failed_in_log} records_checked={} processed={} duplicates={dups} \
          max_duplicates_per_partition_per_kill={} batch={} seed={} elapsed_s={:.1}",
@@ -752,6 +766,7 @@ fn main() {
             (false, true) => "kafka",
             _ => "http",
         },
+        args.codec,
         s.kafka_acked,
         model.partition_of.len(),
         if errors.is_empty() {

@@ -48,6 +48,7 @@ def order_key(i):
 def main():
     p = parser(__doc__)
     p.add_argument("--first-id", type=int, required=True)
+    p.add_argument("--codec", default="none")
     a = p.parse_args()
     out = sys.stdout
 
@@ -57,6 +58,7 @@ def main():
         "enable.idempotence": False,
         "retries": 0,
         "linger.ms": 5,
+        "compression.type": a.codec,
         "partitioner": "murmur2_random",
         # The host is back within a second or so of each kill: reconnect promptly instead of
         # backing off to librdkafka's 10 s maximum.
