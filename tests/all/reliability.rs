@@ -154,7 +154,9 @@ impl Rng {
 // Crash loop
 
 /// The crash loop binary (`tests/crashloop/`), briefly: `target/debug/crashloop --long` runs
-/// hundreds of kills.
+/// hundreds of kills. Both producers run (admin API and confluent-kafka); without
+/// confluent-kafka it falls back to the admin API with a loud message, unless
+/// `RILL_REQUIRE_KAFKA_CLIENTS` is set (as in CI), which it inherits and then fails.
 #[test]
 fn crash_loop() {
     let kills = std::env::var("RILL_CRASHLOOP_KILLS").unwrap_or_else(|_| "5".into());

@@ -1,10 +1,14 @@
 //! The crash loop: a real `runtime serve` under concurrent produce, with the notifier deployed
 //! (its emails are the record of what was processed), killed with SIGKILL at random moments
-//! and restarted on the same data dir. After every restart it checks:
+//! and restarted on the same data dir. Records are produced through the admin API (a thread
+//! of this process), through the Kafka listener (confluent-kafka, i.e. librdkafka, in
+//! `tests/kafka/crashloop_producer.py`, one process that lives through every kill), or both
+//! at once (`--producer`, default `both`). After every restart it checks:
 //!
-//! - every acknowledged record (flush `always`) is at the partition and offset the host
-//!   acknowledged, byte for byte, and each partition's records are contiguous and in the
-//!   order they were produced, with nothing in the log that was never sent;
+//! - every acknowledged record (flush `always`; acks=all for Kafka) is at the partition and
+//!   offset the host acknowledged, byte for byte, and each partition's records are contiguous
+//!   and, per producer, in the order they were produced, with nothing in the log that was
+//!   never sent and nothing twice (neither producer retries);
 //! - no committed offset is beyond the end of the log;
 //! - once the deployment has caught up, every record in the log was processed (has an
 //!   email) at least once;
@@ -16,13 +20,19 @@
 //! target/debug/crashloop                 # quick: 5 kills (what CI runs, via reliability::)
 //! target/debug/crashloop --long          # 300 kills
 //! target/debug/crashloop --kills 50 --seed 7
+//! target/debug/crashloop --kills 100 --producer kafka
+//! target/debug/crashloop --kills 50 --producer kafka --kafka-codec zstd
 //! ```
 //!
 //! Exits 0 and prints one `crashloop ok ...` summary line, or panics naming the violation.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::io::{BufRead, BufReader, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 use rill_runtime::admin::api::{Fetch, Fetched, Produce, ProduceRecord, Produced, TopicInfo};
@@ -33,6 +43,9 @@ use rill_tests::host::TestHost;
 
 const PARTITIONS: u32 = 4;
 const WAIT: Duration = Duration::from_secs(60);
+/// Order ids of the Kafka producer start here, those of the admin-API producer at 0, so every
+/// record names its producer and each producer's order can be checked on its own.
+const KAFKA_IDS: u64 = 1_000_000_000_000;
 
 /// xorshift64*: enough randomness for kill times, reproducible from `--seed`.
 struct Rng(u64);
@@ -54,6 +67,12 @@ struct Args {
     kills: u32,
     seed: u64,
     batch: u32,
+    http: bool,
+    kafka: bool,
+    /// `--producer` was given, so a missing Kafka client is an error, never a fallback.
+    producer_explicit: bool,
+    /// librdkafka's `compression.type` for the Kafka producer.
+    codec: String,
 }
 
 fn parse_args() -> Args {
@@ -64,6 +83,10 @@ fn parse_args() -> Args {
             .map_or(1, |d| d.as_nanos() as u64)
             | 1,
         batch: 5,
+        http: true,
+        kafka: true,
+        producer_explicit: false,
+        codec: "none".to_owned(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -77,8 +100,25 @@ fn parse_args() -> Args {
             "--kills" => a.kills = val("--kills") as u32,
             "--seed" => a.seed = val("--seed").max(1),
             "--batch" => a.batch = val("--batch").max(1) as u32,
+            "--producer" => {
+                (a.http, a.kafka) = match it.next().as_deref() {
+                    Some("http") => (true, false),
+                    Some("kafka") => (false, true),
+                    Some("both") => (true, true),
+                    other => panic!("--producer needs http, kafka or both, not {other:?}"),
+                };
+                a.producer_explicit = true;
+            }
+            "--kafka-codec" => {
+                a.codec = it.next().unwrap_or_else(|| {
+                    panic!("--kafka-codec needs none, gzip, snappy, lz4 or zstd")
+                });
+            }
             "-h" | "--help" => {
-                println!("usage: crashloop [--long | --kills N] [--seed S] [--batch B]");
+                println!(
+                    "usage: crashloop [--long | --kills N] [--seed S] [--batch B] \
+                     [--producer http|kafka|both] [--kafka-codec none|gzip|snappy|lz4|zstd]"
+                );
                 std::process::exit(0);
             }
             other => panic!("unknown argument {other:?} (try --help)"),
@@ -120,11 +160,30 @@ struct Acked {
 
 #[derive(Default)]
 struct Shared {
+    /// Acknowledged records of both producers, in the order the acknowledgements arrived.
     acked: Vec<Acked>,
-    /// The highest id ever sent (acknowledged or not).
+    /// One past the highest id the admin-API producer ever sent (acknowledged or not).
     sent_up_to: u64,
-    /// An error seen before the kill (a real failure).
+    /// An error the admin-API producer saw before the kill (a real failure).
     early_error: Option<String>,
+    /// One past the highest id the Kafka producer had produced at its last pause (0 before
+    /// the first: until then no Kafka record may be in the log).
+    kafka_sent_up_to: u64,
+    kafka_acked: u64,
+    /// Kafka records whose delivery report was an error; they may or may not be in the log.
+    kafka_failed: HashSet<u64>,
+    /// Those errors by librdkafka's name.
+    kafka_errors: BTreeMap<String, u64>,
+}
+
+impl Shared {
+    fn was_sent(&self, id: u64) -> bool {
+        if id >= KAFKA_IDS {
+            id < self.kafka_sent_up_to
+        } else {
+            id < self.sent_up_to
+        }
+    }
 }
 
 /// Produces 20-record requests until the host dies (or `stop`).
@@ -168,6 +227,199 @@ fn producer(client: Client, first_id: u64, shared: Arc<Mutex<Shared>>, killed: A
     }
 }
 
+/// The delivery errors a kill explains: librdkafka fails the requests in flight on a
+/// connection that dies (with `retries=0` it does not send them again). Anything else, an
+/// error code from the host or a timeout, is a failure of the host.
+const KAFKA_ERRORS_ON_KILL: &[&str] = &["_TRANSPORT"];
+
+/// What the Kafka producer says besides delivery reports.
+enum Event {
+    Ready { partitions: u32 },
+    Paused { next_id: u64, missing: u64 },
+    Exited,
+}
+
+/// `tests/kafka/crashloop_producer.py`: one confluent-kafka producer for the whole run. It
+/// lives through every kill, as an application's producer would, reconnecting to the
+/// restarted host on the same port; its delivery reports go into [`Shared`].
+struct KafkaProducer {
+    child: Child,
+    stdin: ChildStdin,
+    events: mpsc::Receiver<Event>,
+    log_path: PathBuf,
+}
+
+impl KafkaProducer {
+    fn start(
+        bootstrap: SocketAddr,
+        codec: &str,
+        log_path: PathBuf,
+        shared: Arc<Mutex<Shared>>,
+    ) -> Self {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("kafka");
+        let log = std::fs::File::create(&log_path).expect("producer log file");
+        let mut child = Command::new("python3")
+            .arg(dir.join("crashloop_producer.py"))
+            .args(["--bootstrap", &bootstrap.to_string(), "--topic", "orders"])
+            .args(["--first-id", &KAFKA_IDS.to_string(), "--codec", codec])
+            .current_dir(&dir)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("run python3");
+        let stdin = child.stdin.take().expect("stdin");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, events) = mpsc::channel();
+        // A panic here drops `tx`, which the main thread sees as the producer gone.
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                let f: Vec<&str> = line.split('\t').collect();
+                match f[..] {
+                    ["ack", partition, offset, key, value] => {
+                        let id = parse_order(value);
+                        assert_eq!(key, order_key(id), "key of Kafka order {id}");
+                        let mut s = shared.lock().unwrap();
+                        s.acked.push(Acked {
+                            id,
+                            partition: partition.parse().expect("partition"),
+                            offset: offset.parse().expect("offset"),
+                        });
+                        s.kafka_acked += 1;
+                    }
+                    ["err", name, _key, value] => {
+                        let id = parse_order(value);
+                        assert!(
+                            KAFKA_ERRORS_ON_KILL.contains(&name),
+                            "Kafka order {id}: delivery error {name}, which no kill explains"
+                        );
+                        let mut s = shared.lock().unwrap();
+                        s.kafka_failed.insert(id);
+                        *s.kafka_errors.entry(name.to_owned()).or_default() += 1;
+                    }
+                    ["ready", n] => {
+                        let partitions = n.parse().expect("partition count");
+                        let _ = tx.send(Event::Ready { partitions });
+                    }
+                    ["paused", next, missing] => {
+                        let next_id = next.parse().expect("next id");
+                        let missing = missing.parse().expect("missing count");
+                        let _ = tx.send(Event::Paused { next_id, missing });
+                    }
+                    _ => panic!("unexpected line from the Kafka producer: {line:?}"),
+                }
+            }
+            let _ = tx.send(Event::Exited);
+        });
+        let mut p = KafkaProducer {
+            child,
+            stdin,
+            events,
+            log_path,
+        };
+        match p.next_event() {
+            Event::Ready { partitions } => assert_eq!(partitions, PARTITIONS, "Kafka metadata"),
+            _ => p.gone(),
+        }
+        p
+    }
+
+    fn command(&mut self, cmd: &str) {
+        if writeln!(self.stdin, "{cmd}")
+            .and_then(|()| self.stdin.flush())
+            .is_err()
+        {
+            self.gone();
+        }
+    }
+
+    /// Asks it to stop producing; its records cut by a kill get their error reports, the
+    /// rest wait for the restarted host ([`KafkaProducer::wait_paused`]).
+    fn pause(&mut self) {
+        self.command("pause");
+    }
+
+    /// Waits until every record produced so far has a delivery report; returns the next id.
+    fn wait_paused(&mut self) -> u64 {
+        match self.next_event() {
+            Event::Paused { next_id, missing } => {
+                assert_eq!(
+                    missing,
+                    0,
+                    "{missing} Kafka records got no delivery report; producer log:\n{}",
+                    self.log()
+                );
+                next_id
+            }
+            _ => self.gone(),
+        }
+    }
+
+    fn next_event(&mut self) -> Event {
+        // Only a guard against a hang: the script itself gives up on delivery after 150 s.
+        self.events
+            .recv_timeout(Duration::from_secs(200))
+            .unwrap_or(Event::Exited)
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    fn gone(&mut self) -> ! {
+        let _ = self.child.kill();
+        let status = self.child.wait();
+        panic!(
+            "the Kafka producer failed or hung ({status:?}); its log:\n{}",
+            self.log()
+        );
+    }
+
+    fn stop(mut self) {
+        self.command("stop");
+        self.wait_paused();
+        let status = self.child.wait().expect("wait for the Kafka producer");
+        assert!(status.success(), "Kafka producer: {status}\n{}", self.log());
+    }
+}
+
+impl Drop for KafkaProducer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Whether confluent-kafka can be imported.
+fn have_confluent_kafka() -> bool {
+    Command::new("python3")
+        .args(["-c", "import confluent_kafka"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// A free loopback port below the kernel's ephemeral range, for a Kafka listener that keeps
+/// its port across restarts so the producer can reconnect. A port from the ephemeral range
+/// could be taken while the host is down as the local port of an outgoing connection (even
+/// of librdkafka's own reconnect to it: a TCP self-connect), and the restart could not bind.
+fn stable_port(rng: &mut Rng) -> u16 {
+    let ephemeral = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    let low = 10_000u16.min(ephemeral / 2);
+    for _ in 0..1000 {
+        let port = low + rng.below(u64::from(ephemeral - low)) as u16;
+        if TcpListener::bind((Ipv4Addr::LOCALHOST, port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port below {ephemeral}");
+}
+
 fn fetch_from(client: &Client, topic: &str, positions: &BTreeMap<u32, i64>) -> Fetched {
     client
         .post(
@@ -209,6 +461,8 @@ struct Model {
     ids: BTreeMap<u32, Vec<u64>>,
     /// Which partition each order id is in.
     partition_of: HashMap<u64, u32>,
+    /// The last verified order id per partition and producer (`true`: Kafka).
+    last: HashMap<(u32, bool), u64>,
     /// Next unread offset of `emails`.
     emails_pos: BTreeMap<u32, i64>,
     /// Emails seen per order id.
@@ -227,6 +481,7 @@ impl Model {
             orders_pos: (0..PARTITIONS).map(|p| (p, 0)).collect(),
             ids: (0..PARTITIONS).map(|p| (p, Vec::new())).collect(),
             partition_of: HashMap::new(),
+            last: HashMap::new(),
             emails_pos: [(0, 0)].into_iter().collect(),
             emails: HashMap::new(),
             dups: (0..PARTITIONS).map(|p| (p, 0)).collect(),
@@ -238,7 +493,7 @@ impl Model {
 
     /// Reads what the log gained since the last check and verifies it, then every new
     /// acknowledgement; with `full`, re-reads and re-verifies the whole of `orders`.
-    fn check_log(&mut self, client: &Client, shared: &Shared, sent_up_to: u64, full: bool) {
+    fn check_log(&mut self, client: &Client, shared: &Shared, full: bool) {
         let topic: TopicInfo = client.get("/v1/topics/orders").expect("topic info");
         for p in &topic.partition_info {
             let verified = self.orders_pos[&p.partition];
@@ -283,13 +538,14 @@ impl Model {
                 Some(order_key(id).as_str()),
                 "key of {id}"
             );
-            assert!(id < sent_up_to, "record {id} was never sent");
-            if let Some(&prev) = ids.last() {
+            assert!(shared.was_sent(id), "record {id} was never sent");
+            // The two producers interleave; each one's records keep their order.
+            if let Some(prev) = self.last.insert((r.partition, id >= KAFKA_IDS), id) {
                 assert!(prev < id, "partition {}: {id} after {prev}", r.partition);
             }
             assert!(
                 self.partition_of.insert(id, r.partition).is_none(),
-                "order {id} stored twice (the producer never retries)"
+                "order {id} stored twice (neither producer retries)"
             );
             ids.push(id);
             self.records_checked += 1;
@@ -377,7 +633,7 @@ impl Model {
 }
 
 fn main() {
-    let args = parse_args();
+    let mut args = parse_args();
     if std::env::var_os("RILL_BIN").is_none() {
         // This binary sits next to `runtime` in target/<profile>/.
         let exe = std::env::current_exe().expect("current exe");
@@ -385,9 +641,23 @@ fn main() {
         // SAFETY: single-threaded here; nothing else reads the environment yet.
         unsafe { std::env::set_var("RILL_BIN", bin) };
     }
+    if args.kafka && !have_confluent_kafka() {
+        let msg = "confluent-kafka is not installed \
+                   (python3 -m pip install confluent-kafka==2.16.1)";
+        if args.producer_explicit || std::env::var_os("RILL_REQUIRE_KAFKA_CLIENTS").is_some() {
+            panic!("{msg}");
+        }
+        eprintln!("\n!!!!!!!!!! SKIPPED the Kafka producer: {msg} !!!!!!!!!!\n");
+        (args.http, args.kafka) = (true, false);
+    }
     let started = Instant::now();
     let mut rng = Rng(args.seed);
-    let mut h = TestHost::start_with(&["--default-flush", "always"]);
+    // Its own generator, so a seed gives the same kill times whatever the producers.
+    let kafka_addr = format!(
+        "127.0.0.1:{}",
+        stable_port(&mut Rng(args.seed ^ 0x006b_6166_6b61))
+    );
+    let mut h = TestHost::start_with(&["--default-flush", "always", "--kafka-addr", &kafka_addr]);
     h.cli_ok(&[
         "topic",
         "create",
@@ -409,23 +679,41 @@ fn main() {
         &args.batch.to_string(),
     ]);
     let shared = Arc::new(Mutex::new(Shared::default()));
+    let mut kafka = args.kafka.then(|| {
+        let log = h.log_path.with_file_name("kafka-producer.log");
+        KafkaProducer::start(h.kafka, &args.codec, log, shared.clone())
+    });
     let mut model = Model::new();
     let mut next_id = 0u64;
     let mut kills = 0u32;
     while kills < args.kills {
         let killed = Arc::new(AtomicBool::new(false));
-        let producer = {
+        let producer = args.http.then(|| {
             let (c, s, k) = (h.client(), shared.clone(), killed.clone());
             std::thread::spawn(move || producer(c, next_id, s, k))
-        };
+        });
+        if let Some(k) = &mut kafka {
+            k.command("resume");
+        }
         // A random moment: mostly while produce and processing are both busy.
         std::thread::sleep(Duration::from_millis(10 + rng.below(300)));
         killed.store(true, Ordering::SeqCst);
         h.kill();
         kills += 1;
-        producer.join().expect("producer thread");
+        // Paused only now, so the kill cuts Kafka requests in flight; what it queues while
+        // the host is down is delivered after the restart, before the checks.
+        if let Some(k) = &mut kafka {
+            k.pause();
+        }
+        if let Some(p) = producer {
+            p.join().expect("producer thread");
+        }
         h.spawn();
         let client = h.client();
+        if let Some(k) = &mut kafka {
+            let next = k.wait_paused();
+            shared.lock().unwrap().kafka_sent_up_to = next;
+        }
         let s = shared.lock().unwrap();
         if let Some(e) = &s.early_error {
             panic!("produce failed before the kill: {e}");
@@ -433,7 +721,7 @@ fn main() {
         next_id = s.sent_up_to;
         model.check_commits(&client);
         let full = kills.is_multiple_of(50) || kills == args.kills;
-        model.check_log(&client, &s, next_id, full);
+        model.check_log(&client, &s, full);
         drop(s);
         model.check_processing(&h, args.batch);
         model.check_commits(&client);
@@ -445,13 +733,47 @@ fn main() {
             );
         }
     }
-    let acked = shared.lock().unwrap().acked.len();
+    if let Some(k) = kafka {
+        k.stop();
+    }
+    let s = shared.lock().unwrap();
+    let acked = s.acked.len();
+    let kafka_in_log = model
+        .partition_of
+        .keys()
+        .filter(|&&id| id >= KAFKA_IDS)
+        .count();
+    // Records whose report was an error but whose append had succeeded before the kill: with
+    // librdkafka's retries on, each would have been appended a second time.
+    let failed_in_log = s
+        .kafka_failed
+        .iter()
+        .filter(|id| model.partition_of.contains_key(id))
+        .count();
+    let errors: Vec<String> = s
+        .kafka_errors
+        .iter()
+        .map(|(name, n)| format!("{name}:{n}"))
+        .collect();
     let dups: u64 = model.dups.values().sum();
     println!(
-        "crashloop ok kills={kills} acked={acked} records_in_log={} records_checked={} \
-         processed={} duplicates={dups} max_duplicates_per_partition_per_kill={} batch={} \
-         seed={} elapsed_s={:.1}",
+        "crashloop ok producer={} kafka_codec={} kills={kills} acked={acked} acked_kafka={} \
+         records_in_log={} kafka_records_in_log={kafka_in_log} kafka_delivery_errors={} \
+         kafka_errors_in_log={failed_in_log} records_checked={} processed={} duplicates={dups} \
+         max_duplicates_per_partition_per_kill={} batch={} seed={} elapsed_s={:.1}",
+        match (args.http, args.kafka) {
+            (true, true) => "both",
+            (false, true) => "kafka",
+            _ => "http",
+        },
+        args.codec,
+        s.kafka_acked,
         model.partition_of.len(),
+        if errors.is_empty() {
+            "0".to_owned()
+        } else {
+            errors.join(",")
+        },
         model.records_checked,
         model.emails.len(),
         model.max_dup_per_kill,

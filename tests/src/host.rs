@@ -77,11 +77,23 @@ impl TestHost {
             .append(true)
             .open(&self.log_path)
             .expect("host log file");
+        // A `--kafka-addr` among the extra flags replaces the free port: a test whose Kafka
+        // clients live through restarts needs the same port every time.
+        let kafka_given = self
+            .extra
+            .iter()
+            .any(|a| a == "--kafka-addr" || a.starts_with("--kafka-addr="));
+        let kafka_default: &[&str] = if kafka_given {
+            &[]
+        } else {
+            &["--kafka-addr", "127.0.0.1:0"]
+        };
         let mut child = Command::new(runtime_bin())
             .arg("serve")
             .arg("--data-dir")
             .arg(&self.data_dir)
-            .args(["--admin-addr", "127.0.0.1:0", "--kafka-addr", "127.0.0.1:0"])
+            .args(["--admin-addr", "127.0.0.1:0"])
+            .args(kafka_default)
             .args(&self.extra)
             .env("RILL_LOG", "info,rill_runtime=debug")
             .stdin(Stdio::null())
