@@ -296,82 +296,85 @@ impl Instance {
     /// stored), restricted to records with offsets in `[start_offset, end_offset)`.
     ///
     /// The bytes are copied into guest memory once and the guest is called once. Never
-    /// panics on guest behaviour: every failure is an [`Outcome`].
+    /// panics on guest behaviour: every failure is an [`Outcome`]. A caller that can write
+    /// the batches straight into guest memory (a read from the log) uses
+    /// [`Instance::input`] instead and saves the copy.
     pub fn invoke(&mut self, batches: &[u8], start_offset: i64, end_offset: i64) -> Invocation {
-        let started = Instant::now();
-        let (outcome, scratch) = self.run(batches, start_offset, end_offset);
-        let records_seen = match &outcome {
-            Outcome::Ok => framing::records_in_range(batches, start_offset, end_offset),
-            Outcome::RecordFailed { offset, .. } => framing::records_in_range(
-                batches,
-                start_offset,
-                end_offset.min(offset.saturating_add(1)),
-            ),
-            _ => 0,
-        };
-        let mut emits = scratch.emits;
-        if outcome.is_invocation_failure() {
-            emits.clear();
+        let mut input = self.input();
+        if let Some(dst) = input.buffer(batches.len()) {
+            dst[..batches.len()].copy_from_slice(batches);
         }
-        let mut logs = scratch.logs;
-        if scratch.dropped_logs > 0 {
-            logs.push(LogLine {
-                level: Level::Warn,
-                message: format!(
-                    "{} more log lines dropped (limit per invocation reached)",
-                    scratch.dropped_logs
-                ),
-                offset: None,
-            });
-        }
-        Invocation {
-            outcome,
-            emits,
-            logs,
-            records_seen,
-            elapsed: started.elapsed(),
+        input.invoke(batches.len(), start_offset, end_offset)
+    }
+
+    /// Starts an invocation whose input is written straight into the guest's memory:
+    /// [`GuestInput::buffer`], fill it, then [`GuestInput::invoke`].
+    pub fn input(&mut self) -> GuestInput<'_> {
+        GuestInput {
+            instance: self,
+            started: Instant::now(),
+            buf: None,
+            failed: None,
         }
     }
 
-    fn run(&mut self, batches: &[u8], start: i64, end: i64) -> (Outcome, Scratch) {
-        let live = match self.live.take() {
-            Some(live) => self.live.insert(live),
-            None => match Live::new(&self.handler, &self.cfg) {
-                Ok(live) => self.live.insert(live),
-                Err(InstantiateError::MemoryLimit { .. }) => {
-                    return (Outcome::MemoryLimit, Scratch::default());
-                }
-                Err(e) => {
-                    return (
-                        Outcome::Trap {
-                            message: format!("cannot re-instantiate: {e}"),
-                        },
-                        Scratch::default(),
-                    );
-                }
-            },
-        };
-        let Ok(len) = i32::try_from(batches.len()) else {
-            return (
-                Outcome::Trap {
-                    message: format!("input of {} bytes exceeds 2 GiB", batches.len()),
+    /// The live store, instantiating one if the last invocation trapped.
+    fn live(&mut self) -> Result<&mut Live, Outcome> {
+        if self.live.is_none() {
+            let live = Live::new(&self.handler, &self.cfg).map_err(|e| match e {
+                InstantiateError::MemoryLimit { .. } => Outcome::MemoryLimit,
+                e => Outcome::Trap {
+                    message: format!("cannot re-instantiate: {e}"),
                 },
-                Scratch::default(),
-            );
+            })?;
+            self.live = Some(live);
+        }
+        let live = self.live.as_mut().expect("set just above");
+        live.store.data_mut().limiter.hit = false;
+        live.store.set_epoch_deadline(self.deadline);
+        Ok(live)
+    }
+
+    /// Asks the guest for an input buffer of `len` bytes (`rill_input`); its pointer, checked
+    /// to lie inside guest memory.
+    fn request_input(&mut self, len: usize) -> Result<i32, Outcome> {
+        let Ok(len) = i32::try_from(len) else {
+            return Err(Outcome::Trap {
+                message: format!("input of {len} bytes exceeds 2 GiB"),
+            });
         };
+        let live = self.live()?;
         let store = &mut live.store;
-        store.data_mut().limiter.hit = false;
-        store.set_epoch_deadline(self.deadline);
-        let result = (|| {
-            let ptr = live.input.call(&mut *store, len)?;
+        let result = live.input.call(&mut *store, len).and_then(|ptr| {
             let mem = live.memory.data_mut(&mut *store);
             match crate::host::guest_slice_mut(mem, ptr, len, "rill_input result") {
-                Ok(dst) => dst.copy_from_slice(batches),
-                Err(a) => return Err(store_abort(store, a)),
+                Ok(_) => Ok(ptr),
+                Err(a) => Err(store_abort(store, a)),
             }
-            live.handle
-                .call(&mut *store, (len, self.cfg.partition as i32, start, end))
-        })();
+        });
+        match result {
+            Ok(ptr) => Ok(ptr),
+            Err(e) => {
+                let state = store.data_mut();
+                let outcome = classify(e, state.limiter.hit, &state.scratch);
+                // A trapped store may be inconsistent; start fresh next time.
+                self.live = None;
+                Err(outcome)
+            }
+        }
+    }
+
+    /// Calls `rill_handle` on the first `len` bytes of the input buffer.
+    fn handle(&mut self, len: usize, start: i64, end: i64) -> (Outcome, Scratch) {
+        let partition = self.cfg.partition as i32;
+        let live = match self.live() {
+            Ok(live) => live,
+            Err(outcome) => return (outcome, Scratch::default()),
+        };
+        let store = &mut live.store;
+        let result = live
+            .handle
+            .call(&mut *store, (len as i32, partition, start, end));
         // On a record error, the failing record's own emits must not be appended (on any
         // of its tries): keep those made before it became current, if the guest says.
         let keep = match (&result, store.data().emits_before_current.clone()) {
@@ -405,6 +408,116 @@ impl Instance {
             self.live = None;
         }
         (outcome, scratch)
+    }
+}
+
+/// One invocation's input, written straight into the guest's memory (see
+/// [`Instance::input`]).
+///
+/// ```no_run
+/// # fn f(instance: &mut rill_engine::Instance, batches: &[u8]) {
+/// let mut input = instance.input();
+/// if let Some(buf) = input.buffer(batches.len()) {
+///     buf[..batches.len()].copy_from_slice(batches); // or a read from the log
+/// }
+/// let invocation = input.invoke(batches.len(), 0, i64::MAX);
+/// # }
+/// ```
+pub struct GuestInput<'a> {
+    instance: &'a mut Instance,
+    started: Instant,
+    /// Pointer and length of the buffer the guest handed out last.
+    buf: Option<(i32, usize)>,
+    /// Why the guest could not hand out a buffer: the invocation's outcome.
+    failed: Option<Outcome>,
+}
+
+impl std::fmt::Debug for GuestInput<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GuestInput")
+            .field("buf", &self.buf)
+            .field("failed", &self.failed)
+            .finish_non_exhaustive()
+    }
+}
+
+impl GuestInput<'_> {
+    /// The guest's input buffer, at least `len` bytes long (`rill_input(len)`). Asking again
+    /// replaces the buffer: its earlier contents are not kept. `None` if the guest failed to
+    /// provide one; [`GuestInput::invoke`] then reports why.
+    pub fn buffer(&mut self, len: usize) -> Option<&mut [u8]> {
+        if self.failed.is_some() {
+            return None;
+        }
+        match self.instance.request_input(len) {
+            Ok(ptr) => {
+                self.buf = Some((ptr, len));
+                self.filled(len)
+            }
+            Err(outcome) => {
+                self.buf = None;
+                self.failed = Some(outcome);
+                None
+            }
+        }
+    }
+
+    /// The first `len` bytes of the current buffer, if it is that long.
+    pub fn filled(&mut self, len: usize) -> Option<&mut [u8]> {
+        let (ptr, cap) = self.buf?;
+        if len > cap {
+            return None;
+        }
+        let live = self.instance.live.as_mut()?;
+        let mem = live.memory.data_mut(&mut live.store);
+        crate::host::guest_slice_mut(mem, ptr, len as i32, "input").ok()
+    }
+
+    /// Calls the handler on the first `len` bytes of the buffer (concatenated, uncompressed
+    /// record batches v2), restricted to records with offsets in `[start_offset,
+    /// end_offset)`. Never panics on guest behaviour: every failure is an [`Outcome`].
+    pub fn invoke(mut self, len: usize, start_offset: i64, end_offset: i64) -> Invocation {
+        let (outcome, scratch) = match (self.failed.take(), self.buf) {
+            (Some(outcome), _) => (outcome, Scratch::default()),
+            (None, Some((_, cap))) if len <= cap => {
+                self.instance.handle(len, start_offset, end_offset)
+            }
+            (None, _) => (
+                Outcome::Trap {
+                    message: format!("invoked on {len} bytes of input that was never provided"),
+                },
+                Scratch::default(),
+            ),
+        };
+        let records_seen = match (&outcome, self.filled(len)) {
+            (Outcome::Ok, Some(b)) => framing::records_in_range(b, start_offset, end_offset),
+            (Outcome::RecordFailed { offset, .. }, Some(b)) => {
+                framing::records_in_range(b, start_offset, end_offset.min(offset.saturating_add(1)))
+            }
+            _ => 0,
+        };
+        let mut emits = scratch.emits;
+        if outcome.is_invocation_failure() {
+            emits.clear();
+        }
+        let mut logs = scratch.logs;
+        if scratch.dropped_logs > 0 {
+            logs.push(LogLine {
+                level: Level::Warn,
+                message: format!(
+                    "{} more log lines dropped (limit per invocation reached)",
+                    scratch.dropped_logs
+                ),
+                offset: None,
+            });
+        }
+        Invocation {
+            outcome,
+            emits,
+            logs,
+            records_seen,
+            elapsed: self.started.elapsed(),
+        }
     }
 }
 

@@ -51,7 +51,7 @@ use wasmtime::{InstanceAllocationStrategy, Linker, Module, PoolingAllocationConf
 
 pub use emits::{Emit, EmitRef, Emits};
 pub use error::{DeployError, EngineError, InstantiateError};
-pub use instance::{Instance, InstanceConfig, Invocation, Level, LogLine, Outcome};
+pub use instance::{GuestInput, Instance, InstanceConfig, Invocation, Level, LogLine, Outcome};
 pub use limits::Limits;
 
 use host::HostState;

@@ -533,7 +533,10 @@ mod tests {
         assert_eq!(c.pos, buf.len());
         assert_eq!(c.varlong(), Err(MalformedBatch("truncated")));
         // A two-byte prefix of a longer varint, and a varint longer than ten bytes.
-        let mut c = Cursor { buf: &[0x80, 0x80], pos: 0 };
+        let mut c = Cursor {
+            buf: &[0x80, 0x80],
+            pos: 0,
+        };
         assert_eq!(c.varlong(), Err(MalformedBatch("truncated")));
         let long = [0xff; 11];
         let mut c = Cursor { buf: &long, pos: 0 };

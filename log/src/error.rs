@@ -183,6 +183,12 @@ pub enum ReadError {
     /// Reading failed.
     #[error("read I/O error: {0}")]
     Io(#[source] io::Error),
+    /// The caller's [`crate::ReadBuffer`] could not provide a buffer of the size needed.
+    #[error("no buffer of {len} bytes to read into")]
+    NoBuffer {
+        /// Bytes asked for.
+        len: usize,
+    },
 }
 
 /// Errors from the consumer-offsets store.

@@ -77,7 +77,7 @@ pub use error::{
 };
 pub use log::{Log, LogOptions};
 pub use offsets::Offsets;
-pub use partition::{AppendInfo, Partition, ReadResult};
+pub use partition::{AppendInfo, Partition, ReadBuffer, ReadInto, ReadResult};
 pub use partitioner::murmur2_partition;
 pub use recovery::{CheckpointStatus, RecoveryAction, RecoveryEvent, RecoveryStats};
 pub use retention::RetentionReport;

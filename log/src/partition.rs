@@ -47,6 +47,36 @@ pub struct ReadResult {
     pub next_offset: i64,
 }
 
+/// What [`Partition::read_into`] put in the caller's buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadInto {
+    /// Bytes of whole, CRC-checked v2 batches at the start of the buffer (0 if none).
+    pub len: usize,
+    /// High watermark when the read started.
+    pub high_watermark: i64,
+    /// Log start offset when the read started.
+    pub log_start_offset: i64,
+    /// Offset after the last batch read (the requested offset if none was).
+    pub next_offset: i64,
+}
+
+/// Where [`Partition::read_into`] puts the bytes it reads: the caller's memory (a Wasm
+/// guest's input buffer, say), so a read needs no buffer of its own and no second copy.
+pub trait ReadBuffer {
+    /// A writable buffer of at least `len` bytes, or `None` if none can be had. A read asks
+    /// once, or twice when the first batch turns out larger than the first request; the
+    /// second buffer replaces the first (its contents need not be kept).
+    fn buffer(&mut self, len: usize) -> Option<&mut [u8]>;
+}
+
+impl ReadBuffer for Vec<u8> {
+    fn buffer(&mut self, len: usize) -> Option<&mut [u8]> {
+        self.clear();
+        self.resize(len, 0);
+        Some(&mut self[..])
+    }
+}
+
 /// Settings every partition of a log shares.
 #[derive(Debug, Clone)]
 pub(crate) struct Ctx {

@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
 
-use super::{Partition, ReadResult};
+use super::{Partition, ReadBuffer, ReadInto, ReadResult};
 use crate::batch::{self, HEADER_LEN, RecordBatch};
 use crate::error::{BatchError, ReadError};
 use crate::io::read_full_at;
@@ -16,6 +16,28 @@ impl Partition {
     /// Reads whole batches from `from_offset`, up to about `max_bytes` (at least one batch
     /// if any is available). See [`ReadResult`].
     pub fn read(&self, from_offset: i64, max_bytes: usize) -> Result<ReadResult, ReadError> {
+        let mut buf = Vec::new();
+        let r = self.read_into(from_offset, max_bytes, &mut buf)?;
+        buf.truncate(r.len);
+        Ok(ReadResult {
+            bytes: Bytes::from(buf),
+            high_watermark: r.high_watermark,
+            log_start_offset: r.log_start_offset,
+            next_offset: r.next_offset,
+        })
+    }
+
+    /// [`Partition::read`] into the caller's memory: whole, CRC-checked batches from
+    /// `from_offset`, up to about `max_bytes` (at least one batch if any is available), at
+    /// the start of the buffer `dst` provides. The buffer may be longer than
+    /// [`ReadInto::len`]; bytes past it are not batches. `dst` is not asked for a buffer when
+    /// there is nothing to read.
+    pub fn read_into(
+        &self,
+        from_offset: i64,
+        max_bytes: usize,
+        dst: &mut dyn ReadBuffer,
+    ) -> Result<ReadInto, ReadError> {
         let hw = self.high_watermark();
         let start = self.log_start_offset();
         let out_of_range = || ReadError::OffsetOutOfRange {
@@ -26,14 +48,14 @@ impl Partition {
         if from_offset < start || from_offset > hw {
             return Err(out_of_range());
         }
-        let empty = ReadResult {
-            bytes: Bytes::new(),
+        let mut result = ReadInto {
+            len: 0,
             high_watermark: hw,
             log_start_offset: start,
             next_offset: from_offset,
         };
         if from_offset == hw {
-            return Ok(empty);
+            return Ok(result);
         }
         let seg = {
             let segs = self.segs();
@@ -46,17 +68,10 @@ impl Partition {
         };
         let end = seg.published.load(Ordering::Acquire);
         let pos = self.locate(&seg, from_offset, end)?;
-        let bytes = read_batches(&seg, pos, end, max_bytes)?;
-        let next = match batch::batches(&bytes).last() {
-            Some(Ok(b)) => b.last_offset() + 1,
-            _ => from_offset,
-        };
-        Ok(ReadResult {
-            bytes,
-            high_watermark: hw,
-            log_start_offset: start,
-            next_offset: next,
-        })
+        let (len, next) = read_batches(&seg, pos, end, max_bytes, dst)?;
+        result.len = len;
+        result.next_offset = next.unwrap_or(from_offset);
+        Ok(result)
     }
 
     /// Position of the batch holding `offset` in `seg`: index lookup, then a short walk of
@@ -132,8 +147,9 @@ impl Partition {
                 }
                 continue;
             };
-            let bytes = read_batches(&seg, b.pos, end, 1)?;
-            let (batch, _) = RecordBatch::parse(&bytes).map_err(|e| ReadError::Corrupt {
+            let mut bytes = Vec::new();
+            let (len, _) = read_batches(&seg, b.pos, end, 1, &mut bytes)?;
+            let (batch, _) = RecordBatch::parse(&bytes[..len]).map_err(|e| ReadError::Corrupt {
                 path: seg.path.clone(),
                 position: b.pos,
                 reason: e.to_string(),
@@ -244,9 +260,16 @@ fn parse_header(h: &[u8; HEADER_LEN]) -> Result<((i64, i64), usize), BatchError>
     Ok(((base, base.wrapping_add(i64::from(delta))), size))
 }
 
-/// Reads whole batches from `pos` (a batch boundary) below `end`: as many as fit in
-/// `max_bytes`, at least one. Every batch is CRC-checked unless already verified.
-fn read_batches(seg: &Segment, pos: u64, end: u64, max_bytes: usize) -> Result<Bytes, ReadError> {
+/// Reads whole batches from `pos` (a batch boundary) below `end` into `dst`: as many as fit
+/// in `max_bytes`, at least one. Every batch is CRC-checked unless already verified. Returns
+/// the bytes of whole batches at the start of the buffer and the offset after the last one.
+fn read_batches(
+    seg: &Segment,
+    pos: u64,
+    end: u64,
+    max_bytes: usize,
+    dst: &mut dyn ReadBuffer,
+) -> Result<(usize, Option<i64>), ReadError> {
     let corrupt = |at: u64, reason: String| ReadError::Corrupt {
         path: seg.path.clone(),
         position: at,
@@ -262,14 +285,13 @@ fn read_batches(seg: &Segment, pos: u64, end: u64, max_bytes: usize) -> Result<B
             .ok_or_else(|| corrupt(pos, "torn header".into()))?;
         len = parse_header(&h).map_err(|e| corrupt(pos, e.to_string()))?.1;
     }
-    let mut buf = vec![0u8; len];
-    let n = read_full_at(&*seg.file, &mut buf, pos).map_err(ReadError::Io)?;
-    buf.truncate(n);
+    let mut buf: &mut [u8] = dst.buffer(len).ok_or(ReadError::NoBuffer { len })?;
+    let mut n = read_full_at(&*seg.file, &mut buf[..len], pos).map_err(ReadError::Io)?;
     // Keep only whole batches; if the first does not fit, read exactly it.
     let mut whole = 0usize;
     loop {
-        match batch::batch_size(&buf[whole..]) {
-            Ok(s) if whole + s <= buf.len() => whole += s,
+        match batch::batch_size(&buf[whole..n]) {
+            Ok(s) if whole + s <= n => whole += s,
             Ok(s) if whole == 0 => {
                 if pos + s as u64 > end {
                     return Err(corrupt(
@@ -277,8 +299,9 @@ fn read_batches(seg: &Segment, pos: u64, end: u64, max_bytes: usize) -> Result<B
                         format!("batch of {s} bytes runs past the segment end"),
                     ));
                 }
-                buf.resize(s, 0);
-                if read_full_at(&*seg.file, &mut buf, pos).map_err(ReadError::Io)? < s {
+                buf = dst.buffer(s).ok_or(ReadError::NoBuffer { len: s })?;
+                n = read_full_at(&*seg.file, &mut buf[..s], pos).map_err(ReadError::Io)?;
+                if n < s {
                     return Err(corrupt(pos, "segment shorter than its batch".into()));
                 }
                 whole = s;
@@ -298,13 +321,12 @@ fn read_batches(seg: &Segment, pos: u64, end: u64, max_bytes: usize) -> Result<B
     if whole == 0 {
         return Err(corrupt(pos, "no whole batch".into()));
     }
-    buf.truncate(whole);
     // CRC-check what this process has not checked yet.
     let verified = seg.verified.load(Ordering::Acquire);
     let mut off = 0usize;
     let mut expected: Option<i64> = None;
     let mut damage = None;
-    for b in batch::batches(&buf) {
+    for b in batch::batches(&buf[..whole]) {
         let at = pos + off as u64;
         let b = match b {
             Ok(b) => b,
@@ -324,13 +346,13 @@ fn read_batches(seg: &Segment, pos: u64, end: u64, max_bytes: usize) -> Result<B
             ));
             break;
         }
-        expected = Some(b.last_offset() + 1);
         if at + size as u64 > verified
             && let Err(e) = b.validate()
         {
             damage = Some(corrupt(at, e.to_string()));
             break;
         }
+        expected = Some(b.last_offset() + 1);
         off += size;
     }
     if let Some(e) = damage {
@@ -339,11 +361,10 @@ fn read_batches(seg: &Segment, pos: u64, end: u64, max_bytes: usize) -> Result<B
         if off == 0 {
             return Err(e);
         }
-        buf.truncate(off);
         whole = off;
     }
     if pos <= verified {
         seg.verified.fetch_max(pos + whole as u64, Ordering::AcqRel);
     }
-    Ok(Bytes::from(buf))
+    Ok((whole, expected))
 }
