@@ -18,8 +18,8 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use rill_engine::{Handler, Instance, InstanceConfig, Invocation, Outcome};
-use rill_log::{Partition, ReadError};
+use rill_engine::{GuestInput, Handler, Instance, InstanceConfig, Invocation, Outcome};
+use rill_log::{Partition, ReadBuffer, ReadError};
 
 use super::cpu::Cpu;
 use super::output::{OutputError, Outputs};
@@ -67,6 +67,93 @@ enum InvokeError {
     Instantiate(String),
     /// The blocking task running the guest panicked (a host bug).
     Panicked(String),
+    /// Reading the partition failed.
+    Read(ReadError),
+    /// The read returned no batch (below the high watermark: damage).
+    Empty,
+    /// A compressed batch could not be decompressed.
+    Decompress(String),
+}
+
+/// What an invocation's read found.
+struct Read {
+    /// Bytes of stored batches read (compressed, if they were).
+    stored_len: usize,
+    /// Offset of the first record read.
+    first_offset: Option<i64>,
+    /// Offset after the last batch read.
+    next_offset: i64,
+}
+
+/// The guest's input buffer as a place the log can read into.
+struct GuestBuffer<'g, 'i>(&'g mut GuestInput<'i>);
+
+impl ReadBuffer for GuestBuffer<'_, '_> {
+    fn buffer(&mut self, len: usize) -> Option<&mut [u8]> {
+        self.0.buffer(len)
+    }
+}
+
+/// Reads whole batches from `start` into the guest's input buffer (decompressing them there
+/// if they are compressed) and invokes the guest on `[start, end)` of them.
+fn read_and_invoke(
+    instance: &mut Instance,
+    partition: &Partition,
+    start: i64,
+    end: i64,
+    budget: usize,
+) -> Result<(Invocation, Read), InvokeError> {
+    let mut input = instance.input();
+    let read = match partition.read_into(start, budget, &mut GuestBuffer(&mut input)) {
+        Ok(r) => r,
+        // The guest could not provide a buffer: invoking says why (a trap, its memory cap).
+        Err(ReadError::NoBuffer { .. }) => return Ok((input.invoke(0, start, end), nothing())),
+        Err(e) => return Err(InvokeError::Read(e)),
+    };
+    if read.len == 0 {
+        return Err(InvokeError::Empty);
+    }
+    let stored = input.filled(read.len).ok_or(InvokeError::Empty)?;
+    let first_offset = rill_log::batch::batches(stored)
+        .next()
+        .and_then(Result::ok)
+        .map(|b| b.base_offset());
+    // The guest walks uncompressed batches only. Producers' compressed batches are stored as
+    // they came; decompress them into a fresh input buffer (the bytes read are copied out
+    // first, since asking for a buffer replaces it).
+    let decompressed = match rill_kafka::decompress_batches(stored) {
+        Ok(std::borrow::Cow::Borrowed(_)) => None,
+        Ok(std::borrow::Cow::Owned(v)) => Some(v),
+        Err(e) => return Err(InvokeError::Decompress(e.to_string())),
+    };
+    let len = match decompressed {
+        None => read.len,
+        Some(v) => match input.buffer(v.len()) {
+            Some(dst) => {
+                dst[..v.len()].copy_from_slice(&v);
+                v.len()
+            }
+            None => return Ok((input.invoke(0, start, end), nothing())),
+        },
+    };
+    let inv = input.invoke(len, start, end);
+    let read = Read {
+        stored_len: read.len,
+        first_offset,
+        next_offset: read.next_offset,
+    };
+    Ok((inv, read))
+}
+
+/// The read of an invocation that failed before it had input (the guest could not provide
+/// an input buffer): it counts as covering the whole range, so a range of several records is
+/// isolated and re-run one record (and one small buffer) at a time.
+fn nothing() -> Read {
+    Read {
+        stored_len: 0,
+        first_offset: None,
+        next_offset: i64::MAX,
+    }
 }
 
 impl Worker {
@@ -319,15 +406,11 @@ impl Worker {
         want.clamp(4096, cap.max(1))
     }
 
-    /// Updates `bytes_per_record` from a read.
-    fn learn_record_size(&mut self, read: &rill_log::ReadResult) {
-        let first = rill_log::batch::batches(&read.bytes)
-            .next()
-            .and_then(Result::ok)
-            .map(|b| b.base_offset());
+    /// Updates `bytes_per_record` from a read of `len` bytes covering `[first, next)`.
+    fn learn_record_size(&mut self, len: usize, first: Option<i64>, next: i64) {
         if let Some(first) = first {
-            let records = (read.next_offset - first).max(1) as usize;
-            self.bytes_per_record = (read.bytes.len() / records).max(1);
+            let records = (next - first).max(1) as usize;
+            self.bytes_per_record = (len / records).max(1);
         }
     }
 
@@ -386,17 +469,26 @@ impl Worker {
                 }
             }
         }
-        let wanted = if next < self.isolate_until {
+        let isolating = next < self.isolate_until;
+        let wanted = if isolating {
             1
         } else {
             spec.max_batch_records as usize
         };
-        let read = match self
-            .partition
-            .read(next, self.read_budget(wanted, spec.max_batch_bytes))
-        {
-            Ok(r) => r,
-            Err(ReadError::OffsetOutOfRange { .. }) if next < self.partition.log_start_offset() => {
+        let end = if isolating {
+            next + 1
+        } else {
+            next + i64::from(spec.max_batch_records)
+        };
+        let budget = self.read_budget(wanted, spec.max_batch_bytes);
+        let (invocation, read) = match self.invoke(next, end, budget).await {
+            Ok(done) => done,
+            Err(InvokeError::Skipped) => return Step::Continue,
+            Err(InvokeError::Instantiate(msg)) => return self.host_failure("instantiate", msg),
+            Err(InvokeError::Panicked(msg)) => return self.host_failure("trap", msg),
+            Err(InvokeError::Read(ReadError::OffsetOutOfRange { .. }))
+                if next < self.partition.log_start_offset() =>
+            {
                 // Retention deleted records this group had not processed yet. Say so
                 // loudly and carry on from what is left.
                 let start = self.partition.log_start_offset();
@@ -410,7 +502,7 @@ impl Worker {
                 tracing::warn!(deployment = %spec.name, partition = self.pid(), "{msg}");
                 return self.finish(start, 0);
             }
-            Err(e) => {
+            Err(InvokeError::Read(e)) => {
                 // Damage found on read (a sealed segment that fails its CRC) belongs in the
                 // host's log too, not only in the deployment's state.
                 let msg = format!(
@@ -421,48 +513,26 @@ impl Worker {
                 );
                 return self.host_failure("read", msg);
             }
-        };
-        self.learn_record_size(&read);
-        let bytes = match rill_kafka::decompress_batches(&read.bytes) {
-            // Untouched (nothing was compressed): share the read buffer, no copy.
-            Ok(std::borrow::Cow::Borrowed(_)) => read.bytes.clone(),
-            Ok(std::borrow::Cow::Owned(v)) => bytes::Bytes::from(v),
-            Err(e) => {
-                let msg = format!("cannot decompress batch at {}: {e}", next);
-                return self
-                    .fail_record(next, "record_error", msg, &read.bytes)
-                    .await;
+            Err(InvokeError::Empty) => {
+                // Below the high watermark, a read that moves nothing forward would be
+                // invoked, committed in place and read again, for ever: wait and retry
+                // instead, loudly.
+                let msg = format!(
+                    "read of {}/{} at {next} returned no record below the end of the log ({}): \
+                     the log may be corrupt or truncated there",
+                    spec.topic,
+                    self.pid(),
+                    self.partition.high_watermark()
+                );
+                return self.host_failure("read", msg);
+            }
+            Err(InvokeError::Decompress(e)) => {
+                let msg = format!("cannot decompress batch at {next}: {e}");
+                return self.fail_record(next, "record_error", msg);
             }
         };
-        let isolating = next < self.isolate_until;
-        let end = if isolating {
-            next + 1
-        } else {
-            next + i64::from(spec.max_batch_records)
-        };
+        self.learn_record_size(read.stored_len, read.first_offset, read.next_offset);
         let covered = end.min(read.next_offset);
-        if covered <= next {
-            // Below the high watermark, a read that moves nothing forward would be invoked,
-            // committed in place and read again, for ever: wait and retry instead, loudly.
-            let msg = format!(
-                "read of {}/{} at {next} returned no record below the end of the log ({}): \
-                 the log may be corrupt or truncated there",
-                spec.topic,
-                self.pid(),
-                self.partition.high_watermark()
-            );
-            return self.host_failure("read", msg);
-        }
-        // Batches starting at or past `end` would be copied into the guest only to be
-        // skipped; hand it the ones the invocation covers.
-        let bytes = batches_below(bytes, end);
-
-        let invocation = match self.invoke(bytes.clone(), next, end).await {
-            Ok(inv) => inv,
-            Err(InvokeError::Skipped) => return Step::Continue,
-            Err(InvokeError::Instantiate(msg)) => return self.host_failure("instantiate", msg),
-            Err(InvokeError::Panicked(msg)) => return self.host_failure("trap", msg),
-        };
         self.host_failures = 0;
         self.record_logs(&invocation);
         self.dep.metrics.observe(invocation.elapsed);
@@ -472,7 +542,7 @@ impl Worker {
                     Ok(()) => {}
                     Err(OutputError::Retry(msg)) => return self.host_failure("append", msg),
                     Err(OutputError::Reject(msg)) => {
-                        return self.reject_outputs(next, covered, msg, &bytes).await;
+                        return self.reject_outputs(next, covered, msg);
                     }
                 }
                 self.finish(covered, (covered - next) as u64)
@@ -485,7 +555,7 @@ impl Worker {
                     Err(OutputError::Retry(msg)) => return self.host_failure("append", msg),
                     Err(OutputError::Reject(msg)) => {
                         let end = offset.max(next + 1);
-                        return self.reject_outputs(next, end, msg, &bytes).await;
+                        return self.reject_outputs(next, end, msg);
                     }
                 }
                 if offset > next {
@@ -494,7 +564,7 @@ impl Worker {
                     }
                 }
                 let msg = format!("record {offset} failed: {message}");
-                self.fail_record(offset, "record_error", msg, &bytes).await
+                self.fail_record(offset, "record_error", msg)
             }
             other => {
                 let kind = other.kind();
@@ -506,7 +576,7 @@ impl Worker {
                     self.isolate(next, covered, &msg);
                     return Step::Continue;
                 }
-                self.fail_record(next, kind, msg, &bytes).await
+                self.fail_record(next, kind, msg)
             }
         }
     }
@@ -524,24 +594,27 @@ impl Worker {
     /// The outputs of `[next, end)` can never be appended (an invalid topic name, a record
     /// above the log's batch limit): like a trap, that is the handler's doing. Find the
     /// record by isolation, then fail it like any other.
-    async fn reject_outputs(&mut self, next: i64, end: i64, msg: String, bytes: &[u8]) -> Step {
+    fn reject_outputs(&mut self, next: i64, end: i64, msg: String) -> Step {
         if end - next > 1 {
             self.dep.metrics.error("append", msg.clone());
             self.isolate(next, end, &msg);
             return Step::Continue;
         }
-        self.fail_record(next, "append", msg, bytes).await
+        self.fail_record(next, "append", msg)
     }
 
-    /// Runs the guest on the blocking pool, holding one CPU permit. A missing instance (the
-    /// first invocation, or the one after a trap) is created in the same blocking call under
-    /// the same permit: instantiation runs the guest's initialiser, which is guest code too.
+    /// Reads from `start` and runs the guest on what was read, on the blocking pool, holding
+    /// one CPU permit. The read goes straight into the guest's input buffer (no buffer of
+    /// the host's, no second copy); compressed batches are decompressed into it. A missing
+    /// instance (the first invocation, or the one after a trap) is created in the same
+    /// blocking call under the same permit: instantiation runs the guest's initialiser,
+    /// which is guest code too.
     async fn invoke(
         &mut self,
-        bytes: bytes::Bytes,
         start: i64,
         end: i64,
-    ) -> Result<Invocation, InvokeError> {
+        budget: usize,
+    ) -> Result<(Invocation, Read), InvokeError> {
         let retry = self.attempts > 0 || self.host_failures > 0;
         let permit = self.cpu.acquire(retry).await;
         if *self.control.borrow() != Control::Run {
@@ -550,23 +623,27 @@ impl Worker {
         let instance = self.instance.take();
         let fresh = instance.is_none().then(|| self.instance_config());
         let handler = self.handler.clone();
-        let result = tokio::task::spawn_blocking(move || {
+        let partition = self.partition.clone();
+        let (instance, result) = tokio::task::spawn_blocking(move || {
             let _permit = permit;
             let mut instance = match (instance, fresh) {
                 (Some(i), _) => i,
-                (None, Some(cfg)) => handler
-                    .instantiate(cfg)
-                    .map_err(|e| InvokeError::Instantiate(format!("instantiate: {e}")))?,
+                (None, Some(cfg)) => match handler.instantiate(cfg) {
+                    Ok(i) => i,
+                    Err(e) => {
+                        let msg = format!("instantiate: {e}");
+                        return (None, Err(InvokeError::Instantiate(msg)));
+                    }
+                },
                 (None, None) => unreachable!("a config is made whenever the instance is missing"),
             };
-            let inv = instance.invoke(&bytes, start, end);
-            Ok((instance, inv))
+            let result = read_and_invoke(&mut instance, &partition, start, end, budget);
+            (Some(instance), result)
         })
         .await
         .map_err(|e| InvokeError::Panicked(format!("invocation thread failed: {e}")))?;
-        let (instance, invocation) = result?;
-        self.instance = Some(instance);
-        Ok(invocation)
+        self.instance = instance;
+        result
     }
 
     fn instance_config(&self) -> InstanceConfig {
@@ -603,7 +680,7 @@ impl Worker {
 
     /// Counts a failed try of the record at `offset`; after the last try, dead-letters it or
     /// stops the partition.
-    async fn fail_record(&mut self, offset: i64, kind: &str, msg: String, bytes: &[u8]) -> Step {
+    fn fail_record(&mut self, offset: i64, kind: &str, msg: String) -> Step {
         let spec = self.dep.spec();
         self.dep.metrics.error(kind, msg.clone());
         self.attempts = self.attempts.saturating_add(1);
@@ -623,11 +700,23 @@ impl Worker {
                 Step::Stop
             }
             OnFailure::DeadLetter => {
+                // The record itself, read again: the invocation's copy was in guest memory.
+                let batches = match self.record_batches(offset) {
+                    Ok(b) => b,
+                    Err(e) => {
+                        let msg = format!(
+                            "cannot read record {offset} of {}/{} to dead-letter it: {e}",
+                            spec.topic,
+                            self.pid()
+                        );
+                        return self.host_failure("read", msg);
+                    }
+                };
                 match self.outputs.dead_letter(
                     &spec,
                     self.pid(),
                     offset,
-                    bytes,
+                    &batches,
                     kind,
                     &msg,
                     self.attempts,
@@ -650,30 +739,20 @@ impl Worker {
             }
         }
     }
-}
 
-/// The prefix of `bytes` (whole uncompressed batches) holding the batches that start below
-/// `end`. The first batch is always kept.
-fn batches_below(bytes: bytes::Bytes, end: i64) -> bytes::Bytes {
-    let mut at = 0usize;
-    while let Some(rest) = bytes.get(at..) {
-        let Ok(size) = rill_log::batch::batch_size(rest) else {
-            break;
+    /// The uncompressed batch holding the record at `offset` (empty if it is not in the log
+    /// any more: the dead letter then says the record is missing).
+    fn record_batches(&self, offset: i64) -> Result<Vec<u8>, String> {
+        let read = match self.partition.read(offset, 1) {
+            Ok(r) => r,
+            Err(ReadError::OffsetOutOfRange { .. }) => return Ok(Vec::new()),
+            Err(e) => return Err(e.to_string()),
         };
-        let base = rest
-            .get(..8)
-            .and_then(|b| b.try_into().ok())
-            .map(i64::from_be_bytes)
-            .unwrap_or(i64::MAX);
-        if at > 0 && base >= end {
-            break;
+        match rill_kafka::decompress_batches(&read.bytes) {
+            Ok(b) => Ok(b.into_owned()),
+            // Undecompressable: the dead letter carries the failure, without the record.
+            Err(_) => Ok(Vec::new()),
         }
-        at = at.saturating_add(size);
-    }
-    if at >= bytes.len() {
-        bytes
-    } else {
-        bytes.slice(..at)
     }
 }
 
