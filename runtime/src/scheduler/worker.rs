@@ -59,14 +59,15 @@ enum Step {
     Stop,
 }
 
+/// How long a worker may run turns back to back on one CPU permit (see `Worker::burst`):
+/// long enough to amortise the hand-off to the blocking pool over a dozen invocations of
+/// 1,000 records, short enough that partitions waiting for a permit are not held up.
+const BURST: Duration = Duration::from_millis(2);
+
 /// Why an invocation did not produce an outcome.
 enum InvokeError {
-    /// The deployment was paused or stopped while the invocation waited for a permit.
-    Skipped,
     /// The instance could not be created.
     Instantiate(String),
-    /// The blocking task running the guest panicked (a host bug).
-    Panicked(String),
     /// Reading the partition failed.
     Read(ReadError),
     /// The read returned no batch (below the high watermark: damage).
@@ -337,7 +338,11 @@ impl Worker {
                 }
                 continue;
             }
-            match self.turn().await {
+            let Some((worker, step)) = self.turn().await else {
+                return;
+            };
+            self = worker;
+            match step {
                 Step::Continue => {}
                 Step::Backoff => backoff = self.backoff_delay(),
                 Step::Stop => {
@@ -455,20 +460,86 @@ impl Worker {
         }
     }
 
-    /// One read-invoke-append-commit turn.
-    async fn turn(&mut self) -> Step {
+    /// One turn from the async loop: linger if asked, take a CPU permit, then run turns on
+    /// the blocking pool (see [`Worker::burst`]). The worker moves into the blocking call and
+    /// back, so the whole read-invoke-append-commit cycle runs on one thread with no hop.
+    /// `None` if the worker was lost with its blocking task (only when the runtime shuts
+    /// down before the task started).
+    async fn turn(mut self) -> Option<(Self, Step)> {
         let spec = self.dep.spec();
-        let next = self.next;
         if spec.linger_ms > 0 {
-            let available = self.partition.high_watermark() - next;
+            let available = self.partition.high_watermark() - self.next;
             if available < i64::from(spec.max_batch_records) {
                 // A pause or stop during the linger is obeyed before invoking anything.
                 tokio::select! {
                     _ = tokio::time::sleep(Duration::from_millis(spec.linger_ms)) => {}
-                    _ = self.control.changed() => return Step::Continue,
+                    _ = self.control.changed() => return Some((self, Step::Continue)),
                 }
             }
         }
+        let retry = self.attempts > 0 || self.host_failures > 0;
+        let permit = self.cpu.acquire(retry).await;
+        if *self.control.borrow() != Control::Run {
+            return Some((self, Step::Continue));
+        }
+        let joined = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            // A panic here is a host bug; keep the worker (and the partition) alive through
+            // it: the instance is dropped and the turn is retried after a backoff.
+            let step = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.burst(retry)));
+            let step = match step {
+                Ok(step) => step,
+                Err(panic) => {
+                    let what = panic
+                        .downcast_ref::<&str>()
+                        .map(|s| (*s).to_owned())
+                        .or_else(|| panic.downcast_ref::<String>().cloned())
+                        .unwrap_or_default();
+                    self.instance = None;
+                    self.host_failure("trap", format!("invocation thread panicked: {what}"))
+                }
+            };
+            (self, step)
+        })
+        .await;
+        // The closure catches panics, so only a runtime shutting down fails the join.
+        joined.ok()
+    }
+
+    /// Turns, back to back, on the blocking thread holding the CPU permit: as long as each
+    /// succeeds, more records are waiting, the deployment still runs and the burst is under
+    /// [`BURST`]. Handing every invocation to the blocking pool and back cost two thread
+    /// wake-ups per invocation; a burst pays them once. A retry runs alone, so the retry
+    /// lane's accounting (scheduler/cpu.rs) sees each try.
+    fn burst(&mut self, retry: bool) -> Step {
+        let started = std::time::Instant::now();
+        loop {
+            let step = self.turn_now();
+            let more = matches!(step, Step::Continue)
+                && !retry
+                && self.pending_commit.is_none()
+                && started.elapsed() < BURST
+                && *self.control.borrow() == Control::Run
+                && !self.control.has_changed().unwrap_or(true)
+                && self.next < self.partition.high_watermark()
+                && !self.would_linger();
+            if !more {
+                return step;
+            }
+        }
+    }
+
+    /// Whether the next turn would wait for more records first.
+    fn would_linger(&self) -> bool {
+        let spec = self.dep.spec();
+        spec.linger_ms > 0
+            && self.partition.high_watermark() - self.next < i64::from(spec.max_batch_records)
+    }
+
+    /// One read-invoke-append-commit turn, on the blocking thread.
+    fn turn_now(&mut self) -> Step {
+        let spec = self.dep.spec();
+        let next = self.next;
         let isolating = next < self.isolate_until;
         let wanted = if isolating {
             1
@@ -481,11 +552,9 @@ impl Worker {
             next + i64::from(spec.max_batch_records)
         };
         let budget = self.read_budget(wanted, spec.max_batch_bytes);
-        let (invocation, read) = match self.invoke(next, end, budget).await {
+        let (invocation, read) = match self.invoke(next, end, budget) {
             Ok(done) => done,
-            Err(InvokeError::Skipped) => return Step::Continue,
             Err(InvokeError::Instantiate(msg)) => return self.host_failure("instantiate", msg),
-            Err(InvokeError::Panicked(msg)) => return self.host_failure("trap", msg),
             Err(InvokeError::Read(ReadError::OffsetOutOfRange { .. }))
                 if next < self.partition.log_start_offset() =>
             {
@@ -603,47 +672,29 @@ impl Worker {
         self.fail_record(next, "append", msg)
     }
 
-    /// Reads from `start` and runs the guest on what was read, on the blocking pool, holding
-    /// one CPU permit. The read goes straight into the guest's input buffer (no buffer of
-    /// the host's, no second copy); compressed batches are decompressed into it. A missing
-    /// instance (the first invocation, or the one after a trap) is created in the same
-    /// blocking call under the same permit: instantiation runs the guest's initialiser,
-    /// which is guest code too.
-    async fn invoke(
+    /// Reads from `start` and runs the guest on what was read. The read goes straight into
+    /// the guest's input buffer (no buffer of the host's, no second copy); compressed batches
+    /// are decompressed into it. A missing instance (the first invocation, or the one after a
+    /// trap) is created first, under the same CPU permit: instantiation runs the guest's
+    /// initialiser, which is guest code too.
+    fn invoke(
         &mut self,
         start: i64,
         end: i64,
         budget: usize,
     ) -> Result<(Invocation, Read), InvokeError> {
-        let retry = self.attempts > 0 || self.host_failures > 0;
-        let permit = self.cpu.acquire(retry).await;
-        if *self.control.borrow() != Control::Run {
-            return Err(InvokeError::Skipped);
-        }
-        let instance = self.instance.take();
-        let fresh = instance.is_none().then(|| self.instance_config());
-        let handler = self.handler.clone();
-        let partition = self.partition.clone();
-        let (instance, result) = tokio::task::spawn_blocking(move || {
-            let _permit = permit;
-            let mut instance = match (instance, fresh) {
-                (Some(i), _) => i,
-                (None, Some(cfg)) => match handler.instantiate(cfg) {
-                    Ok(i) => i,
-                    Err(e) => {
-                        let msg = format!("instantiate: {e}");
-                        return (None, Err(InvokeError::Instantiate(msg)));
-                    }
-                },
-                (None, None) => unreachable!("a config is made whenever the instance is missing"),
-            };
-            let result = read_and_invoke(&mut instance, &partition, start, end, budget);
-            (Some(instance), result)
-        })
-        .await
-        .map_err(|e| InvokeError::Panicked(format!("invocation thread failed: {e}")))?;
-        self.instance = instance;
-        result
+        let instance = match &mut self.instance {
+            Some(i) => i,
+            None => {
+                let cfg = self.instance_config();
+                let i = self
+                    .handler
+                    .instantiate(cfg)
+                    .map_err(|e| InvokeError::Instantiate(format!("instantiate: {e}")))?;
+                self.instance.insert(i)
+            }
+        };
+        read_and_invoke(instance, &self.partition, start, end, budget)
     }
 
     fn instance_config(&self) -> InstanceConfig {
