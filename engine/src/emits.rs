@@ -100,6 +100,11 @@ impl Emits {
         self.entries.is_empty()
     }
 
+    /// Whether any record has headers.
+    pub fn has_headers(&self) -> bool {
+        self.entries.iter().any(|e| e.header_count > 0)
+    }
+
     /// The distinct topics written to, in order of first use.
     pub fn topics(&self) -> &[String] {
         &self.topics

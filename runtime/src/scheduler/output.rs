@@ -109,18 +109,23 @@ impl Outputs {
             .iter()
             .map(|t| self.topic(t))
             .collect::<Result<Vec<_>, _>>()?;
-        // Headers of every record, flat, so a record borrows its run of them.
+        // Headers of every record, flat, so a record borrows its run of them (no work at
+        // all when no record has headers, the common case).
         let mut headers: Vec<Header<'_>> = Vec::new();
-        let mut runs: Vec<std::ops::Range<usize>> = Vec::with_capacity(emits.len());
-        for e in emits.iter() {
-            let start = headers.len();
-            headers.extend(e.headers().map(|(key, value)| Header { key, value }));
-            runs.push(start..headers.len());
+        let mut runs: Vec<std::ops::Range<usize>> = Vec::new();
+        if emits.has_headers() {
+            runs.reserve(emits.len());
+            for e in emits.iter() {
+                let start = headers.len();
+                headers.extend(e.headers().map(|(key, value)| Header { key, value }));
+                runs.push(start..headers.len());
+            }
         }
         // Group by destination, preserving emit order inside each group. Handlers mostly
-        // write to one destination, so the common case is a single group.
+        // write to one destination, so the group of the previous record is tried first.
         let mut groups: Vec<(usize, u32, Vec<Record<'_>>)> = Vec::new();
-        for (e, run) in emits.iter().zip(&runs) {
+        let mut last = usize::MAX;
+        for (i, e) in emits.iter().enumerate() {
             let topic = &topics[e.topic_index];
             let p = if topic.partitions().len() == 1 {
                 0
@@ -130,15 +135,19 @@ impl Outputs {
             let record = Record {
                 key: e.key,
                 value: e.value,
-                headers: &headers[run.clone()],
+                headers: runs.get(i).map_or(&[][..], |r| &headers[r.clone()]),
                 timestamp_ms: None,
             };
-            match groups
-                .iter_mut()
-                .find(|(t, gp, _)| *t == e.topic_index && *gp == p)
-            {
-                Some((_, _, records)) => records.push(record),
-                None => groups.push((e.topic_index, p, vec![record])),
+            let same = |g: &(usize, u32, Vec<Record<'_>>)| g.0 == e.topic_index && g.1 == p;
+            if groups.get(last).is_some_and(same) {
+                groups[last].2.push(record);
+            } else if let Some(g) = groups.iter().position(same) {
+                groups[g].2.push(record);
+                last = g;
+            } else {
+                groups.push((e.topic_index, p, Vec::with_capacity(emits.len())));
+                last = groups.len() - 1;
+                groups[last].2.push(record);
             }
         }
         for (t, p, records) in groups {
@@ -241,6 +250,19 @@ impl Outputs {
 /// `max_batch_bytes`. A record that alone exceeds it gets a run of its own, which the log
 /// then rejects as too large.
 fn chunks<'a, 'r>(records: &'a [Record<'r>], max_batch_bytes: usize) -> Vec<&'a [Record<'r>]> {
+    // Most invocations emit far less than the limit: one chunk, without sizing each record.
+    let rough = |r: &Record<'_>| {
+        RECORD_OVERHEAD
+            + r.key.map_or(0, <[u8]>::len)
+            + r.value.map_or(0, <[u8]>::len)
+            + r.headers.len() * 16
+    };
+    if records.iter().all(|r| r.headers.is_empty())
+        && BATCH_OVERHEAD.saturating_add(records.iter().map(rough).sum::<usize>())
+            <= max_batch_bytes
+    {
+        return vec![records];
+    }
     let mut out = Vec::new();
     let mut start = 0;
     let mut size = BATCH_OVERHEAD;
