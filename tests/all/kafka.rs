@@ -209,6 +209,18 @@ fn kcat_produces_keyed_records_and_consumes_them_back_with_every_codec() {
     assert_eq!(out, "a=1\nb=2\n");
     let meta = kcat(&h, &["-L", "-t", "auto-made"], None);
     assert!(meta.contains("with 1 partitions"), "{meta}");
+    // The Kafka door's counters are in /metrics: 5 codecs × 300 records + 2.
+    let m = h.client().get_text("/metrics").expect("metrics");
+    assert!(
+        m.contains("rill_kafka_produce_records_total 1502\n"),
+        "produce counter in /metrics:\n{m}"
+    );
+    for api in ["Produce", "Fetch", "Metadata", "ApiVersions"] {
+        assert!(
+            m.contains(&format!("rill_kafka_requests_total{{api=\"{api}\"}} ")),
+            "{api} requests in /metrics"
+        );
+    }
 }
 
 #[test]

@@ -87,5 +87,79 @@ pub async fn metrics(State(host): State<Arc<Host>>) -> impl IntoResponse {
         "rill_uptime_seconds {}",
         host.started.elapsed().as_secs()
     );
+    if let Some(kafka) = &host.kafka {
+        render_kafka(&mut out, &kafka.stats().snapshot());
+    }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
+}
+
+/// The Kafka door's counters.
+fn render_kafka(out: &mut String, s: &rill_kafka::KafkaStatsSnapshot) {
+    let counters: [(&str, &str, &str, u64); 8] = [
+        (
+            "rill_kafka_connections_accepted_total",
+            "counter",
+            "Kafka client connections accepted.",
+            s.connections_accepted,
+        ),
+        (
+            "rill_kafka_connections_open",
+            "gauge",
+            "Kafka client connections open now.",
+            s.connections_open,
+        ),
+        (
+            "rill_kafka_connections_refused_total",
+            "counter",
+            "Kafka client connections refused (connection limit).",
+            s.connections_refused,
+        ),
+        (
+            "rill_kafka_protocol_errors_total",
+            "counter",
+            "Kafka connections closed on a malformed or oversized frame.",
+            s.protocol_errors,
+        ),
+        (
+            "rill_kafka_produce_records_total",
+            "counter",
+            "Records appended through Kafka Produce requests.",
+            s.produce_records,
+        ),
+        (
+            "rill_kafka_produce_bytes_total",
+            "counter",
+            "Record-batch bytes appended through Kafka Produce requests.",
+            s.produce_bytes,
+        ),
+        (
+            "rill_kafka_fetch_bytes_total",
+            "counter",
+            "Record-batch bytes served by Kafka Fetch requests.",
+            s.fetch_bytes,
+        ),
+        (
+            "rill_kafka_error_responses_total",
+            "counter",
+            "Kafka responses that carried an error code.",
+            s.error_responses,
+        ),
+    ];
+    for (name, kind, help, value) in counters {
+        family(out, name, kind, help);
+        let _ = writeln!(out, "{name} {value}");
+    }
+    family(
+        out,
+        "rill_kafka_requests_total",
+        "counter",
+        "Kafka requests received, per API.",
+    );
+    for (api, n) in &s.requests {
+        let _ = writeln!(
+            out,
+            "rill_kafka_requests_total{{api=\"{}\"}} {n}",
+            escape(api)
+        );
+    }
 }

@@ -29,7 +29,7 @@ use rill_runtime::admin::client::Client;
     after_help = "Not there yet: replication, authentication and TLS (both doors listen on \
                   loopback), handler state stores, exactly-once, compaction by key, changing a \
                   topic's partition count, WASI capabilities for handlers, an SDK for languages \
-                  other than Rust, the Kafka door's counters in /metrics. See README.md."
+                  other than Rust. See README.md."
 )]
 pub struct Cli {
     /// The admin API of the host to talk to.
