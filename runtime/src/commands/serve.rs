@@ -31,7 +31,7 @@ pub struct ServeArgs {
     /// Partitions for topics created without a count (including Kafka auto-create).
     #[arg(long, env = "RILL_DEFAULT_PARTITIONS")]
     default_partitions: Option<u32>,
-    /// Write /tmp/perf-<pid>.map so `perf` names the functions of compiled handlers.
+    /// Write `/tmp/perf-<pid>.map` so `perf` names the functions of compiled handlers.
     #[arg(long, env = "RILL_WASM_PERF_MAP")]
     wasm_perf_map: bool,
 }
