@@ -418,6 +418,15 @@ impl Partition {
         for p in batches {
             seg.note_max_ts(Some(p.max_ts));
         }
+        // Every batch written here had its CRC computed (`append`) or checked
+        // (`append_batches`) moments ago, so readers need not check these bytes again: the
+        // first read of freshly appended records was paying a second CRC pass.
+        let _ = seg.verified.compare_exchange(
+            pos,
+            pos + buf.len() as u64,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        );
         w.size = pos + buf.len() as u64;
         w.next_offset = next;
         self.appended.fetch_add(buf.len() as u64, Ordering::AcqRel);

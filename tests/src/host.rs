@@ -122,10 +122,10 @@ impl TestHost {
             if let Some(a) = word.strip_prefix("admin=") {
                 self.admin = a.to_owned();
             }
-            if let Some(k) = word.strip_prefix("kafka=") {
-                if let Ok(k) = k.parse() {
-                    self.kafka = k;
-                }
+            if let Some(k) = word.strip_prefix("kafka=")
+                && let Ok(k) = k.parse()
+            {
+                self.kafka = k;
             }
         }
         self.child = Some(child);

@@ -63,14 +63,14 @@ pub fn run(client: &Client, args: ConsumeArgs) -> anyhow::Result<()> {
             }
         }
         printed += resp.records.len();
-        if let Some(g) = &args.group {
-            if !resp.records.is_empty() {
-                let commit = CommitOffsets {
-                    topic: args.topic.clone(),
-                    offsets: resp.positions.clone(),
-                };
-                client.post::<_, serde_json::Value>(&format!("/v1/groups/{g}/offsets"), &commit)?;
-            }
+        if let Some(g) = &args.group
+            && !resp.records.is_empty()
+        {
+            let commit = CommitOffsets {
+                topic: args.topic.clone(),
+                offsets: resp.positions.clone(),
+            };
+            client.post::<_, serde_json::Value>(&format!("/v1/groups/{g}/offsets"), &commit)?;
         }
         let caught_up = resp
             .positions

@@ -148,12 +148,12 @@ pub fn parse_bytes(s: &str) -> Result<u64, String> {
         ("", 1),
     ];
     for (suffix, mult) in units {
-        if let Some(n) = s.strip_suffix(suffix) {
-            if let Ok(n) = n.trim().parse::<u64>() {
-                return n
-                    .checked_mul(mult)
-                    .ok_or_else(|| format!("size '{s}' is too large"));
-            }
+        if let Some(n) = s.strip_suffix(suffix)
+            && let Ok(n) = n.trim().parse::<u64>()
+        {
+            return n
+                .checked_mul(mult)
+                .ok_or_else(|| format!("size '{s}' is too large"));
         }
     }
     Err(format!("invalid size '{s}' (e.g. 10GiB, 512MiB, 4096)"))

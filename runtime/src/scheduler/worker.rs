@@ -630,10 +630,10 @@ impl Worker {
                         return self.reject_outputs(next, end, msg);
                     }
                 }
-                if offset > next {
-                    if let Step::Backoff = self.finish(offset, (offset - next) as u64) {
-                        return Step::Backoff;
-                    }
+                if offset > next
+                    && let Step::Backoff = self.finish(offset, (offset - next) as u64)
+                {
+                    return Step::Backoff;
                 }
                 let msg = format!("record {offset} failed: {message}");
                 self.fail_record(offset, "record_error", msg)
