@@ -20,6 +20,7 @@ pub struct Throughput {
     pub native_n: f64,
     pub threads: usize,
     pub batch_records: u64,
+    pub rounds: u32,
 }
 
 pub fn run(ctx: &Ctx, pb: &Progress, report: &mut Report) -> anyhow::Result<()> {
@@ -41,28 +42,46 @@ pub fn run(ctx: &Ctx, pb: &Progress, report: &mut Report) -> anyhow::Result<()> 
     })?;
     let produce_rate = n as f64 / t.elapsed().as_secs_f64();
 
-    workload::deploy(&c, &ctx.wasm, "filter", "events", "earliest", true)?;
-    pb.phase("throughput: handler", n);
-    let t = Instant::now();
-    let _: serde_json::Value = c.post("/v1/deployments/filter/resume", &serde_json::json!({}))?;
-    let info = poll(
-        Duration::from_secs(600),
-        Duration::from_millis(2),
-        "the filter to drain its topic",
-        || {
-            let i = workload::info(&c, "filter")?;
-            pb.set(i.records_in);
-            Ok((i.lag == 0 && i.records_in >= n).then_some(i))
-        },
-    )?;
-    let elapsed = t.elapsed();
-    let e2e_rate = n as f64 / elapsed.as_secs_f64();
+    // Like the native baseline (best of 5), the handler path is timed several times and
+    // the best run kept: each round is a new deployment, so a new consumer group, reading
+    // the whole topic from the earliest offset.
     let blue = (0..n).filter(|&i| workload::is_blue(i)).count() as u64;
-    anyhow::ensure!(
-        info.records_out == blue,
-        "the filter forwarded {} records, expected {blue}",
-        info.records_out
-    );
+    let mut best = Duration::MAX;
+    for round in 1..=ctx.rounds {
+        let name = format!("filter-{round}");
+        workload::deploy(&c, &ctx.wasm, &name, "events", "earliest", true)?;
+        pb.phase(
+            &format!("throughput: handler, round {round} of {}", ctx.rounds),
+            n,
+        );
+        let t = Instant::now();
+        let _: serde_json::Value = c.post(
+            &format!("/v1/deployments/{name}/resume"),
+            &serde_json::json!({}),
+        )?;
+        let info = poll(
+            Duration::from_secs(600),
+            Duration::from_millis(2),
+            "the filter to drain its topic",
+            || {
+                let i = workload::info(&c, &name)?;
+                pb.set(i.records_in);
+                Ok((i.lag == 0 && i.records_in >= n).then_some(i))
+            },
+        )?;
+        best = best.min(t.elapsed());
+        anyhow::ensure!(
+            info.records_out == blue,
+            "the filter forwarded {} records, expected {blue}",
+            info.records_out
+        );
+        // Stop it so the next round has the cores to itself.
+        let _: serde_json::Value = c.post(
+            &format!("/v1/deployments/{name}/pause"),
+            &serde_json::json!({}),
+        )?;
+    }
+    let e2e_rate = n as f64 / best.as_secs_f64();
     drop(host);
 
     pb.phase("throughput: native baseline", 0);
@@ -80,6 +99,7 @@ pub fn run(ctx: &Ctx, pb: &Progress, report: &mut Report) -> anyhow::Result<()> 
         native_n,
         threads,
         batch_records: ctx.batch_records,
+        rounds: ctx.rounds,
     };
     t.add_rows(report);
     Ok(())
@@ -102,7 +122,10 @@ impl Throughput {
         r.push(
             Row::new(
                 "throughput",
-                "through the Wasm filter, commit per invocation",
+                &format!(
+                    "through the Wasm filter, commit per invocation (best of {})",
+                    self.rounds
+                ),
                 &what,
             )
             .rate(self.e2e_rate),
