@@ -131,6 +131,20 @@ impl Host {
         proc_status_kib(self.pid()?, "VmRSS:").map(|k| k * 1024)
     }
 
+    /// CPU time the host process has used so far (user + system, all threads), from
+    /// `/proc/<pid>/stat`.
+    pub fn cpu_time(&self) -> Option<Duration> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid()?)).ok()?;
+        // Fields after the command name, which is in parentheses and may hold spaces.
+        let rest = &stat[stat.rfind(')')? + 2..];
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        // After the state (index 0), utime and stime are indexes 11 and 12 (fields 14 and 15
+        // of proc(5)), in USER_HZ ticks, which Linux fixes at 100 for user space.
+        let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+        const USER_HZ: u64 = 100;
+        Some(Duration::from_millis(ticks * 1000 / USER_HZ))
+    }
+
     /// SIGKILL: no clean shutdown, no markers.
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {

@@ -2,9 +2,9 @@
 //! stopped here.
 //!
 //! Workers are tokio tasks that sleep on their partition's listener; the Wasm itself runs on
-//! the blocking pool, and permits sized to the cores bound how many invocations run at once
-//! (`cpu.rs`, which also keeps failing deployments to a bounded share), so a thousand idle
-//! partitions cost a thousand parked tasks, not a thousand threads.
+//! a fixed set of invocation threads, one per core, fed from one FIFO queue (`cpu.rs`, which
+//! also keeps failing deployments to a bounded share), so a thousand idle partitions cost a
+//! thousand parked tasks, not a thousand threads.
 
 mod cpu;
 mod info;

@@ -3,7 +3,7 @@
 //! The order inside one turn is the delivery contract:
 //!
 //! 1. read whole batches from the committed offset;
-//! 2. invoke the guest once on them (on the blocking pool, holding a CPU permit);
+//! 2. invoke the guest once on them (on one of the host's invocation threads, `cpu.rs`);
 //! 3. append everything it emitted;
 //! 4. only then commit the next offset.
 //!
@@ -59,12 +59,11 @@ enum Step {
     Stop,
 }
 
-/// How long a worker may run turns back to back on one CPU permit (see `Worker::burst`).
-/// Every hand-back costs a trip through the async runtime to give the permit to the next
-/// partition, and with both cores busy running guests that trip waits for a time slice:
-/// with 2 ms bursts the host used 1.3 of 2 cores on the throughput bench (6 M records/s),
-/// with 10–20 ms 7–11 M records/s. A partition waiting for a permit waits at most this long
-/// per permit holder; a partition that catches up ends its burst at once.
+/// How long a worker may run turns back to back on one invocation thread (see
+/// `Worker::burst`) before it goes back to the end of the queue. Each hand-back costs its
+/// async task a wake-up to queue the next burst (the thread itself takes the next queued job
+/// at once), so a burst amortises that; a partition waiting behind others waits at most this
+/// long per thread. A partition that catches up ends its burst at once.
 const BURST: Duration = Duration::from_millis(10);
 
 /// Why an invocation did not produce an outcome.
@@ -463,11 +462,11 @@ impl Worker {
         }
     }
 
-    /// One turn from the async loop: linger if asked, take a CPU permit, then run turns on
-    /// the blocking pool (see [`Worker::burst`]). The worker moves into the blocking call and
-    /// back, so the whole read-invoke-append-commit cycle runs on one thread with no hop.
-    /// `None` if the worker was lost with its blocking task (only when the runtime shuts
-    /// down before the task started).
+    /// One turn from the async loop: linger if asked, take a retry-lane permit if this is a
+    /// retry, then run turns on an invocation thread (see [`Worker::burst`]). The worker
+    /// moves into the job and back, so the whole read-invoke-append-commit cycle runs on one
+    /// thread with no hop. `None` if the worker was lost with its job (only when the pool
+    /// closes before the job started).
     async fn turn(mut self) -> Option<(Self, Step)> {
         let spec = self.dep.spec();
         if spec.linger_ms > 0 {
@@ -481,39 +480,46 @@ impl Worker {
             }
         }
         let retry = self.attempts > 0 || self.host_failures > 0;
-        let permit = self.cpu.acquire(retry).await;
+        let mut lane = self.cpu.lane(retry).await;
         if *self.control.borrow() != Control::Run {
             return Some((self, Step::Continue));
         }
-        let joined = tokio::task::spawn_blocking(move || {
-            let _permit = permit;
-            // A panic here is a host bug; keep the worker (and the partition) alive through
-            // it: the instance is dropped and the turn is retried after a backoff.
-            let step = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.burst(retry)));
-            let step = match step {
-                Ok(step) => step,
-                Err(panic) => {
-                    let what = panic
-                        .downcast_ref::<&str>()
-                        .map(|s| (*s).to_owned())
-                        .or_else(|| panic.downcast_ref::<String>().cloned())
-                        .unwrap_or_default();
-                    self.instance = None;
-                    self.host_failure("trap", format!("invocation thread panicked: {what}"))
+        let cpu = self.cpu.clone();
+        let (done, ran) = cpu
+            .run(move || {
+                // The job may have waited in the queue: a pause or stop meanwhile is obeyed
+                // before invoking anything.
+                if *self.control.borrow() != Control::Run {
+                    return (self, Step::Continue);
                 }
-            };
-            (self, step)
-        })
-        .await;
-        // The closure catches panics, so only a runtime shutting down fails the join.
-        joined.ok()
+                // A panic here is a host bug; keep the worker (and the partition) alive
+                // through it: the instance is dropped and the turn is retried after a backoff.
+                let step =
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.burst(retry)));
+                let step = match step {
+                    Ok(step) => step,
+                    Err(panic) => {
+                        let what = panic
+                            .downcast_ref::<&str>()
+                            .map(|s| (*s).to_owned())
+                            .or_else(|| panic.downcast_ref::<String>().cloned())
+                            .unwrap_or_default();
+                        self.instance = None;
+                        self.host_failure("trap", format!("invocation thread panicked: {what}"))
+                    }
+                };
+                (self, step)
+            })
+            .await?;
+        lane.ran(ran);
+        Some(done)
     }
 
-    /// Turns, back to back, on the blocking thread holding the CPU permit: as long as each
-    /// succeeds, more records are waiting, the deployment still runs and the burst is under
-    /// [`BURST`]. Handing every invocation to the blocking pool and back cost two thread
-    /// wake-ups per invocation; a burst pays them once. A retry runs alone, so the retry
-    /// lane's accounting (scheduler/cpu.rs) sees each try.
+    /// Turns, back to back, on one invocation thread: as long as each succeeds, more records
+    /// are waiting, the deployment still runs and the burst is under [`BURST`]. Handing every
+    /// invocation to the pool and back cost two thread wake-ups per invocation; a burst pays
+    /// them once. A retry runs alone, so the retry lane's accounting (scheduler/cpu.rs) sees
+    /// each try.
     fn burst(&mut self, retry: bool) -> Step {
         let started = std::time::Instant::now();
         loop {
@@ -678,7 +684,7 @@ impl Worker {
     /// Reads from `start` and runs the guest on what was read. The read goes straight into
     /// the guest's input buffer (no buffer of the host's, no second copy); compressed batches
     /// are decompressed into it. A missing instance (the first invocation, or the one after a
-    /// trap) is created first, under the same CPU permit: instantiation runs the guest's
+    /// trap) is created first, in the same job: instantiation runs the guest's
     /// initialiser, which is guest code too.
     fn invoke(
         &mut self,
