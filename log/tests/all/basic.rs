@@ -9,7 +9,7 @@ use rill_log::{
     TopicConfig, TopicError,
 };
 
-use crate::common::{open, read_all, rec, records};
+use crate::common::{open, partition0, read_all, rec, records};
 
 #[test]
 fn append_read_reopen() {
@@ -123,12 +123,7 @@ fn keyed_placement_and_round_robin() {
 fn raw_batches_keep_their_bytes() {
     let dir = tempfile::tempdir().unwrap();
     let log = open(dir.path());
-    let p = log
-        .create_topic("t", TopicConfig::default())
-        .unwrap()
-        .partition(0)
-        .unwrap()
-        .clone();
+    let p = partition0(&log, "t", TopicConfig::default());
     p.append(&[rec(b"first")]).unwrap();
     let h = [Header {
         key: "h",
@@ -207,12 +202,7 @@ fn rolls_and_reads_across_segments_and_timestamps() {
         segment_bytes: 4096,
         ..TopicConfig::default()
     };
-    let p = log
-        .create_topic("t", cfg)
-        .unwrap()
-        .partition(0)
-        .unwrap()
-        .clone();
+    let p = partition0(&log, "t", cfg);
     let v = [9u8; 100];
     for i in 0..500i64 {
         p.append(&[Record {
@@ -260,12 +250,7 @@ fn retention_by_size_and_age() {
         retention_ms: Some(1000),
         ..TopicConfig::default()
     };
-    let p = log
-        .create_topic("t", cfg)
-        .unwrap()
-        .partition(0)
-        .unwrap()
-        .clone();
+    let p = partition0(&log, "t", cfg);
     let v = [1u8; 200];
     for i in 0..100 {
         p.append(&[Record {
@@ -309,12 +294,7 @@ fn listeners_wake_on_append() {
         flush: FlushPolicy::Always,
         ..TopicConfig::default()
     };
-    let p = log
-        .create_topic("t", cfg)
-        .unwrap()
-        .partition(0)
-        .unwrap()
-        .clone();
+    let p = partition0(&log, "t", cfg);
     let waiter = {
         let p = p.clone();
         std::thread::spawn(move || {
@@ -344,12 +324,7 @@ fn group_commit_under_always() {
         flush: FlushPolicy::Always,
         ..TopicConfig::default()
     };
-    let p = log
-        .create_topic("t", cfg)
-        .unwrap()
-        .partition(0)
-        .unwrap()
-        .clone();
+    let p = partition0(&log, "t", cfg);
     std::thread::scope(|s| {
         for t in 0..8 {
             let p = &p;
@@ -372,12 +347,7 @@ fn interval_flush_policy() {
         flush: "interval:5".parse().unwrap(),
         ..TopicConfig::default()
     };
-    let p = log
-        .create_topic("t", cfg)
-        .unwrap()
-        .partition(0)
-        .unwrap()
-        .clone();
+    let p = partition0(&log, "t", cfg);
     p.append(&[rec(b"x")]).unwrap();
     // Visible at once; durable within the interval.
     assert_eq!(p.high_watermark(), 1);
@@ -397,12 +367,7 @@ fn concurrent_readers_never_see_torn_batches() {
             segment_bytes: 8192,
             ..TopicConfig::default()
         };
-        let p = log
-            .create_topic("t", cfg)
-            .unwrap()
-            .partition(0)
-            .unwrap()
-            .clone();
+        let p = partition0(&log, "t", cfg);
         let total = if flush == FlushPolicy::Always {
             300
         } else {

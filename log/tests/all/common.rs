@@ -1,6 +1,8 @@
 //! Helpers shared by the test modules.
 
-use rill_log::{Log, LogOptions, Record, RecordBatch, batches};
+use std::sync::Arc;
+
+use rill_log::{Log, LogOptions, Partition, Record, RecordBatch, TopicConfig, batches};
 
 /// One record read back: offset, key, value.
 pub type Row = (i64, Option<Vec<u8>>, Option<Vec<u8>>);
@@ -83,4 +85,13 @@ pub fn batch_starts(bytes: &[u8]) -> Vec<usize> {
         starts.push(starts.last().unwrap() + b.unwrap().as_bytes().len());
     }
     starts
+}
+
+/// Creates topic `name` with `cfg` and returns its partition 0.
+pub fn partition0(log: &Log, name: &str, cfg: TopicConfig) -> Arc<Partition> {
+    log.create_topic(name, cfg)
+        .expect("create topic")
+        .partition(0)
+        .expect("partition 0")
+        .clone()
 }

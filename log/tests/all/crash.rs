@@ -6,7 +6,7 @@ use std::sync::Arc;
 use rill_log::io::FaultIo;
 use rill_log::{AppendError, FlushPolicy, Log, LogOptions, ReadError, RecoveryAction, TopicConfig};
 
-use crate::common::{Row, open, read_all, rec};
+use crate::common::{Row, open, partition0, read_all, rec};
 
 type Rows = Vec<Row>;
 
@@ -43,12 +43,7 @@ fn acked_log(batches: usize) -> (tempfile::TempDir, Rows, std::ops::Range<u64>) 
         flush: FlushPolicy::Always,
         ..TopicConfig::default()
     };
-    let p = log
-        .create_topic("t", cfg)
-        .unwrap()
-        .partition(0)
-        .unwrap()
-        .clone();
+    let p = partition0(&log, "t", cfg);
     let mut rows = Vec::new();
     let mut last_start = 0;
     for i in 0..batches {
@@ -159,12 +154,7 @@ fn corrupt_sealed_segment_is_reported_never_served() {
     };
     {
         let log = open(dir.path());
-        let p = log
-            .create_topic("t", cfg)
-            .unwrap()
-            .partition(0)
-            .unwrap()
-            .clone();
+        let p = partition0(&log, "t", cfg);
         for i in 0..100 {
             p.append(&[rec(
                 format!("record number {i:04} padded to some length").as_bytes()
@@ -231,12 +221,7 @@ fn fsync_failure_fails_the_append_and_recovers_on_reopen() {
         flush: FlushPolicy::Always,
         ..TopicConfig::default()
     };
-    let p = log
-        .create_topic("t", cfg)
-        .unwrap()
-        .partition(0)
-        .unwrap()
-        .clone();
+    let p = partition0(&log, "t", cfg);
     p.append(&[rec(b"acked")]).unwrap();
     fault.fail_next_syncs(1);
     assert!(matches!(
@@ -269,12 +254,7 @@ fn short_writes_and_enospc_leave_the_partition_consistent() {
         ..LogOptions::default()
     };
     let log = Log::open(dir.path(), opts).unwrap();
-    let p = log
-        .create_topic("t", TopicConfig::default())
-        .unwrap()
-        .partition(0)
-        .unwrap()
-        .clone();
+    let p = partition0(&log, "t", TopicConfig::default());
     fault.set_short_writes(true);
     p.append(&[rec(&[1u8; 1000])]).unwrap();
     fault.set_short_writes(false);
@@ -315,12 +295,7 @@ fn missing_indexes_are_rebuilt() {
             segment_bytes: 4096,
             ..TopicConfig::default()
         };
-        let p = log
-            .create_topic("t", cfg)
-            .unwrap()
-            .partition(0)
-            .unwrap()
-            .clone();
+        let p = partition0(&log, "t", cfg);
         for i in 0..200i64 {
             p.append(&[rill_log::Record {
                 value: Some(&[7; 50]),
@@ -358,12 +333,7 @@ fn process_crash_under_never_keeps_everything() {
     let dir = tempfile::tempdir().unwrap();
     {
         let log = open(dir.path());
-        let p = log
-            .create_topic("t", TopicConfig::default())
-            .unwrap()
-            .partition(0)
-            .unwrap()
-            .clone();
+        let p = partition0(&log, "t", TopicConfig::default());
         for i in 0..1000 {
             p.append(&[rec(format!("{i}").as_bytes())]).unwrap();
         }
@@ -394,12 +364,7 @@ fn unsealed_middle_segment_is_validated() {
             segment_bytes: 2048,
             ..TopicConfig::default()
         };
-        let p = log
-            .create_topic("t", cfg)
-            .unwrap()
-            .partition(0)
-            .unwrap()
-            .clone();
+        let p = partition0(&log, "t", cfg);
         for i in 0..100 {
             p.append(&[rec(
                 format!("record {i:04} with some padding to fill").as_bytes()

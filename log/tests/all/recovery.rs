@@ -8,7 +8,7 @@ use rill_log::{
     CheckpointStatus, FlushPolicy, Log, LogOptions, Partition, RecoveryAction, TopicConfig,
 };
 
-use crate::common::{quiet_opts, read_all, rec, segment_logs};
+use crate::common::{partition0, quiet_opts, read_all, rec, segment_logs};
 
 fn part(log: &Log, topic: &str, id: u32) -> Arc<Partition> {
     log.topic(topic).unwrap().partition(id).unwrap().clone()
@@ -40,12 +40,7 @@ fn expected(n: usize) -> Vec<String> {
 /// more records, then a crash. Returns the bytes appended after the checkpoint.
 fn crashed_after_checkpoint(dir: &Path, before: usize, after: usize) -> u64 {
     let log = Log::open(dir, quiet_opts()).unwrap();
-    let p = log
-        .create_topic("t", TopicConfig::default())
-        .unwrap()
-        .partition(0)
-        .unwrap()
-        .clone();
+    let p = partition0(&log, "t", TopicConfig::default());
     append_n(&p, 0, before);
     log.flush().unwrap();
     let at_checkpoint = p.size_bytes();
@@ -188,12 +183,7 @@ fn a_checkpoint_off_a_batch_boundary_is_ignored() {
     let fresh = tempfile::tempdir().unwrap();
     {
         let log = Log::open(fresh.path(), quiet_opts()).unwrap();
-        let p = log
-            .create_topic("t", TopicConfig::default())
-            .unwrap()
-            .partition(0)
-            .unwrap()
-            .clone();
+        let p = partition0(&log, "t", TopicConfig::default());
         p.append(&[rec(&big)]).unwrap();
         drop(p);
         log.close().unwrap();
@@ -229,12 +219,7 @@ fn the_scan_budget_makes_the_flusher_advance_the_checkpoint_under_never() {
     let total;
     {
         let log = Log::open(dir.path(), opts()).unwrap();
-        let p = log
-            .create_topic("t", TopicConfig::default())
-            .unwrap()
-            .partition(0)
-            .unwrap()
-            .clone();
+        let p = partition0(&log, "t", TopicConfig::default());
         append_n(&p, 0, 10_000);
         total = p.size_bytes();
         assert!(total > 4 * 64 * 1024);
@@ -278,12 +263,7 @@ fn checkpoint_position(b: &[u8]) -> Option<u64> {
 fn a_deleted_topic_leaves_no_points_behind() {
     let dir = tempfile::tempdir().unwrap();
     let log = Log::open(dir.path(), quiet_opts()).unwrap();
-    let p = log
-        .create_topic("doomed-topic", TopicConfig::default())
-        .unwrap()
-        .partition(0)
-        .unwrap()
-        .clone();
+    let p = partition0(&log, "doomed-topic", TopicConfig::default());
     append_n(&p, 0, 100);
     drop(p);
     log.flush().unwrap();
@@ -299,12 +279,7 @@ fn a_deleted_topic_leaves_no_points_behind() {
     assert!(!has(b"doomed-topic"));
     // A topic created again under the name starts without a checkpoint point, and recovers
     // its own data.
-    let p = log
-        .create_topic("doomed-topic", TopicConfig::default())
-        .unwrap()
-        .partition(0)
-        .unwrap()
-        .clone();
+    let p = partition0(&log, "doomed-topic", TopicConfig::default());
     append_n(&p, 0, 10);
     drop(p);
     log.simulate_crash();
@@ -359,12 +334,7 @@ fn under_always_a_close_after_acknowledged_appends_scans_nothing_that_was_checkp
             segment_bytes: 8 * 1024,
             ..TopicConfig::default()
         };
-        let p = log
-            .create_topic("t", cfg)
-            .unwrap()
-            .partition(0)
-            .unwrap()
-            .clone();
+        let p = partition0(&log, "t", cfg);
         append_n(&p, 0, 300);
         // No flush needed for durability; the checkpoint write is what `flush` adds.
         log.flush().unwrap();
@@ -389,12 +359,7 @@ fn recreating_over_a_leftover_directory_drops_its_points() {
     let dir = tempfile::tempdir().unwrap();
     {
         let log = Log::open(dir.path(), quiet_opts()).unwrap();
-        let p = log
-            .create_topic("left-over", TopicConfig::default())
-            .unwrap()
-            .partition(0)
-            .unwrap()
-            .clone();
+        let p = partition0(&log, "left-over", TopicConfig::default());
         append_n(&p, 0, 300);
         log.flush().unwrap();
         drop(p);
@@ -411,12 +376,7 @@ fn recreating_over_a_leftover_directory_drops_its_points() {
     let log = Log::open(dir.path(), quiet_opts()).unwrap();
     assert!(log.topic("left-over").is_none());
     assert!(has());
-    let p = log
-        .create_topic("left-over", TopicConfig::default())
-        .unwrap()
-        .partition(0)
-        .unwrap()
-        .clone();
+    let p = partition0(&log, "left-over", TopicConfig::default());
     assert!(!has());
     append_n(&p, 0, 3);
     drop(p);

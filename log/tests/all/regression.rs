@@ -8,7 +8,7 @@ use rill_log::{
     Record, RecoveryAction, StorageError, TopicConfig,
 };
 
-use crate::common::{base_of, batch_starts, quiet_opts, read_all, rec, segment_logs};
+use crate::common::{base_of, batch_starts, partition0, quiet_opts, read_all, rec, segment_logs};
 
 fn part(log: &Log, topic: &str) -> Arc<Partition> {
     log.topic(topic).unwrap().partition(0).unwrap().clone()
@@ -33,12 +33,7 @@ fn always_segments(n: usize) -> tempfile::TempDir {
         segment_bytes: 2048,
         ..TopicConfig::default()
     };
-    let p = log
-        .create_topic("t", cfg)
-        .unwrap()
-        .partition(0)
-        .unwrap()
-        .clone();
+    let p = partition0(&log, "t", cfg);
     fill(&p, n);
     assert!(p.segment_count() >= 4);
     log.flush().unwrap();
@@ -117,12 +112,7 @@ fn review_1_a_segment_of_i64_min_timestamps_is_sealed() {
             segment_bytes: 1024,
             ..TopicConfig::default()
         };
-        let p = log
-            .create_topic("t", cfg)
-            .unwrap()
-            .partition(0)
-            .unwrap()
-            .clone();
+        let p = partition0(&log, "t", cfg);
         for _ in 0..40 {
             let mut b = BatchBuilder::new();
             b.push(
@@ -169,12 +159,7 @@ fn review_2_a_failed_seal_fails_the_partition_and_is_never_retried() {
             segment_bytes: 1024,
             ..TopicConfig::default()
         };
-        let p = log
-            .create_topic("t", cfg)
-            .unwrap()
-            .partition(0)
-            .unwrap()
-            .clone();
+        let p = partition0(&log, "t", cfg);
         fill(&p, 5);
         assert_eq!(p.segment_count(), 1);
         // The next fsync fails: that is the seal of the segment the next appends roll,
@@ -229,12 +214,7 @@ fn review_3_closing_a_failed_partition_leaves_its_tail_to_recovery() {
             flush: FlushPolicy::Always,
             ..TopicConfig::default()
         };
-        let p = log
-            .create_topic("t", cfg)
-            .unwrap()
-            .partition(0)
-            .unwrap()
-            .clone();
+        let p = partition0(&log, "t", cfg);
         fill(&p, 5);
         acked = p.size_bytes();
         fault.fail_next_syncs(1);
@@ -306,12 +286,7 @@ fn review_4_a_failed_index_trim_does_not_panic() {
         segment_bytes: 4096,
         ..TopicConfig::default()
     };
-    let p = log
-        .create_topic("t", cfg)
-        .unwrap()
-        .partition(0)
-        .unwrap()
-        .clone();
+    let p = partition0(&log, "t", cfg);
     let mut n = 0;
     while p.size_bytes() + 100 < 4096 {
         p.append(&[Record {
@@ -384,12 +359,7 @@ fn review_6_concurrent_retention_is_safe() {
         retention_bytes: Some(limit),
         ..TopicConfig::default()
     };
-    let p = log
-        .create_topic("t", cfg)
-        .unwrap()
-        .partition(0)
-        .unwrap()
-        .clone();
+    let p = partition0(&log, "t", cfg);
     fill(&p, 600);
     let deleted = std::sync::atomic::AtomicUsize::new(0);
     std::thread::scope(|s| {
@@ -412,19 +382,15 @@ fn review_6_concurrent_retention_is_safe() {
         // Every segment ever created: count rolls by re-creating the same log elsewhere.
         let d2 = tempfile::tempdir().unwrap();
         let l2 = Log::open(d2.path(), quiet_opts()).unwrap();
-        let p2 = l2
-            .create_topic(
-                "t",
-                TopicConfig {
-                    flush: FlushPolicy::Always,
-                    segment_bytes: 1024,
-                    ..TopicConfig::default()
-                },
-            )
-            .unwrap()
-            .partition(0)
-            .unwrap()
-            .clone();
+        let p2 = partition0(
+            &l2,
+            "t",
+            TopicConfig {
+                flush: FlushPolicy::Always,
+                segment_bytes: 1024,
+                ..TopicConfig::default()
+            },
+        );
         fill(&p2, 600);
         p2.segment_count() as i64
     });
@@ -438,12 +404,7 @@ fn review_6_concurrent_retention_is_safe() {
 fn review_8_producer_batches_are_validated() {
     let dir = tempfile::tempdir().unwrap();
     let log = Log::open(dir.path(), quiet_opts()).unwrap();
-    let p = log
-        .create_topic("t", TopicConfig::default())
-        .unwrap()
-        .partition(0)
-        .unwrap()
-        .clone();
+    let p = partition0(&log, "t", TopicConfig::default());
     // A 61-byte "gzip" batch claiming 2^31 - 1 records.
     let mut tiny = compressed_batch(0, i32::MAX);
     assert!(matches!(
@@ -483,12 +444,7 @@ fn review_8_producer_batches_are_validated() {
 fn review_8_relative_offsets_never_overflow_a_segment() {
     let dir = tempfile::tempdir().unwrap();
     let log = Log::open(dir.path(), quiet_opts()).unwrap();
-    let p = log
-        .create_topic("t", TopicConfig::default())
-        .unwrap()
-        .partition(0)
-        .unwrap()
-        .clone();
+    let p = partition0(&log, "t", TopicConfig::default());
     let count = i32::MAX;
     let data = (i64::from(count) / 1024 + 1) as usize;
     let mut offsets = Vec::new();
@@ -553,12 +509,7 @@ fn review_9_offset_for_timestamp_reports_damage() {
             segment_bytes: 2048,
             ..TopicConfig::default()
         };
-        let p = log
-            .create_topic("t", cfg)
-            .unwrap()
-            .partition(0)
-            .unwrap()
-            .clone();
+        let p = partition0(&log, "t", cfg);
         for i in 0..100 {
             p.append(&[Record {
                 value: Some(&[3; 30]),
@@ -604,12 +555,7 @@ fn review_10_roll_by_age_survives_a_restart() {
                 segment_ms: day as u64,
                 ..TopicConfig::default()
             };
-            let p = log
-                .create_topic("t", cfg)
-                .unwrap()
-                .partition(0)
-                .unwrap()
-                .clone();
+            let p = partition0(&log, "t", cfg);
             p.append(&[Record {
                 value: Some(b"old"),
                 timestamp_ms: Some(now - age),
@@ -640,12 +586,7 @@ fn a_wrong_index_entry_never_fails_a_read() {
     };
     {
         let log = Log::open(dir.path(), opts()).unwrap();
-        let p = log
-            .create_topic("t", TopicConfig::default())
-            .unwrap()
-            .partition(0)
-            .unwrap()
-            .clone();
+        let p = partition0(&log, "t", TopicConfig::default());
         for i in 0..200 {
             p.append(&[Record {
                 value: Some(&[5; 60]),
@@ -692,12 +633,7 @@ fn a_damaged_segment_kept_by_recovery_does_not_block_retention() {
     };
     {
         let log = Log::open(dir.path(), quiet_opts()).unwrap();
-        let p = log
-            .create_topic("t", cfg)
-            .unwrap()
-            .partition(0)
-            .unwrap()
-            .clone();
+        let p = partition0(&log, "t", cfg);
         fill(&p, 200);
         drop(p);
         log.simulate_crash();
