@@ -704,35 +704,15 @@ impl Offsets {
     pub fn flush(&self) -> Result<(), OffsetsError> {
         self.check_failed()?;
         self.maintain()?;
-        let (file, seq, generation, dir_synced) = {
+        {
             let mut st = self.lock();
             if !st.dirty {
                 return Ok(());
             }
             st.dirty = false;
-            (
-                st.current.file.clone(),
-                st.seq,
-                st.current.generation,
-                st.dir_synced,
-            )
-        };
-        let synced = file.sync_data().and_then(|()| {
-            if dir_synced < generation {
-                self.io.sync_dir(&self.dir)
-            } else {
-                Ok(())
-            }
-        });
-        let mut st = self.lock();
-        if let Err(e) = synced {
-            self.fail_locked(&mut st);
-            return Err(io_err(&self.dir)(e));
         }
-        st.dir_synced = st.dir_synced.max(generation);
-        st.undo.retain(|u| u.2 > seq);
-        drop(st);
-        self.sync.mark_durable(seq as i64);
+        let seq = self.sync_now().map_err(io_err(&self.dir))?;
+        self.sync.mark_durable(seq);
         Ok(())
     }
 

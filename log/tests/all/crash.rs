@@ -6,7 +6,7 @@ use std::sync::Arc;
 use rill_log::io::FaultIo;
 use rill_log::{AppendError, FlushPolicy, Log, LogOptions, ReadError, RecoveryAction, TopicConfig};
 
-use crate::common::{Row, open, partition0, read_all, rec};
+use crate::common::{Row, open, partition0, read_all, rec, segment_logs};
 
 type Rows = Vec<Row>;
 
@@ -24,14 +24,7 @@ fn copy_dir(from: &Path, to: &Path) {
 }
 
 fn active_segment(data: &Path) -> PathBuf {
-    let dir = data.join("topics/t/0");
-    let mut logs: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "log"))
-        .collect();
-    logs.sort();
-    logs.pop().unwrap()
+    segment_logs(data, "t", 0).pop().unwrap()
 }
 
 /// Writes `batches` acknowledged batches under `always`, then crashes. Returns the data dir,
