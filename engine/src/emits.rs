@@ -2,8 +2,8 @@
 //!
 //! An emit used to be four heap allocations (topic, key, value, headers) made inside the
 //! guest's call to the host; with a quarter of the records emitting, that was a large share
-//! of the host's per-record cost. Now an emit is one copy of its bytes onto the end of a
-//! buffer the instance reuses, and the topic name is interned: a handler writes to one or
+//! of the host's per-record cost. Now an emit is one copy of its bytes onto the end of one
+//! buffer per invocation, and the topic name is interned: a handler writes to one or
 //! two topics, not one per record.
 
 use std::ops::Range;
@@ -179,9 +179,13 @@ impl Emits {
         self.entries.truncate(n);
         let end = self.entries.last().map_or(0, |e| e.headers.end);
         self.bytes.truncate(end);
+        // Topics are numbered in order of first use, so those the kept records use are a
+        // prefix; a topic only the dropped ones named must not be created by the append.
+        let used = self.entries.iter().map(|e| e.topic + 1).max().unwrap_or(0);
+        self.topics.truncate(used);
     }
 
-    /// Drops every record, keeping the buffers' capacity.
+    /// Drops every record.
     pub(crate) fn clear(&mut self) {
         self.entries.clear();
         self.bytes.clear();
@@ -285,5 +289,20 @@ mod tests {
         let at = negative.len() - 4;
         negative[at..].copy_from_slice(&(-2i32).to_le_bytes());
         assert_eq!(validate_headers(&negative), None);
+    }
+
+    #[test]
+    fn truncate_forgets_topics_only_dropped_records_used() {
+        let mut e = Emits::default();
+        e.push("out", None, Some(b"a"), &[], 0);
+        e.push("out", None, Some(b"b"), &[], 0);
+        e.push("failing-only", None, Some(b"c"), &[], 0);
+        e.truncate(2);
+        assert_eq!(e.len(), 2);
+        assert_eq!(e.topics(), ["out"]);
+        assert_eq!(e.to_vec()[1].value.as_deref(), Some(&b"b"[..]));
+        e.truncate(0);
+        assert!(e.is_empty());
+        assert!(e.topics().is_empty());
     }
 }
