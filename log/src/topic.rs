@@ -63,6 +63,9 @@ impl Topic {
     /// The partition for a record: Kafka's murmur2 placement for a key, round-robin without.
     pub fn partition_for_key(&self, key: Option<&[u8]>) -> u32 {
         let n = self.partitions.len() as u32;
+        if n <= 1 {
+            return 0;
+        }
         match key {
             Some(k) => murmur2_partition(k, n),
             None => self.round_robin.fetch_add(1, Ordering::Relaxed) % n.max(1),

@@ -25,6 +25,24 @@ pub enum StartFrom {
     Timestamp(i64),
 }
 
+impl StartFrom {
+    /// The offset this names in `p`, clamped to the log's range: the log start, the high
+    /// watermark, the offset itself, or the first record at or after the timestamp (the high
+    /// watermark if there is none). The error says which timestamp could not be looked up.
+    pub fn resolve(self, p: &rill_log::Partition) -> Result<i64, String> {
+        let o = match self {
+            StartFrom::Earliest => p.log_start_offset(),
+            StartFrom::Latest => p.high_watermark(),
+            StartFrom::Offset(o) => o,
+            StartFrom::Timestamp(ts) => p
+                .offset_for_timestamp(ts)
+                .map_err(|e| format!("finding the offset of timestamp {ts}: {e}"))?
+                .unwrap_or_else(|| p.high_watermark()),
+        };
+        Ok(o.clamp(p.log_start_offset(), p.high_watermark()))
+    }
+}
+
 impl std::str::FromStr for StartFrom {
     type Err = String;
 

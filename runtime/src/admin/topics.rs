@@ -296,22 +296,13 @@ fn start_positions(
     let mut out = BTreeMap::new();
     for p in topic.partitions() {
         let committed = group.and_then(|g| host.log.offsets().fetch(g, topic.name(), p.id()));
-        let o = match (committed, from) {
-            (Some(o), _) => o,
-            (None, StartFrom::Earliest) => p.log_start_offset(),
-            (None, StartFrom::Latest) => p.high_watermark(),
-            (None, StartFrom::Offset(o)) => o,
-            (None, StartFrom::Timestamp(ts)) => p
-                .offset_for_timestamp(ts)
-                .map_err(|e| {
-                    Fail(
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        format!("finding the offset of timestamp {ts}: {e}"),
-                    )
-                })?
-                .unwrap_or_else(|| p.high_watermark()),
+        let o = match committed {
+            Some(o) => o.clamp(p.log_start_offset(), p.high_watermark()),
+            None => from
+                .resolve(p)
+                .map_err(|e| Fail(StatusCode::INTERNAL_SERVER_ERROR, e))?,
         };
-        out.insert(p.id(), o.clamp(p.log_start_offset(), p.high_watermark()));
+        out.insert(p.id(), o);
     }
     Ok(out)
 }

@@ -127,11 +127,7 @@ impl Outputs {
         let mut last = usize::MAX;
         for (i, e) in emits.iter().enumerate() {
             let topic = &topics[e.topic_index];
-            let p = if topic.partitions().len() == 1 {
-                0
-            } else {
-                topic.partition_for_key(e.key)
-            };
+            let p = topic.partition_for_key(e.key);
             let record = Record {
                 key: e.key,
                 value: e.value,
@@ -145,7 +141,10 @@ impl Outputs {
                 groups[g].2.push(record);
                 last = g;
             } else {
-                groups.push((e.topic_index, p, Vec::with_capacity(emits.len())));
+                // The first group is usually the only one: room for every emit. Later groups
+                // grow as needed (reserving all emits for each would be P times the room).
+                let room = if groups.is_empty() { emits.len() } else { 0 };
+                groups.push((e.topic_index, p, Vec::with_capacity(room)));
                 last = groups.len() - 1;
                 groups[last].2.push(record);
             }
@@ -246,23 +245,10 @@ impl Outputs {
     }
 }
 
-/// Splits the emits at `idx` into runs whose estimated batch size stays under
-/// `max_batch_bytes`. A record that alone exceeds it gets a run of its own, which the log
+/// Splits `records` into runs whose estimated batch size stays under `max_batch_bytes`
+/// (one run, the common case, when all fit). A record that alone exceeds it gets a run of its own, which the log
 /// then rejects as too large.
 fn chunks<'a, 'r>(records: &'a [Record<'r>], max_batch_bytes: usize) -> Vec<&'a [Record<'r>]> {
-    // Most invocations emit far less than the limit: one chunk, without sizing each record.
-    let rough = |r: &Record<'_>| {
-        RECORD_OVERHEAD
-            + r.key.map_or(0, <[u8]>::len)
-            + r.value.map_or(0, <[u8]>::len)
-            + r.headers.len() * 16
-    };
-    if records.iter().all(|r| r.headers.is_empty())
-        && BATCH_OVERHEAD.saturating_add(records.iter().map(rough).sum::<usize>())
-            <= max_batch_bytes
-    {
-        return vec![records];
-    }
     let mut out = Vec::new();
     let mut start = 0;
     let mut size = BATCH_OVERHEAD;

@@ -24,7 +24,7 @@ use rill_log::{Partition, ReadBuffer, ReadError};
 use super::cpu::Cpu;
 use super::output::{OutputError, Outputs};
 use super::{Control, DeploymentShared, PartitionState};
-use crate::deployment::{OnFailure, StartFrom};
+use crate::deployment::OnFailure;
 
 pub(super) struct Worker {
     dep: Arc<DeploymentShared>,
@@ -237,16 +237,7 @@ impl Worker {
             }
             Some(o) => o,
             None => {
-                let o = match spec.from {
-                    StartFrom::Earliest => p.log_start_offset(),
-                    StartFrom::Latest => p.high_watermark(),
-                    StartFrom::Offset(o) => o,
-                    StartFrom::Timestamp(ts) => p
-                        .offset_for_timestamp(ts)
-                        .map_err(|e| format!("finding the offset of timestamp {ts}: {e}"))?
-                        .unwrap_or_else(|| p.high_watermark()),
-                };
-                let o = o.clamp(p.log_start_offset(), p.high_watermark());
+                let o = spec.from.resolve(p)?;
                 // Commit the starting point at once, so "latest" means the moment of the
                 // deploy, not of some later restart.
                 self.commit(o)?;
@@ -469,14 +460,11 @@ impl Worker {
     /// closes before the job started).
     async fn turn(mut self) -> Option<(Self, Step)> {
         let spec = self.dep.spec();
-        if spec.linger_ms > 0 {
-            let available = self.partition.high_watermark() - self.next;
-            if available < i64::from(spec.max_batch_records) {
-                // A pause or stop during the linger is obeyed before invoking anything.
-                tokio::select! {
-                    _ = tokio::time::sleep(Duration::from_millis(spec.linger_ms)) => {}
-                    _ = self.control.changed() => return Some((self, Step::Continue)),
-                }
+        if self.would_linger() {
+            // A pause or stop during the linger is obeyed before invoking anything.
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(spec.linger_ms)) => {}
+                _ = self.control.changed() => return Some((self, Step::Continue)),
             }
         }
         let retry = self.attempts > 0 || self.host_failures > 0;
