@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # test.sh — set up what is missing, then run every test: unit, property and integration
-# tests (real .wasm in real wasmtime, a real host process, real Kafka clients), plus a
-# brief run of each fuzz target.
+# tests (real .wasm in real wasmtime, a real host process, real Kafka clients, and Apache
+# Kafka itself as the reference broker of the differential suite), plus a brief run of each
+# fuzz target.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -9,6 +10,14 @@ scripts/setup.sh --test
 
 # Missing Kafka clients are a failure here, never a silent skip.
 export RILL_REQUIRE_KAFKA_CLIENTS=1
+
+echo "== Apache Kafka, the reference broker: one single-node cluster for the whole run"
+scripts/kafka.sh fetch
+kafka_dir=target/apache-kafka
+scripts/kafka.sh stop "$kafka_dir" 2>/dev/null || true
+RILL_TEST_APACHE_KAFKA=$(scripts/kafka.sh start "$kafka_dir")
+export RILL_TEST_APACHE_KAFKA
+trap 'scripts/kafka.sh stop "$kafka_dir"' EXIT
 
 echo "== build the binaries the host tests drive"
 cargo build -p rill-runtime --bin runtime
