@@ -120,5 +120,8 @@ pub fn values(base_offset: i64, values: &[&str]) -> Vec<u8> {
 /// Apache Kafka, the reference broker started once per test run.
 pub mod apache;
 
+/// The differential harness: the same client against Apache Kafka and Rill.
+pub mod diff;
+
 /// A real host process for end-to-end tests (owned by the lead; keep this line).
 pub mod host;
