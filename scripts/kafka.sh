@@ -4,7 +4,7 @@
 #
 #   scripts/kafka.sh fetch                  assemble the pinned broker, tools and clients from
 #                                           Maven Central (once; a second run does nothing)
-#   scripts/kafka.sh start DIR [--nodes 1|3] [--port P] [--heap SIZE]
+#   scripts/kafka.sh start DIR [--nodes 1|3] [--port P] [--heap SIZE] [--no-auto-create]
 #                                           format and start a KRaft cluster under DIR, wait
 #                                           until every node answers Metadata, print its
 #                                           bootstrap address on stdout
@@ -114,14 +114,15 @@ EOF
 }
 
 start() {
-  local dir="" nodes=1 port="" heap=512m
-  dir=${1:-}; [ -n "$dir" ] || die "usage: kafka.sh start DIR [--nodes 1|3] [--port P] [--heap SIZE]"
+  local dir="" nodes=1 port="" heap=512m auto_create=true
+  dir=${1:-}; [ -n "$dir" ] || die "usage: kafka.sh start DIR [--nodes 1|3] [--port P] [--heap SIZE] [--no-auto-create]"
   shift
   while [ $# -gt 0 ]; do
     case "$1" in
       --nodes) nodes=$2; shift 2 ;;
       --port) port=$2; shift 2 ;;
       --heap) heap=$2; shift 2 ;;
+      --no-auto-create) auto_create=false; shift ;;
       *) die "unknown option: $1" ;;
     esac
   done
@@ -180,7 +181,7 @@ transaction.state.log.replication.factor=$rf
 transaction.state.log.min.isr=$min_isr
 transaction.state.log.num.partitions=10
 group.initial.rebalance.delay.ms=0
-auto.create.topics.enable=true
+auto.create.topics.enable=$auto_create
 delete.topic.enable=true
 EOF
     java -cp "$(classpath)" -Dlog4j2.configurationFile="$dir/log4j2.properties" \
