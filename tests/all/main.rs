@@ -1,6 +1,7 @@
 //! Host-level integration tests, one module per area, in one test binary (it links faster).
 
 mod engine;
+mod differential;
 mod examples;
 mod host;
 mod kafka;
