@@ -71,8 +71,20 @@ fn check(client: Client, scenario: &str, deviations: &[&str]) {
 }
 
 // The deliberate deviations (docs/kafka.md, "Differential suite").
-/// ListOffsets v7 (-3, the record with the largest timestamp) is not offered.
+/// ListOffsets v7 (-3, the record with the largest timestamp) is not offered: Rill answers
+/// `UNSUPPORTED_VERSION`, Kafka the record.
 const MAX_TIMESTAMP: &str = "/max_timestamp";
+/// DeleteRecords is not served: Kafka moves the log start, Rill answers an error (the
+/// client's own or `UNSUPPORTED_VERSION`); the connection stays usable on both
+/// (`/after_unsupported_api` is compared).
+const UNSUPPORTED_API: &str = "/unsupported_api/result";
+
+// Until the branches being merged land, these fail against the current Rill, expecting
+// Kafka's behaviour (see docs/kafka.md, "Differential suite"):
+// - `fixes`: ListOffsets by timestamp returns the found record's timestamp
+//   (*_offsets_by_time, except kcat's, which reads only offsets and records);
+// - `admin`: DescribeConfigs, DeleteTopics (*_admin), per-topic max.message.bytes with
+//   MESSAGE_TOO_LARGE (*_errors).
 
 macro_rules! scenarios {
     ($($name:ident: $client:ident, $scenario:literal, [$($dev:expr),*];)*) => {
@@ -93,7 +105,7 @@ scenarios! {
     confluent_offsets_by_time: Confluent, "offsets-by-time", [MAX_TIMESTAMP];
     confluent_out_of_range: Confluent, "out-of-range", [];
     confluent_admin: Confluent, "admin", [];
-    confluent_errors: Confluent, "errors", [];
+    confluent_errors: Confluent, "errors", [UNSUPPORTED_API];
 
     kafka_python_produce_consume: KafkaPython, "produce-consume", [];
     kafka_python_codecs: KafkaPython, "codecs", [];
@@ -102,7 +114,7 @@ scenarios! {
     kafka_python_offsets_by_time: KafkaPython, "offsets-by-time", [];
     kafka_python_out_of_range: KafkaPython, "out-of-range", [];
     kafka_python_admin: KafkaPython, "admin", [];
-    kafka_python_errors: KafkaPython, "errors", [];
+    kafka_python_errors: KafkaPython, "errors", [UNSUPPORTED_API];
 
     kcat_produce_consume: Kcat, "produce-consume", [];
     kcat_codecs: Kcat, "codecs", [];

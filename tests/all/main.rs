@@ -1,7 +1,7 @@
 //! Host-level integration tests, one module per area, in one test binary (it links faster).
 
-mod engine;
 mod differential;
+mod engine;
 mod examples;
 mod host;
 mod kafka;

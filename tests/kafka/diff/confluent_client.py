@@ -43,7 +43,8 @@ def consumer(a, group=None, **extra):
     return Consumer({"bootstrap.servers": a.bootstrap, "group.id": group or a.group,
                      "enable.auto.commit": False, "auto.offset.reset": "earliest",
                      "session.timeout.ms": 6000, "heartbeat.interval.ms": 300,
-                     "fetch.wait.max.ms": 100, **QUIET, **extra})
+                     # The rebalance timeout (default 5 minutes).
+                     "max.poll.interval.ms": 10000, "fetch.wait.max.ms": 100, **QUIET, **extra})
 
 
 def produce_all(p, topic, recs):
@@ -66,9 +67,9 @@ def produce_all(p, topic, recs):
     return reports
 
 
-def drain(c, want, timeout=30):
-    """Polls until `want` records came (or timeout); returns (partition, offset, key, value,
-    headers) tuples and the error names seen."""
+def drain(c, want, timeout=30, stop_on_error=False):
+    """Polls until `want` records came (or timeout, or an error if `stop_on_error`); returns
+    (partition, offset, key, value, headers) tuples and the error names seen."""
     got, errors = [], []
     deadline = time.time() + timeout
     while len(got) < want and time.time() < deadline:
@@ -77,6 +78,8 @@ def drain(c, want, timeout=30):
             continue
         if m.error():
             errors.append(m.error().name())
+            if stop_on_error:
+                break
             continue
         got.append((m.partition(), m.offset(), m.key(), m.value(), m.headers()))
     return got, errors
@@ -255,7 +258,7 @@ def group_restart_resume(a):
     c = consumer(a)
     committed = c.committed([TopicPartition(a.topic, p) for p in range(2)], timeout=10)
     c.subscribe([a.topic])
-    got, errors = drain(c, sum(n - t for t in target.values()))
+    got, errors = drain(c, sum(n - t for t in target.values()), timeout=45)
     time.sleep(0.5)
     extra, _ = drain(c, 1, timeout=0.5)
     c.close()
@@ -324,7 +327,7 @@ def out_of_range(a):
             while time.time() < deadline:
                 c.poll(0.1)
             produce_spread(a, 1, partitions=1)
-        got, errors = drain(c, 1, timeout=10)
+        got, errors = drain(c, 1, timeout=10, stop_on_error=True)
         obs["first_offset"] = got[0][1] if got else None
         obs["errors"] = sorted(set(errors))
         c.close()
@@ -453,7 +456,7 @@ def errors(a):
     # Subscribe to it.
     c = consumer(a, **{"topic.metadata.refresh.interval.ms": 1000})
     c.subscribe([missing])
-    _, errs = drain(c, 1, timeout=6)
+    _, errs = drain(c, 1, timeout=6, stop_on_error=True)
     c.close()
     out["consume_unknown"] = sorted(set(errs))
     # An oversize record: over the default max.message.bytes (1048588), uncompressed.

@@ -42,7 +42,9 @@ def producer(a, **extra):
 def consumer(a, group=None, topics=(), **extra):
     kw = dict(bootstrap_servers=a.bootstrap, group_id=group or a.group, enable_auto_commit=False,
               auto_offset_reset="earliest", session_timeout_ms=6000, heartbeat_interval_ms=300,
-              fetch_max_wait_ms=100)
+              # The rebalance timeout: a member that does not rejoin holds a rebalance up
+              # to this long (the default is 5 minutes).
+              max_poll_interval_ms=10000, fetch_max_wait_ms=100)
     kw.update(extra)
     return KafkaConsumer(*topics, **kw)
 
@@ -274,7 +276,7 @@ def group_restart_resume(a):
     c.close()
     c = consumer(a, topics=[a.topic])
     committed = {str(p): c.committed(TopicPartition(a.topic, p)) for p in range(2)}
-    got, errors = drain(c, sum(n - t for t in target.values()))
+    got, errors = drain(c, sum(n - t for t in target.values()), timeout=45)
     extra, _ = drain(c, 1, timeout=0.5)
     c.close()
     per = {}
