@@ -327,7 +327,7 @@ def out_of_range(a):
             while time.time() < deadline:
                 c.poll(0.1)
             produce_spread(a, 1, partitions=1)
-        got, errors = drain(c, 1, timeout=10, stop_on_error=True)
+        got, errors = drain(c, 1, timeout=30, stop_on_error=True)
         obs["first_offset"] = got[0][1] if got else None
         obs["errors"] = sorted(set(errors))
         c.close()
@@ -335,7 +335,7 @@ def out_of_range(a):
     # A seek (assign) past the end, with earliest.
     c = consumer(a, group=f"{a.group}-seek")
     c.assign([TopicPartition(a.topic, 0, 1000)])
-    got, errors = drain(c, 1, timeout=10)
+    got, errors = drain(c, 1, timeout=30)
     c.close()
     out["seek_past_end_earliest"] = {"first_offset": got[0][1] if got else None, "errors": sorted(set(errors))}
     return out

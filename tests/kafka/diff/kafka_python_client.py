@@ -135,9 +135,9 @@ class Member(threading.Thread):
     """A group member polling in a thread of its own (kafka-python joins and rebalances only
     inside poll); the main thread asks it to commit or close between polls."""
 
-    def __init__(self, a):
+    def __init__(self, a, topic=None):
         super().__init__(daemon=True)
-        self.c = consumer(a, topics=[a.topic])
+        self.c = consumer(a, topics=[topic or a.topic])
         self.lock = threading.Lock()
         self.seen = {}
         self.assigned = set()
@@ -330,7 +330,7 @@ def out_of_range(a):
             while time.time() < deadline:
                 c.poll(timeout_ms=100)
             produce_spread(a, 1, partitions=1)
-        got, errors = drain(c, 1, timeout=10)
+        got, errors = drain(c, 1, timeout=30)
         obs["first_offset"] = got[0][1] if got else None
         obs["errors"] = sorted(set(errors))
         c.close()
@@ -338,7 +338,7 @@ def out_of_range(a):
     c = consumer(a, group=f"{a.group}-seek")
     c.assign([tp])
     c.seek(tp, 1000)
-    got, errors = drain(c, 1, timeout=10)
+    got, errors = drain(c, 1, timeout=30)
     c.close()
     out["seek_past_end_earliest"] = {"first_offset": got[0][1] if got else None, "errors": sorted(set(errors))}
     return out
@@ -428,10 +428,10 @@ def admin_scenario(a):
         return v
 
     out["group_empty"] = group_view()
-    c = consumer(a, topics=[ta])
-    dc.wait_until(lambda: c.poll(timeout_ms=100) is not None and c.assignment(), 30, "the member's assignment")
+    m = Member(a, ta)
+    dc.wait_until(lambda: m.state()[0], 45, "the member's assignment")
     out["group_active"] = group_view()
-    c.close()
+    m.close()
     try:
         cl = ad.describe_cluster()
         out["cluster"] = {"nodes": len(cl["brokers"]), "has_cluster_id": bool(cl.get("cluster_id")),
