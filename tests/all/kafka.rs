@@ -24,7 +24,7 @@ fn scripts_dir() -> PathBuf {
 }
 
 /// Whether `what` is usable; if not, panics when clients are required, else says so loudly.
-fn have(what: &str, probe: &mut Command) -> bool {
+pub(crate) fn have(what: &str, probe: &mut Command) -> bool {
     let ok = probe
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -43,11 +43,11 @@ fn have(what: &str, probe: &mut Command) -> bool {
     ok
 }
 
-fn have_kcat() -> bool {
+pub(crate) fn have_kcat() -> bool {
     have("kcat", Command::new("kcat").arg("-V"))
 }
 
-fn have_python(module: &str) -> bool {
+pub(crate) fn have_python(module: &str) -> bool {
     have(
         module,
         Command::new("python3").args(["-c", &format!("import {module}")]),

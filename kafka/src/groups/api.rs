@@ -214,8 +214,9 @@ pub(crate) fn leave_group(
 }
 
 /// DescribeGroups: live groups from the coordinator; groups known only by their committed
-/// offsets (including the host's Wasm deployments) show as `Empty`; others as `Dead`, as
-/// Kafka reports unknown groups.
+/// offsets (including the host's Wasm deployments) show as `Empty` with protocol type `""`,
+/// as Kafka reports a group that only ever committed offsets (a "simple" group: no member
+/// joined through the group protocol); others as `Dead`, as Kafka reports unknown groups.
 pub(crate) fn describe_groups(
     broker: &Broker,
     req: DescribeGroupsRequest,
@@ -248,7 +249,7 @@ pub(crate) fn describe_groups(
                 }
                 None if known.iter().any(|g| g.as_str() == gid.0.as_str()) => d
                     .with_group_state(s("Empty"))
-                    .with_protocol_type(s("consumer")),
+                    .with_protocol_type(s(OFFSETS_ONLY_PROTOCOL_TYPE)),
                 None => d.with_group_state(s("Dead")),
             }
         })
@@ -256,12 +257,18 @@ pub(crate) fn describe_groups(
     DescribeGroupsResponse::default().with_groups(groups)
 }
 
+/// The protocol type of a group known only by its committed offsets: `""`, as Kafka reports
+/// a group no member joined through the group protocol (admin clients call it "simple").
+/// Found by the differential suite (`tests/all/differential.rs`, scenario `admin`): Rill
+/// said `consumer`.
+const OFFSETS_ONLY_PROTOCOL_TYPE: &str = "";
+
 /// ListGroups: live groups plus groups that only have committed offsets.
 pub(crate) fn list_groups(broker: &Broker, req: ListGroupsRequest) -> ListGroupsResponse {
     let mut all = broker.groups.list();
     for g in broker.log.offsets().groups() {
         if !all.iter().any(|(n, _, _)| *n == g) {
-            all.push((g, "consumer".to_string(), "Empty"));
+            all.push((g, OFFSETS_ONLY_PROTOCOL_TYPE.to_string(), "Empty"));
         }
     }
     let wanted = |state: &str| {
@@ -282,4 +289,41 @@ pub(crate) fn list_groups(broker: &Broker, req: ListGroupsRequest) -> ListGroups
         })
         .collect();
     ListGroupsResponse::default().with_groups(groups)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    /// A group that only committed offsets is listed and described as Kafka does: `Empty`,
+    /// protocol type `""` (a "simple" group), no members.
+    #[test]
+    fn a_group_with_only_committed_offsets_is_empty_with_no_protocol_type() {
+        let dir = tempfile::tempdir().unwrap();
+        let log =
+            Arc::new(rill_log::Log::open(dir.path(), rill_log::LogOptions::default()).unwrap());
+        log.offsets().commit("simple", "t", 0, 3).unwrap();
+        let broker = Broker::new(log, crate::KafkaConfig::default()).unwrap();
+
+        let listed = list_groups(&broker, ListGroupsRequest::default());
+        let g = listed
+            .groups
+            .iter()
+            .find(|g| g.group_id.0.as_str() == "simple")
+            .expect("listed");
+        assert_eq!(g.protocol_type.as_str(), "");
+        assert_eq!(g.group_state.as_str(), "Empty");
+
+        let described = describe_groups(
+            &broker,
+            DescribeGroupsRequest::default()
+                .with_groups(vec![GroupId(StrBytes::from_static_str("simple"))]),
+        );
+        let d = &described.groups[0];
+        assert_eq!(d.protocol_type.as_str(), "");
+        assert_eq!(d.group_state.as_str(), "Empty");
+        assert!(d.members.is_empty());
+    }
 }
