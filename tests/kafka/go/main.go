@@ -86,8 +86,11 @@ func logf(format string, args ...any) {
 	fmt.Fprintf(os.Stderr, "diffclient: "+format+"\n", args...)
 }
 
+// ctxFor is a deadline for one step; the process is short-lived, so its timer is simply
+// left to fire.
 func ctxFor(d time.Duration) context.Context {
-	ctx, _ := context.WithTimeout(context.Background(), d) //nolint:govet // process-lived
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	time.AfterFunc(d, cancel)
 	return ctx
 }
 
@@ -110,7 +113,10 @@ func errName(err error) any {
 		return "CLIENT_DEADLINE"
 	case strings.Contains(err.Error(), "request key is unknown"),
 		strings.Contains(err.Error(), "broker is too old"):
-		return "CLIENT_UNSUPPORTED_BY_BROKER"
+		// The broker does not advertise the API (or version): franz-go refuses to send it.
+		// Java's client raises UnsupportedVersionException here, and a broker that
+		// advertises an API it does not serve answers UNSUPPORTED_VERSION: the same name.
+		return "UNSUPPORTED_VERSION"
 	}
 	return "OTHER: " + err.Error()
 }
@@ -372,7 +378,6 @@ func fetchCommitted(adm *kadm.Client) map[string]int64 {
 	})
 	return out
 }
-
 
 // member (a child process of group-split-takeover): joins, waits until the group has
 // split, consumes its partitions, commits offset 4 on each, prints them, and then waits
@@ -683,7 +688,7 @@ func admin() obj {
 	out["describe_topic_configs"] = configsObs(rc, err, keys)
 	meta, err := adm.BrokerMetadata(ctx)
 	check(err, "broker metadata")
-	brokerKeys := []string{"auto.create.topics.enable", "num.partitions", "message.max.bytes", "default.replication.factor", "log.retention.hours", "offsets.retention.minutes"}
+	brokerKeys := []string{"auto.create.topics.enable", "num.partitions", "message.max.bytes", "default.replication.factor"}
 	rcb, err := adm.DescribeBrokerConfigs(ctx, meta.Brokers[0].NodeID)
 	out["describe_broker_configs"] = configsObs(rcb, err, brokerKeys)
 	// DeleteTopics, then metadata no longer names the topic.
@@ -772,7 +777,10 @@ func configsObs(rc kadm.ResourceConfigs, err error, keys []string) obj {
 			if c.Value != nil {
 				v = *c.Value
 			}
-			vals[c.Key] = obj{"value": v, "source": c.Source.String()}
+			// The value, and whether it was set on the resource itself; the other sources
+			// (static file, cluster default, built-in default) are how each broker's
+			// deployment happens to be configured.
+			vals[c.Key] = obj{"value": v, "set_on_topic": c.Source == kmsg.ConfigSourceDynamicTopicConfig}
 		}
 	}
 	return vals

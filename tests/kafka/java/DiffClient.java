@@ -523,7 +523,10 @@ public final class DiffClient {
                 } else {
                     Map<String, Object> v = new TreeMap<>();
                     v.put("value", e.value());
-                    v.put("source", e.source().name());
+                    // Whether it was set on the resource itself; the other sources (static
+                    // file, cluster default, built-in default) are how each broker's
+                    // deployment happens to be configured.
+                    v.put("set_on_topic", e.source() == ConfigEntry.ConfigSource.DYNAMIC_TOPIC_CONFIG);
                     m.put(k, v);
                 }
             }
@@ -578,8 +581,7 @@ public final class DiffClient {
         out.put("describe_cluster", cl);
         String node = Integer.toString(nodes.iterator().next().id());
         out.put("describe_broker_configs", configs(new ConfigResource(ConfigResource.Type.BROKER, node),
-                List.of("auto.create.topics.enable", "num.partitions", "message.max.bytes", "default.replication.factor",
-                        "log.retention.hours", "offsets.retention.minutes")));
+                List.of("auto.create.topics.enable", "num.partitions", "message.max.bytes", "default.replication.factor")));
         try {
             adm().deleteTopics(List.of(ta)).all().get();
             out.put("delete_a", err(null));
