@@ -220,9 +220,13 @@ fn java_admin() {
     check(java(), "admin", &[]);
 }
 
+/// Rill has no ACLs and does not offer DescribeAcls; Kafka without an authorizer answers
+/// `SECURITY_DISABLED`, so the Java client sees `UnsupportedVersionException` from Rill.
+const NO_ACLS: &str = "/describe_acls";
+
 #[test]
 fn java_errors() {
-    check(java(), "errors", &[]);
+    check(java(), "errors", &[NO_ACLS]);
 }
 
 // ---- franz-go ----
@@ -266,5 +270,5 @@ fn go_admin() {
 
 #[test]
 fn go_errors() {
-    check(go(), "errors", &[]);
+    check(go(), "errors", &[NO_ACLS]);
 }
