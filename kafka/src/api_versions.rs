@@ -39,7 +39,7 @@ const fn api(key: ApiKey, min: i16, max: i16) -> Supported {
 /// - ListOffsets up to v6: v7 adds the max-timestamp query (-3), v8+ tiered storage.
 /// - OffsetCommit/OffsetFetch up to v8: v9+ are for the KIP-848 consumer protocol.
 /// - FindCoordinator up to v4 (batched keys); v5+ add transaction/share-group errors.
-/// - ListGroups up to v4 (v5 adds type filters we would ignore).
+/// - ListGroups up to v5 (v5 adds group types; every group here is `classic`).
 pub(crate) const SUPPORTED: &[Supported] = &[
     Supported {
         key: ApiKey::Produce,
@@ -58,7 +58,7 @@ pub(crate) const SUPPORTED: &[Supported] = &[
     api(ApiKey::LeaveGroup, 0, 5),
     api(ApiKey::SyncGroup, 0, 5),
     api(ApiKey::DescribeGroups, 0, 5),
-    api(ApiKey::ListGroups, 0, 4),
+    api(ApiKey::ListGroups, 0, 5),
     api(ApiKey::ApiVersions, 0, 4),
     api(ApiKey::CreateTopics, 2, 7),
     api(ApiKey::InitProducerId, 0, 5),

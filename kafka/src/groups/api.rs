@@ -263,8 +263,21 @@ pub(crate) fn describe_groups(
 /// said `consumer`.
 const OFFSETS_ONLY_PROTOCOL_TYPE: &str = "";
 
-/// ListGroups: live groups plus groups that only have committed offsets.
+/// The type of every group Rill coordinates: Kafka's classic group protocol (ListGroups v5+
+/// names it; KIP-848 `consumer` and KIP-932 `share` groups do not exist here).
+const CLASSIC: &str = "classic";
+
+/// ListGroups: live groups plus groups that only have committed offsets, filtered by state
+/// (v4+) and by type (v5+: only `classic` matches).
 pub(crate) fn list_groups(broker: &Broker, req: ListGroupsRequest) -> ListGroupsResponse {
+    let type_wanted = req.types_filter.is_empty()
+        || req
+            .types_filter
+            .iter()
+            .any(|t| t.as_str().eq_ignore_ascii_case(CLASSIC));
+    if !type_wanted {
+        return ListGroupsResponse::default();
+    }
     let mut all = broker.groups.list();
     for g in broker.log.offsets().groups() {
         if !all.iter().any(|(n, _, _)| *n == g) {
@@ -286,6 +299,7 @@ pub(crate) fn list_groups(broker: &Broker, req: ListGroupsRequest) -> ListGroups
                 .with_group_id(GroupId(s(n)))
                 .with_protocol_type(s(pt))
                 .with_group_state(s(st))
+                .with_group_type(s(CLASSIC))
         })
         .collect();
     ListGroupsResponse::default().with_groups(groups)
@@ -325,5 +339,31 @@ mod tests {
         assert_eq!(d.protocol_type.as_str(), "");
         assert_eq!(d.group_state.as_str(), "Empty");
         assert!(d.members.is_empty());
+    }
+
+    #[test]
+    fn list_groups_names_every_group_classic_and_honours_the_type_filter() {
+        let dir = tempfile::tempdir().unwrap();
+        let log =
+            Arc::new(rill_log::Log::open(dir.path(), rill_log::LogOptions::default()).unwrap());
+        log.create_topic("t", rill_log::TopicConfig::default())
+            .unwrap();
+        log.offsets().commit("g", "t", 0, 3).unwrap();
+        let broker = Broker::new(log, crate::KafkaConfig::default()).unwrap();
+        let listed = |types: &[&'static str]| {
+            list_groups(
+                &broker,
+                ListGroupsRequest::default()
+                    .with_types_filter(types.iter().map(|t| s(*t)).collect()),
+            )
+            .groups
+        };
+        let all = listed(&[]);
+        assert_eq!(all.len(), 1);
+        assert_eq!(all[0].group_id.0.as_str(), "g");
+        assert_eq!(all[0].group_type.as_str(), "classic");
+        assert_eq!(listed(&["Classic", "Consumer"]).len(), 1);
+        assert!(listed(&["consumer"]).is_empty());
+        assert!(listed(&["share"]).is_empty());
     }
 }
