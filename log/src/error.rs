@@ -155,9 +155,7 @@ pub enum AppendError {
     /// A record batch (or, for [`Partition::append`](crate::Partition::append), one record
     /// as a batch of its own) is larger than the topic's `max_message_bytes`, Kafka's
     /// `max.message.bytes`. Nothing was appended.
-    #[error(
-        "record batch of {size} bytes exceeds the topic's max.message.bytes of {max} bytes"
-    )]
+    #[error("record batch of {size} bytes exceeds the topic's max.message.bytes of {max} bytes")]
     MessageTooLarge {
         /// Size of the batch (or of the record as a batch).
         size: usize,

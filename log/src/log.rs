@@ -304,7 +304,10 @@ impl Log {
             .ok_or_else(|| TopicError::NotFound(name.to_string()))?;
         let current = old.partitions().len() as u32;
         if count <= current {
-            return Err(TopicError::InvalidPartitions { current, requested: count });
+            return Err(TopicError::InvalidPartitions {
+                current,
+                requested: count,
+            });
         }
         let grown = Arc::new(old.grow(count, &self.inner.ctx)?);
         topics.insert(name.to_string(), grown.clone());

@@ -47,7 +47,10 @@ fn create_partitions_grows_durably_and_never_shrinks() {
     let t = log.topic("t").unwrap();
     assert_eq!(t.partitions().len(), 5);
     assert_eq!(read_all(t.partition(1).unwrap(), 0).len(), 1);
-    assert_eq!(read_all(t.partition(4).unwrap(), 0)[0].2.as_deref(), Some(&b"new"[..]));
+    assert_eq!(
+        read_all(t.partition(4).unwrap(), 0)[0].2.as_deref(),
+        Some(&b"new"[..])
+    );
 }
 
 #[test]
@@ -76,7 +79,11 @@ fn max_message_bytes_refuses_large_batches_and_records() {
         p.append_batch(&mut raw),
         Err(AppendError::MessageTooLarge { .. })
     ));
-    assert_eq!(p.high_watermark(), 20, "nothing of a refused batch is stored");
+    assert_eq!(
+        p.high_watermark(),
+        20,
+        "nothing of a refused batch is stored"
+    );
 
     // A topic can raise it, and the setting survives a reopen.
     let cfg = TopicConfig {
@@ -84,9 +91,22 @@ fn max_message_bytes_refuses_large_batches_and_records() {
         ..TopicConfig::default()
     };
     log.create_topic("big", cfg).unwrap();
-    log.topic("big").unwrap().partition(0).unwrap().append(&[rec(&big)]).unwrap();
-    log.topic("big").unwrap().partition(0).unwrap().append_batch(&mut raw).unwrap();
+    log.topic("big")
+        .unwrap()
+        .partition(0)
+        .unwrap()
+        .append(&[rec(&big)])
+        .unwrap();
+    log.topic("big")
+        .unwrap()
+        .partition(0)
+        .unwrap()
+        .append_batch(&mut raw)
+        .unwrap();
     drop(log);
     let log = open(dir.path());
-    assert_eq!(log.topic("big").unwrap().config().max_message_bytes, 4 << 20);
+    assert_eq!(
+        log.topic("big").unwrap().config().max_message_bytes,
+        4 << 20
+    );
 }
