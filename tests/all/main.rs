@@ -4,4 +4,5 @@ mod engine;
 mod examples;
 mod host;
 mod kafka;
+mod kafka_tools;
 mod reliability;
