@@ -202,7 +202,11 @@ fn console_producer_consumer_and_consumer_groups_round_trip() {
 
     // Three more records the group has not read: lag 3.
     let out = h.cli_stdin(&["produce", &topic], "a\nb\nc\n");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let described = tool(
         &h,
         "kafka-consumer-groups",
@@ -230,7 +234,7 @@ fn console_producer_consumer_and_consumer_groups_round_trip() {
         &["--describe", "--group", &group],
         None,
     );
-    let text = String::from_utf8_lossy(&gone.stdout).to_string()
-        + &String::from_utf8_lossy(&gone.stderr);
+    let text =
+        String::from_utf8_lossy(&gone.stdout).to_string() + &String::from_utf8_lossy(&gone.stderr);
     assert!(text.contains("does not exist"), "{text}");
 }

@@ -45,8 +45,8 @@ struct Entry {
     value: Option<String>,
     source: i8,
     kind: i8,
-    /// The broker-level config a topic config falls back to, for synonyms.
-    broker_name: Option<&'static str>,
+    /// The broker-level config a topic config falls back to, and its value, for synonyms.
+    fallback: Option<(&'static str, String)>,
 }
 
 /// Source of a value: Kafka's default, the host's default, or set on the topic.
@@ -77,13 +77,18 @@ fn flush_values(f: FlushPolicy) -> (String, String) {
 /// The topic configs, under Kafka's names, of `cfg` given the host's defaults `host`.
 fn topic_entries(cfg: &TopicConfig, host: &TopicConfig) -> Vec<Entry> {
     let mut out = Vec::new();
-    let mut add = |name, value: String, kafka_default: &str, host_value: String, kind, broker| {
+    let mut add = |name,
+                   value: String,
+                   kafka_default: &str,
+                   host_value: String,
+                   kind,
+                   broker: Option<&'static str>| {
         out.push(Entry {
             name,
             source: source(&value, kafka_default, &host_value),
             value: Some(value),
             kind,
-            broker_name: broker,
+            fallback: broker.map(|b| (b, host_value)),
         })
     };
     let week = SEVEN_DAYS_MS.to_string();
@@ -207,7 +212,7 @@ fn broker_entries(broker: &Broker) -> Vec<Entry> {
             value,
             source,
             kind,
-            broker_name: None,
+            fallback: None,
         })
     };
     let s = |v: &dyn ToString| Some(v.to_string());
@@ -388,25 +393,20 @@ fn encode_entry(e: Entry, synonyms: bool, version: i16) -> DescribeConfigsResour
         .with_read_only(true)
         .with_config_source(e.source);
     if synonyms {
-        // The value's own source first, then the broker default it would fall back to.
+        // The value's own source, then (for a value set on the topic) the broker config it
+        // overrides, as Kafka lists them.
         let mut list = vec![
             DescribeConfigsSynonym::default()
                 .with_name(StrBytes::from_static_str(e.name))
-                .with_value(value.clone())
+                .with_value(value)
                 .with_source(e.source),
         ];
-        if let Some(b) = e.broker_name.filter(|_| e.source == TOPIC_CONFIG) {
-            list.clear();
-            list.push(
-                DescribeConfigsSynonym::default()
-                    .with_name(StrBytes::from_static_str(e.name))
-                    .with_value(value)
-                    .with_source(TOPIC_CONFIG),
-            );
+        if let Some((b, v)) = e.fallback.filter(|_| e.source == TOPIC_CONFIG) {
             list.push(
                 DescribeConfigsSynonym::default()
                     .with_name(StrBytes::from_static_str(b))
-                    .with_source(DEFAULT_CONFIG),
+                    .with_value(Some(StrBytes::from_string(v)))
+                    .with_source(STATIC_BROKER_CONFIG),
             );
         }
         c = c.with_synonyms(list);
