@@ -395,9 +395,14 @@ fn encode_entry(e: Entry, synonyms: bool, version: i16) -> DescribeConfigsResour
     if synonyms {
         // The value's own source, then (for a value set on the topic) the broker config it
         // overrides, as Kafka lists them.
+        // A value the topic inherits is named by its broker config, as Kafka names it.
+        let own = match &e.fallback {
+            Some((b, _)) if e.source != TOPIC_CONFIG => b,
+            _ => e.name,
+        };
         let mut list = vec![
             DescribeConfigsSynonym::default()
-                .with_name(StrBytes::from_static_str(e.name))
+                .with_name(StrBytes::from_static_str(own))
                 .with_value(value)
                 .with_source(e.source),
         ];
