@@ -243,7 +243,7 @@ tool() {
     kafka-consumer-groups) class=org.apache.kafka.tools.consumer.group.ConsumerGroupCommand ;;
     kafka-producer-perf-test) class=org.apache.kafka.tools.ProducerPerformance ;;
     kafka-consumer-perf-test) class=org.apache.kafka.tools.ConsumerPerformance ;;
-    kafka-configs) class=org.apache.kafka.tools.ConfigCommand ;;
+    kafka-configs) class=kafka.admin.ConfigCommand ;;  # still Scala, in the core jar
     kafka-broker-api-versions) class=org.apache.kafka.tools.BrokerApiVersionsCommand ;;
     kafka-get-offsets) class=org.apache.kafka.tools.GetOffsetShell ;;
     *) die "unknown tool '$name' (see the header of scripts/kafka.sh)" ;;

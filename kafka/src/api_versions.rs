@@ -62,6 +62,11 @@ pub(crate) const SUPPORTED: &[Supported] = &[
     api(ApiKey::ApiVersions, 0, 4),
     api(ApiKey::CreateTopics, 2, 7),
     api(ApiKey::InitProducerId, 0, 5),
+    api(ApiKey::DescribeConfigs, 1, 4),
+    api(ApiKey::DeleteTopics, 1, 6),
+    api(ApiKey::DeleteGroups, 0, 2),
+    api(ApiKey::DescribeCluster, 0, 2),
+    api(ApiKey::CreatePartitions, 0, 3),
 ];
 
 /// The entry for `key`, if we serve it at all.
@@ -126,6 +131,11 @@ mod tests {
                 ApiKey::ApiVersions => range::<ApiVersionsRequest>(),
                 ApiKey::CreateTopics => range::<CreateTopicsRequest>(),
                 ApiKey::InitProducerId => range::<InitProducerIdRequest>(),
+                ApiKey::DescribeConfigs => range::<DescribeConfigsRequest>(),
+                ApiKey::DeleteTopics => range::<DeleteTopicsRequest>(),
+                ApiKey::DeleteGroups => range::<DeleteGroupsRequest>(),
+                ApiKey::DescribeCluster => range::<DescribeClusterRequest>(),
+                ApiKey::CreatePartitions => range::<CreatePartitionsRequest>(),
                 k => panic!("no codec check for {k:?}"),
             };
             assert!(lo <= s.accept_min && s.max <= hi, "{:?} {lo}..{hi}", s.key);

@@ -181,7 +181,7 @@ pub fn decode_request(frame: &[u8], max_request_bytes: usize) -> Result<(), Stri
         ApiKey::ListGroups => body!(ListGroupsRequest),
         ApiKey::OffsetCommit => body!(OffsetCommitRequest),
         ApiKey::OffsetFetch => body!(OffsetFetchRequest),
-        _ => Err("not served".into()),
+        k => crate::admin::decode_only(k, version, whole),
     }
 }
 
@@ -324,6 +324,9 @@ async fn handle(
                 decode!(OffsetFetchRequest),
                 version
             ))
+        }
+        k if crate::admin::serves(k) => {
+            crate::admin::handle(broker, k, version, correlation_id, body).map(Some)
         }
         // `supported` only lets the keys above through.
         _ => Ok(Some(error_frame(broker, correlation_id))),
@@ -498,7 +501,7 @@ mod tests {
                 };
                 body(&r, v)
             }
-            _ => None,
+            k => crate::admin::sample_request(k, v),
         }
     }
 

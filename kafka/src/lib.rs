@@ -38,6 +38,7 @@
 
 #![deny(missing_docs)]
 
+mod admin;
 mod alloc;
 mod api_versions;
 mod compression;

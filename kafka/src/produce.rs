@@ -149,7 +149,9 @@ fn remember_sequence(
 fn append_error_code(e: &AppendError) -> ResponseError {
     match e {
         AppendError::InvalidBatch(_) | AppendError::Empty => ResponseError::CorruptMessage,
-        AppendError::TooLarge { .. } => ResponseError::MessageTooLarge,
+        AppendError::TooLarge { .. } | AppendError::MessageTooLarge { .. } => {
+            ResponseError::MessageTooLarge
+        }
         AppendError::Closed => ResponseError::NotLeaderOrFollower,
         _ => ResponseError::KafkaStorageError,
     }
@@ -277,7 +279,7 @@ pub(crate) async fn handle(
 fn error_text(code: ResponseError) -> &'static str {
     match code {
         ResponseError::CorruptMessage => "invalid record batch",
-        ResponseError::MessageTooLarge => "batch larger than the broker accepts",
+        ResponseError::MessageTooLarge => "record batch larger than the topic's max.message.bytes",
         ResponseError::UnknownTopicOrPartition => "unknown topic or partition",
         ResponseError::OutOfOrderSequenceNumber => "out-of-order sequence number",
         ResponseError::TransactionalIdAuthorizationFailed => "transactions are not supported",
@@ -287,7 +289,11 @@ fn error_text(code: ResponseError) -> &'static str {
 
 fn log_append_error(topic: &str, partition: i32, e: &AppendError) -> ResponseError {
     let code = append_error_code(e);
-    if code == ResponseError::CorruptMessage {
+    // The client's doing, not the broker's: no warning per refused batch.
+    if matches!(
+        code,
+        ResponseError::CorruptMessage | ResponseError::MessageTooLarge
+    ) {
         tracing::debug!(topic, partition, "rejected batch: {e}");
     } else {
         tracing::warn!(topic, partition, "append failed: {e}");

@@ -145,6 +145,11 @@ pub(crate) fn api_name(k: ApiKey) -> &'static str {
         ApiKey::ApiVersions => "ApiVersions",
         ApiKey::CreateTopics => "CreateTopics",
         ApiKey::InitProducerId => "InitProducerId",
+        ApiKey::DescribeConfigs => "DescribeConfigs",
+        ApiKey::DeleteTopics => "DeleteTopics",
+        ApiKey::DeleteGroups => "DeleteGroups",
+        ApiKey::DescribeCluster => "DescribeCluster",
+        ApiKey::CreatePartitions => "CreatePartitions",
         _ => "Other",
     }
 }

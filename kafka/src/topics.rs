@@ -58,7 +58,7 @@ pub(crate) fn partition(topic: &Topic, index: i32) -> Option<&Arc<rill_log::Part
 /// Translates a CreateTopics entry to a Rill topic config.
 ///
 /// Understood configs: `retention.ms`, `retention.bytes` (-1 = unlimited), `segment.bytes`,
-/// `segment.ms`, `flush.messages` (`1` = flush `always`), `flush.ms` (= flush `interval:N`)
+/// `segment.ms`, `max.message.bytes`, `flush.messages` (`1` = flush `always`), `flush.ms` (= flush `interval:N`)
 /// and Rill's own `rill.flush` (`always`, `never`, `interval:N`). Any other config name is
 /// rejected with `INVALID_CONFIG`, as Kafka does, so a client never believes a setting took
 /// effect when it did not.
@@ -101,6 +101,9 @@ fn topic_config(
             "retention.bytes" => cfg.retention_bytes = u64::try_from(num()?).ok(),
             "segment.bytes" => cfg.segment_bytes = u64::try_from(num()?).map_err(|_| bad())?,
             "segment.ms" => cfg.segment_ms = u64::try_from(num()?).map_err(|_| bad())?,
+            "max.message.bytes" => {
+                cfg.max_message_bytes = u32::try_from(num()?).map_err(|_| bad())?;
+            }
             "flush.messages" => {
                 if num()? == 1 {
                     cfg.flush = FlushPolicy::Always;

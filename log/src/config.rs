@@ -70,7 +70,8 @@ impl FromStr for FlushPolicy {
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(default)]
 pub struct TopicConfig {
-    /// Number of partitions (fixed at creation).
+    /// Number of partitions (grown, never shrunk, by
+    /// [`Log::create_partitions`](crate::Log::create_partitions)).
     pub partitions: u32,
     /// Flush policy of every partition.
     pub flush: FlushPolicy,
@@ -82,7 +83,17 @@ pub struct TopicConfig {
     pub segment_bytes: u64,
     /// Roll the active segment once it is this old (default 7 days).
     pub segment_ms: u64,
+    /// Largest record batch a producer may append, in bytes, header included (Kafka's
+    /// `max.message.bytes`, default [`DEFAULT_MAX_MESSAGE_BYTES`]). Batches the log encodes
+    /// itself ([`Partition::append`](crate::Partition::append)) are checked record by record:
+    /// each record alone must fit, so a caller batching many small records is not refused.
+    /// Topics written before this setting existed read the default, as Kafka's topics do.
+    pub max_message_bytes: u32,
 }
+
+/// Kafka's default `max.message.bytes`: 1 MiB plus the 12-byte log overhead (offset and
+/// length) that Kafka's message-format history added to it.
+pub const DEFAULT_MAX_MESSAGE_BYTES: u32 = 1_048_588;
 
 impl Default for TopicConfig {
     fn default() -> Self {
@@ -93,6 +104,7 @@ impl Default for TopicConfig {
             retention_bytes: None,
             segment_bytes: 1 << 30,
             segment_ms: 7 * 24 * 3600 * 1000,
+            max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
         }
     }
 }
@@ -115,6 +127,14 @@ impl TopicConfig {
         }
         if self.segment_ms == 0 {
             return Err("segment_ms must be > 0".into());
+        }
+        // Kafka's bound: a batch size is an i32 on the wire.
+        if self.max_message_bytes > i32::MAX as u32 {
+            return Err(format!(
+                "max_message_bytes must be at most {}, got {}",
+                i32::MAX,
+                self.max_message_bytes
+            ));
         }
         if self.flush == FlushPolicy::IntervalMs(0) {
             return Err("flush interval must be > 0 ms".into());

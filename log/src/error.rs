@@ -108,6 +108,14 @@ pub enum TopicError {
         "invalid topic name {0:?}: use 1-249 characters of [A-Za-z0-9._-], not \".\" or \"..\""
     )]
     InvalidName(String),
+    /// A partition count change that does not grow the topic.
+    #[error("topic has {current} partitions; the new count {requested} must be larger")]
+    InvalidPartitions {
+        /// Partitions the topic has.
+        current: u32,
+        /// Partitions asked for.
+        requested: u32,
+    },
     /// The config is unusable (zero partitions, tiny segments...).
     #[error("invalid topic config: {0}")]
     InvalidConfig(String),
@@ -143,6 +151,16 @@ pub enum AppendError {
         size: usize,
         /// The configured limit.
         max: usize,
+    },
+    /// A record batch (or, for [`Partition::append`](crate::Partition::append), one record
+    /// as a batch of its own) is larger than the topic's `max_message_bytes`, Kafka's
+    /// `max.message.bytes`. Nothing was appended.
+    #[error("record batch of {size} bytes exceeds the topic's max.message.bytes of {max} bytes")]
+    MessageTooLarge {
+        /// Size of the batch (or of the record as a batch).
+        size: usize,
+        /// The topic's `max_message_bytes`.
+        max: u32,
     },
     /// `append` was called with no record.
     #[error("no record to append")]

@@ -71,7 +71,7 @@ mod sync;
 mod topic;
 
 pub use batch::{BatchBuilder, BatchRecord, Compression, Header, Record, RecordBatch, batches};
-pub use config::{FlushPolicy, ParseFlushPolicyError, TopicConfig};
+pub use config::{DEFAULT_MAX_MESSAGE_BYTES, FlushPolicy, ParseFlushPolicyError, TopicConfig};
 pub use error::{
     AppendError, BatchError, OffsetsError, OpenError, ReadError, StorageError, TopicError,
 };

@@ -290,6 +290,30 @@ impl Log {
         self.topics_read().values().cloned().collect()
     }
 
+    /// Grows topic `name` to `count` partitions (Kafka's CreatePartitions); the new ones are
+    /// empty. The count never shrinks: `count` at or below the current one is
+    /// [`TopicError::InvalidPartitions`]. Handles to the topic taken before keep seeing the
+    /// old partition list; look the topic up again to see the new one.
+    pub fn create_partitions(&self, name: &str, count: u32) -> Result<Arc<Topic>, TopicError> {
+        let mut topics = self.inner.topics.write().unwrap_or_else(|e| e.into_inner());
+        if self.inner.closed.load(Ordering::Acquire) {
+            return Err(TopicError::Closed);
+        }
+        let old = topics
+            .get(name)
+            .ok_or_else(|| TopicError::NotFound(name.to_string()))?;
+        let current = old.partitions().len() as u32;
+        if count <= current {
+            return Err(TopicError::InvalidPartitions {
+                current,
+                requested: count,
+            });
+        }
+        let grown = Arc::new(old.grow(count, &self.inner.ctx)?);
+        topics.insert(name.to_string(), grown.clone());
+        Ok(grown)
+    }
+
     /// Deletes a topic and its files. Appends through handles still held fail with `Closed`.
     pub fn delete_topic(&self, name: &str) -> Result<(), TopicError> {
         let t = {

@@ -173,6 +173,18 @@ thread_local! {
     static ENCODE_BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
+/// A lower bound on the size of a v2 batch holding only `r`: the 61-byte batch header plus
+/// the record's key, value and header bytes (varint framing not counted). Close enough to
+/// decide whether a record fits `max_message_bytes` without encoding it first.
+fn alone_as_batch_bytes(r: &Record<'_>) -> usize {
+    let headers: usize = r
+        .headers
+        .iter()
+        .map(|h| h.key.len() + h.value.map_or(0, <[u8]>::len))
+        .sum();
+    61 + r.key.map_or(0, <[u8]>::len) + r.value.map_or(0, <[u8]>::len) + headers
+}
+
 pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -301,6 +313,14 @@ impl Partition {
         if records.is_empty() {
             return Err(AppendError::Empty);
         }
+        let max = self.config.max_message_bytes;
+        if let Some(size) = records
+            .iter()
+            .map(alone_as_batch_bytes)
+            .find(|&n| n > max as usize)
+        {
+            return Err(AppendError::MessageTooLarge { size, max });
+        }
         let now = now_ms();
         let mut buf = batch::encode(records, now);
         let (b, _) = RecordBatch::parse(&buf)?;
@@ -339,6 +359,11 @@ impl Partition {
             let b = b?;
             b.validate_producer_batch()?;
             let len = b.as_bytes().len();
+            // Kafka checks every batch a producer sends against the topic's limit.
+            let max = self.config.max_message_bytes;
+            if len > max as usize {
+                return Err(AppendError::MessageTooLarge { size: len, max });
+            }
             pending.push(Pending {
                 at,
                 delta: b.last_offset_delta(),

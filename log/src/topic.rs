@@ -114,6 +114,49 @@ impl Topic {
         Ok(Topic::from_parts(dir, name, config, partitions))
     }
 
+    /// Adds partitions up to `count`: opens the new (empty) partition directories, then
+    /// rewrites `topic.toml` atomically with the new count. The config file is the commit
+    /// point: a crash before it leaves unused empty directories that the next open ignores
+    /// (and a later grow reuses). Returns the grown topic; `self` keeps its old partitions.
+    pub(crate) fn grow(&self, count: u32, ctx: &Ctx) -> Result<Topic, TopicError> {
+        let old = self.partitions.len() as u32;
+        let mut config = self.config.clone();
+        config.partitions = count;
+        config.validate().map_err(TopicError::InvalidConfig)?;
+        let io_err = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| TopicError::Io { path, source }
+        };
+        let jobs = (old..count)
+            .map(|id| Job {
+                topic: self.name.clone(),
+                id,
+                dir: partition_dir(&self.dir, id),
+                config: config.clone(),
+                checkpoint: None,
+            })
+            .collect();
+        let mut partitions = self.partitions.clone();
+        for (pdir, opened) in open_all(jobs, ctx, 1) {
+            let opened = opened.map_err(|source| TopicError::Io { path: pdir, source })?;
+            partitions.push(Arc::new(opened.partition));
+        }
+        ctx.io.sync_dir(&self.dir).map_err(io_err(&self.dir))?;
+        let text = toml::to_string(&TopicFile {
+            format_version: FORMAT_VERSION,
+            config: config.clone(),
+        })
+        .map_err(|e| TopicError::InvalidConfig(e.to_string()))?;
+        let cfg_path = self.dir.join("topic.toml");
+        write_file_atomic(&*ctx.io, &cfg_path, text.as_bytes()).map_err(io_err(&cfg_path))?;
+        Ok(Topic::from_parts(
+            self.dir.clone(),
+            &self.name,
+            config,
+            partitions,
+        ))
+    }
+
     /// Reads and checks `topic.toml` in `dir`.
     pub(crate) fn read_config(dir: &Path) -> Result<TopicConfig, OpenError> {
         let cfg_path = dir.join("topic.toml");

@@ -6,4 +6,5 @@ mod engine;
 mod examples;
 mod host;
 mod kafka;
+mod kafka_tools;
 mod reliability;

@@ -781,10 +781,11 @@ fn full_disk_is_a_clear_error_and_work_resumes() {
         }
         other => panic!("full disk must be a 507, got: {other}\nlog:\n{}", h.log()),
     }
-    // The CLI says so in one line (a 1 MiB record cannot fit in what is left).
+    // The CLI says so in one line (a record of almost 1 MiB cannot fit in what is left; one of
+    // a full MiB would exceed the topic's max.message.bytes, 1048588, and be refused for that).
     let out = h.cli_stdin(
         &["produce", "orders"],
-        &format!("{}\n", "x".repeat(1 << 20)),
+        &format!("{}\n", "x".repeat(1000 << 10)),
     );
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());

@@ -1,5 +1,6 @@
 //! Integration tests of rill-log, one binary with a module per area.
 
+mod admin;
 mod basic;
 mod common;
 mod crash;

@@ -444,7 +444,13 @@ fn review_8_producer_batches_are_validated() {
 fn review_8_relative_offsets_never_overflow_a_segment() {
     let dir = tempfile::tempdir().unwrap();
     let log = Log::open(dir.path(), quiet_opts()).unwrap();
-    let p = partition0(&log, "t", TopicConfig::default());
+    // Each batch is 2 MiB (1 byte per 1024 claimed records): above Kafka's default
+    // max.message.bytes, so the topic allows more.
+    let cfg = TopicConfig {
+        max_message_bytes: 4 << 20,
+        ..TopicConfig::default()
+    };
+    let p = partition0(&log, "t", cfg);
     let count = i32::MAX;
     let data = (i64::from(count) / 1024 + 1) as usize;
     let mut offsets = Vec::new();

@@ -23,6 +23,9 @@ fn append_fail(e: AppendError) -> Fail {
         StatusCode::INSUFFICIENT_STORAGE
     } else if matches!(e, AppendError::InvalidBatch(_)) {
         StatusCode::BAD_REQUEST
+    } else if matches!(e, AppendError::MessageTooLarge { .. }) {
+        // The topic's max.message.bytes, as the Kafka door's MESSAGE_TOO_LARGE.
+        StatusCode::PAYLOAD_TOO_LARGE
     } else {
         StatusCode::INTERNAL_SERVER_ERROR
     };

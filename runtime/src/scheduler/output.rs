@@ -81,9 +81,10 @@ impl Outputs {
     fn append_error(&mut self, topic: &Topic, p: u32, e: AppendError) -> OutputError {
         let msg = format!("append to {}/{p} failed: {e}", topic.name());
         match e {
-            AppendError::TooLarge { .. } | AppendError::InvalidBatch(_) | AppendError::Empty => {
-                OutputError::Reject(msg)
-            }
+            AppendError::TooLarge { .. }
+            | AppendError::MessageTooLarge { .. }
+            | AppendError::InvalidBatch(_)
+            | AppendError::Empty => OutputError::Reject(msg),
             AppendError::Closed => {
                 self.topics.remove(topic.name());
                 OutputError::Retry(msg)
