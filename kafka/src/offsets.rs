@@ -84,7 +84,6 @@ fn commit_one(
     };
     match broker.log.offsets().commit(group, topic, partition, offset) {
         Ok(()) => None,
-        Err(OffsetsError::InvalidOffset(_)) => Some(ResponseError::InvalidCommitOffsetSize),
         Err(OffsetsError::InvalidKey(_)) => Some(ResponseError::InvalidRequest),
         Err(e) => {
             tracing::warn!(group, topic, partition, "offset commit failed: {e}");
