@@ -3,5 +3,6 @@
 mod engine;
 mod examples;
 mod host;
+mod issue11;
 mod kafka;
 mod reliability;
