@@ -131,7 +131,7 @@ pub fn logs(client: &Client, args: LogsArgs) -> anyhow::Result<()> {
     let mut after = newest.last().map_or(0, |l| l.seq);
     let skip = newest.len().saturating_sub(args.tail);
     for l in &newest[skip..] {
-        print_line(l);
+        print_line(l)?;
     }
     if !args.follow {
         return Ok(());
@@ -142,7 +142,7 @@ pub fn logs(client: &Client, args: LogsArgs) -> anyhow::Result<()> {
             args.name
         ))?;
         for l in &lines {
-            print_line(l);
+            print_line(l)?;
             after = l.seq;
         }
         if lines.is_empty() {
@@ -151,7 +151,7 @@ pub fn logs(client: &Client, args: LogsArgs) -> anyhow::Result<()> {
     }
 }
 
-fn print_line(l: &LogEntry) {
+fn print_line(l: &LogEntry) -> anyhow::Result<()> {
     let offset = l.offset.map(|o| format!(" offset={o}")).unwrap_or_default();
     outln!(
         "{} {:<5} partition={}{offset} {}",
@@ -160,6 +160,7 @@ fn print_line(l: &LogEntry) {
         l.partition,
         l.message
     )?;
+    Ok(())
 }
 
 /// `HH:MM:SS.mmm` UTC: enough to read a log, without a date-time dependency.
