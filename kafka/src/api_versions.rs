@@ -1,7 +1,7 @@
 //! ApiVersions (18) and the table of what this broker speaks.
 //!
-//! The table is the single source of truth: the connection layer rejects any version outside
-//! it with `UNSUPPORTED_VERSION`, and ApiVersions advertises it.
+//! The table is the single source of truth: the connection layer closes the connection on
+//! any version outside it (as Kafka 4.x does), and ApiVersions advertises it.
 
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::api_versions_response::ApiVersion;
@@ -15,8 +15,8 @@ pub(crate) struct Supported {
     pub min: i16,
     /// Highest version advertised and accepted.
     pub max: i16,
-    /// Lowest version actually served; below it (but at or above `min`) the request gets
-    /// `UNSUPPORTED_VERSION`.
+    /// Lowest version actually served; below it (but at or above `min`) the connection is
+    /// closed.
     pub accept_min: i16,
 }
 

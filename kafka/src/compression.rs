@@ -100,6 +100,65 @@ fn rewrite(
     Ok(())
 }
 
+/// The records of the single batch `raw` as (offset, timestamp), decompressing it if needed.
+fn record_times(raw: &[u8]) -> Result<Vec<(i64, i64)>, DecompressError> {
+    let plain = decompress_batches(raw)?;
+    let mut out = Vec::new();
+    for b in rill_log::batches(&plain) {
+        for r in b?.records() {
+            let r = r?;
+            out.push((r.offset, r.timestamp_ms));
+        }
+    }
+    Ok(out)
+}
+
+/// Gives each compressed create-time batch in `buf` whose header is inconsistent
+/// (`maxTimestamp < firstTimestamp`, such as the -1 some producers write) the largest
+/// timestamp of its records, with a fresh CRC. Kafka's LogValidator decompresses every
+/// compressed batch and rewrites maxTimestamp; we decompress only these, so well-formed
+/// compressed batches are still stored without being decompressed. (The log itself
+/// recomputes maxTimestamp for uncompressed batches.) A batch that does not parse or
+/// decompress is left alone for the log to refuse.
+pub(crate) fn fix_compressed_max_timestamps(buf: &mut [u8]) {
+    const LOG_APPEND_TIME: i16 = 1 << 3;
+    let mut at = 0;
+    while at < buf.len() {
+        let Ok((b, size)) = RecordBatch::parse(&buf[at..]) else {
+            return;
+        };
+        let broken = b.compression() != Compression::None
+            && b.attributes() & LOG_APPEND_TIME == 0
+            && b.max_timestamp() < b.first_timestamp()
+            && b.crc_ok();
+        let max = broken
+            .then(|| record_times(b.as_bytes()).ok())
+            .flatten()
+            .and_then(|rs| rs.into_iter().map(|(_, ts)| ts).max());
+        if let Some(max) = max {
+            rill_log::batch::set_max_timestamp(&mut buf[at..], max);
+        }
+        at += size;
+    }
+}
+
+/// For a timestamp lookup that landed on `hit` = (offset, timestamp) in a compressed batch
+/// (where the log answers the batch's base offset), the exact first record at or after
+/// `ts_ms`, as Kafka answers by decompressing. `batch` holds the batch at `hit`'s offset;
+/// anything else, or a failure to decompress, keeps `hit`.
+pub(crate) fn exact_timestamp_hit(batch: &[u8], hit: (i64, i64), ts_ms: i64) -> (i64, i64) {
+    let Ok((b, size)) = RecordBatch::parse(batch) else {
+        return hit;
+    };
+    if b.compression() == Compression::None || b.base_offset() != hit.0 {
+        return hit;
+    }
+    record_times(&batch[..size])
+        .ok()
+        .and_then(|rs| rs.into_iter().find(|&(_, ts)| ts >= ts_ms))
+        .unwrap_or(hit)
+}
+
 /// Reads `r` to the end, failing if it yields more than `limit` bytes.
 fn read_limited(
     r: impl Read,

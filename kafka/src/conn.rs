@@ -9,7 +9,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use kafka_protocol::ResponseError;
 use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
 use kafka_protocol::protocol::{Decodable, Encodable};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
@@ -104,9 +103,13 @@ async fn dispatch(
     let correlation_id = frame.get_i32();
     broker.stats.count_request(key);
 
+    // An API or version we do not serve closes the connection, as Kafka 4.x does (its
+    // Processor logs "Closing socket ... UnsupportedVersionException" and answers nothing):
+    // the client cannot decode a response schema it did not ask for, so an error frame in
+    // some other shape would be misread (old clients took it for success), while a closed
+    // connection is an error every client reports.
     let Some(api) = ApiKey::try_from(key).ok().and_then(api_versions::supported) else {
-        tracing::debug!(key, version, "unknown API");
-        return Ok(Some(error_frame(broker, correlation_id)));
+        return Err(ConnError::Unsupported { key, version });
     };
     let name = api_name(api.key);
     if api.key == ApiKey::ApiVersions && version > api.max {
@@ -115,8 +118,7 @@ async fn dispatch(
         return encode(correlation_id, ApiKey::ApiVersions, 0, &resp).map(Some);
     }
     if version < api.accept_min || version > api.max {
-        tracing::debug!(api = name, version, "unsupported version");
-        return Ok(Some(error_frame(broker, correlation_id)));
+        return Err(ConnError::Unsupported { key, version });
     }
 
     // Decode the whole header at its real version (client id, tagged fields) now that we
@@ -183,21 +185,6 @@ pub fn decode_request(frame: &[u8], max_request_bytes: usize) -> Result<(), Stri
         ApiKey::OffsetFetch => body!(OffsetFetchRequest),
         k => crate::admin::decode_only(k, version, whole),
     }
-}
-
-/// A response carrying only the correlation id and `UNSUPPORTED_VERSION` (35) for a request
-/// whose API or version we do not serve. We cannot encode that API's real response schema,
-/// but every Kafka response body that has a top-level error code puts it where a client
-/// reading this frame will find it, and the connection stays usable.
-fn error_frame(broker: &Broker, correlation_id: i32) -> Bytes {
-    broker
-        .stats
-        .count_error(ResponseError::UnsupportedVersion.code());
-    let mut b = BytesMut::with_capacity(10);
-    b.put_i32(6);
-    b.put_i32(correlation_id);
-    b.put_i16(ResponseError::UnsupportedVersion.code());
-    b.freeze()
 }
 
 /// Encodes a response frame: size, header at the API's header version, body.
@@ -329,7 +316,10 @@ async fn handle(
             crate::admin::handle(broker, k, version, correlation_id, body).map(Some)
         }
         // `supported` only lets the keys above through.
-        _ => Ok(Some(error_frame(broker, correlation_id))),
+        _ => Err(ConnError::Unsupported {
+            key: key as i16,
+            version,
+        }),
     }
 }
 

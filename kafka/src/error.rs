@@ -29,6 +29,9 @@ pub(crate) enum ConnError {
         version: i16,
         reason: String,
     },
+    /// An API key we do not know, or a version of it we do not serve.
+    #[error("unsupported request: API key {key} version {version}")]
+    Unsupported { key: i16, version: i16 },
     /// A response could not be encoded (a bug: responses are built by this crate).
     #[error("cannot encode {api} v{version} response: {reason}")]
     Encode {

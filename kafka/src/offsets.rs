@@ -84,7 +84,6 @@ fn commit_one(
     };
     match broker.log.offsets().commit(group, topic, partition, offset) {
         Ok(()) => None,
-        Err(OffsetsError::InvalidOffset(_)) => Some(ResponseError::InvalidCommitOffsetSize),
         Err(OffsetsError::InvalidKey(_)) => Some(ResponseError::InvalidRequest),
         Err(e) => {
             tracing::warn!(group, topic, partition, "offset commit failed: {e}");
@@ -195,4 +194,58 @@ pub(crate) fn offset_fetch(
         })
         .collect();
     OffsetFetchResponse::default().with_topics(topics)
+}
+
+#[cfg(test)]
+mod tests {
+    //! Issue 11: negative commits are stored as is, as Apache Kafka 4.1 stores them (probed
+    //! with OffsetCommit v2 then OffsetFetch v1/v2: -1, -2, -3 and -5 all commit with error
+    //! 0 and come back unchanged).
+
+    use std::sync::Arc;
+
+    use kafka_protocol::messages::offset_commit_request::{
+        OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+    };
+    use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
+    use kafka_protocol::messages::{GroupId, TopicName};
+
+    use super::*;
+
+    #[test]
+    fn issue11_negative_commits_are_accepted_and_fetched_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let log =
+            Arc::new(rill_log::Log::open(dir.path(), rill_log::LogOptions::default()).unwrap());
+        log.create_topic("t", rill_log::TopicConfig::default())
+            .unwrap();
+        let broker = crate::Broker::new(log, crate::KafkaConfig::default()).unwrap();
+        let name = || TopicName(StrBytes::from_static_str("t"));
+        for offset in [5, -1, -2, -5] {
+            let req = OffsetCommitRequest::default()
+                .with_group_id(GroupId(StrBytes::from_static_str("js")))
+                .with_generation_id_or_member_epoch(-1)
+                .with_topics(vec![
+                    OffsetCommitRequestTopic::default()
+                        .with_name(name())
+                        .with_partitions(vec![
+                            OffsetCommitRequestPartition::default().with_committed_offset(offset),
+                        ]),
+                ]);
+            let resp = offset_commit(&broker, req, 2);
+            assert_eq!(
+                resp.topics[0].partitions[0].error_code, 0,
+                "commit {offset}"
+            );
+            let req = OffsetFetchRequest::default()
+                .with_group_id(GroupId(StrBytes::from_static_str("js")))
+                .with_topics(Some(vec![
+                    OffsetFetchRequestTopic::default()
+                        .with_name(name())
+                        .with_partition_indexes(vec![0]),
+                ]));
+            let p = &offset_fetch(&broker, req, 1).topics[0].partitions[0];
+            assert_eq!((p.committed_offset, p.error_code), (offset, 0));
+        }
+    }
 }

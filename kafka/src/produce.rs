@@ -282,7 +282,7 @@ fn error_text(code: ResponseError) -> &'static str {
         ResponseError::MessageTooLarge => "record batch larger than the topic's max.message.bytes",
         ResponseError::UnknownTopicOrPartition => "unknown topic or partition",
         ResponseError::OutOfOrderSequenceNumber => "out-of-order sequence number",
-        ResponseError::TransactionalIdAuthorizationFailed => "transactions are not supported",
+        ResponseError::TransactionalIdAuthorizationFailed => crate::groups::api::TXN_UNSUPPORTED,
         _ => "produce failed",
     }
 }
@@ -320,6 +320,7 @@ fn start_append(broker: &Broker, slot: &mut Slot, p: Arc<Partition>, records: By
     // The log writes the offsets into the batch, so it needs a mutable copy of the bytes,
     // which share the request frame's buffer.
     let mut buf = records.to_vec();
+    crate::compression::fix_compressed_max_timestamps(&mut buf);
     let len = buf.len();
     if slot.flush == FlushPolicy::Always {
         Pending::Blocking(

@@ -23,7 +23,7 @@ use crate::error::BatchError;
 mod builder;
 
 pub(crate) use builder::set_base_offset;
-pub use builder::{BatchBuilder, encode, encode_into};
+pub use builder::{BatchBuilder, encode, encode_into, set_max_timestamp};
 
 /// Size of the fixed batch header.
 pub const HEADER_LEN: usize = 61;
@@ -248,29 +248,35 @@ pub const MAX_RECORDS_PER_COMPRESSED_BYTE: i64 = 1024;
 
 impl RecordBatch<'_> {
     /// Everything the log checks before accepting a producer's batch: [`validate`]
-    /// (CRC, record count), a codec Kafka defines, `firstTimestamp <= maxTimestamp`, and:
+    /// (CRC, record count), a codec Kafka defines, and:
     ///
-    /// - uncompressed: every record parses, their offset deltas run 0, 1, 2, … and, unless the
-    ///   batch uses log-append time, `maxTimestamp` is the largest record timestamp;
-    /// - compressed: at most [`MAX_RECORDS_PER_COMPRESSED_BYTE`] records per byte of data.
+    /// - uncompressed: every record parses and their offset deltas run 0, 1, 2, …;
+    /// - compressed: `firstTimestamp <= maxTimestamp` and at most
+    ///   [`MAX_RECORDS_PER_COMPRESSED_BYTE`] records per byte of data.
+    ///
+    /// For an uncompressed create-time batch it returns the largest record timestamp, which
+    /// the caller stores as `maxTimestamp` (with [`set_max_timestamp`]) when the header says
+    /// otherwise, as Kafka's LogValidator does: some producers write -1 there. A compressed
+    /// batch is not decompressed here (`None`); its header must already be consistent.
     ///
     /// [`validate`]: Self::validate
-    pub fn validate_producer_batch(&self) -> Result<(), BatchError> {
+    /// [`set_max_timestamp`]: crate::batch::set_max_timestamp
+    pub fn validate_producer_batch(&self) -> Result<Option<i64>, BatchError> {
         self.validate()?;
         let compression = self.compression();
         if let Compression::Unknown(_) = compression {
             return Err(BatchError::BadRecord("unknown compression codec"));
         }
-        if self.first_timestamp() > self.max_timestamp() {
-            return Err(BatchError::BadRecord("firstTimestamp after maxTimestamp"));
-        }
         let count = i64::from(self.record_count());
         if compression != Compression::None {
+            if self.first_timestamp() > self.max_timestamp() {
+                return Err(BatchError::BadRecord("firstTimestamp after maxTimestamp"));
+            }
             let data = (self.buf.len() - HEADER_LEN) as i64;
             if count > data.max(1).saturating_mul(MAX_RECORDS_PER_COMPRESSED_BYTE) {
                 return Err(BatchError::TooManyRecords { records: count });
             }
-            return Ok(());
+            return Ok(None);
         }
         let log_append_time = self.attributes() & TIMESTAMP_TYPE_LOG_APPEND != 0;
         let mut max_ts: Option<i64> = None;
@@ -283,12 +289,9 @@ impl RecordBatch<'_> {
             }
             max_ts = Some(max_ts.map_or(r.timestamp_ms, |m| m.max(r.timestamp_ms)));
         }
-        if !log_append_time && max_ts != Some(self.max_timestamp()) {
-            return Err(BatchError::BadRecord(
-                "maxTimestamp is not the largest record timestamp",
-            ));
-        }
-        Ok(())
+        // A log-append-time batch's records all take maxTimestamp, so there is nothing to
+        // compute.
+        Ok(max_ts.filter(|_| !log_append_time))
     }
 }
 

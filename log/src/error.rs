@@ -225,9 +225,6 @@ pub enum OffsetsError {
     /// Group or topic name too long (limit 65535 bytes each) or empty group.
     #[error("invalid offsets key: {0}")]
     InvalidKey(String),
-    /// A negative offset cannot be committed.
-    #[error("invalid committed offset {0}")]
-    InvalidOffset(i64),
     /// An earlier fsync of the store failed; commits are refused until the log is reopened,
     /// because what reached the disk is unknown.
     #[error("consumer offsets store failed after an earlier I/O error; reopen the log")]

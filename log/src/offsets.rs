@@ -6,10 +6,11 @@
 //!   appended and fsynced only when a new pair first commits. Record:
 //!   `len u32 BE | crc32c(payload) u32 BE | payload = id u32 BE, group_len u16 BE, group, topic`.
 //! - `commits-<generation:020>`: a memory-mapped file of fixed 32-byte entries
-//!   `key_id u32 | partition u32 | offset i64 | seq u64 | crc32c(bytes 0..24) u32 | 0 u32`,
+//!   `key_id u32 | partition u32 | offset i64 | seq u64 | crc32c(bytes 0..24) u32 | flags u32`,
 //!   all big-endian. A commit is one 32-byte store into the mapping, so it is in the page
-//!   cache at once and survives a process crash. An offset of -1 is a tombstone
-//!   (`delete_group`). Each generation starts with a marker entry (key id `u32::MAX`, offset =
+//!   cache at once and survives a process crash. A negative offset is a tombstone
+//!   (`delete_group`) unless flags has [`FLAG_NEGATIVE_VALUE`]: Kafka stores a committed
+//!   negative offset as is (clients commit -1/-2 as reset markers), and so do we. Each generation starts with a marker entry (key id `u32::MAX`, offset =
 //!   number of live entries copied after it), so recovery can tell a complete generation from
 //!   one whose copy a machine crash interrupted.
 //!
@@ -137,26 +138,40 @@ fn commits_path(dir: &Path, generation: u64) -> PathBuf {
     dir.join(format!("commits-{generation:020}"))
 }
 
-fn encode_entry(key: u32, partition: u32, offset: i64, seq: u64) -> [u8; ENTRY] {
+/// Bit of an entry's flags word (bytes 28..32, once reserved and zero, so outside the CRC):
+/// the entry's negative offset is a committed value, not a tombstone. Older builds ignore
+/// the word and so read such a commit as a tombstone, which means "no committed offset" just
+/// as a committed -1 does; entries they wrote have no flag, so their tombstones stay
+/// tombstones here.
+const FLAG_NEGATIVE_VALUE: u32 = 1;
+
+/// Encodes an entry; `None` is a tombstone.
+fn encode_entry(key: u32, partition: u32, offset: Option<i64>, seq: u64) -> [u8; ENTRY] {
     let mut e = [0u8; ENTRY];
     e[0..4].copy_from_slice(&key.to_be_bytes());
     e[4..8].copy_from_slice(&partition.to_be_bytes());
-    e[8..16].copy_from_slice(&offset.to_be_bytes());
+    e[8..16].copy_from_slice(&offset.unwrap_or(-1).to_be_bytes());
     e[16..24].copy_from_slice(&seq.to_be_bytes());
     let crc = crc32c::crc32c(&e[..24]);
     e[24..28].copy_from_slice(&crc.to_be_bytes());
+    if offset.is_some_and(|o| o < 0) {
+        e[28..32].copy_from_slice(&FLAG_NEGATIVE_VALUE.to_be_bytes());
+    }
     e
 }
 
-fn decode_entry(e: &[u8]) -> Option<(u32, u32, i64, u64)> {
+/// Decodes an entry (`None` if its CRC fails); its offset is `None` for a tombstone.
+#[allow(clippy::type_complexity)]
+fn decode_entry(e: &[u8]) -> Option<(u32, u32, Option<i64>, u64)> {
     let u32_at = |i: usize| u32::from_be_bytes([e[i], e[i + 1], e[i + 2], e[i + 3]]);
     let u64_at = |i: usize| {
         let mut a = [0u8; 8];
         a.copy_from_slice(&e[i..i + 8]);
         u64::from_be_bytes(a)
     };
+    let value = |off: i64| (off >= 0 || u32_at(28) & FLAG_NEGATIVE_VALUE != 0).then_some(off);
     (crc32c::crc32c(&e[..24]) == u32_at(24))
-        .then(|| (u32_at(0), u32_at(4), u64_at(8) as i64, u64_at(16)))
+        .then(|| (u32_at(0), u32_at(4), value(u64_at(8) as i64), u64_at(16)))
 }
 
 fn map_file(file: &dyn FileHandle) -> std::io::Result<MmapMut> {
@@ -173,7 +188,8 @@ fn map_file(file: &dyn FileHandle) -> std::io::Result<MmapMut> {
 
 /// What replaying one generation found.
 struct Replayed {
-    entries: Vec<(u32, u32, i64)>,
+    /// (key, partition, offset or `None` for a tombstone).
+    entries: Vec<(u32, u32, Option<i64>)>,
     last_seq: u64,
     /// Whether the generation holds every live entry its marker announced. A generation
     /// without a marker is complete if it holds any entry (files written before markers
@@ -203,7 +219,7 @@ fn replay_generation(path: &Path, io: &dyn Io, after_seq: u64) -> std::io::Resul
         }
         out.last_seq = s;
         if i == 0 && key == MARKER_KEY {
-            announced = Some(off);
+            announced = Some(off.unwrap_or(0));
             continue;
         }
         out.entries.push((key, part, off));
@@ -277,11 +293,10 @@ impl Offsets {
                 if (key as usize) >= keys.len() {
                     continue;
                 }
-                if off < 0 {
-                    committed.remove(&(key, part));
-                } else {
-                    committed.insert((key, part), off);
-                }
+                match off {
+                    None => committed.remove(&(key, part)),
+                    Some(off) => committed.insert((key, part), off),
+                };
             }
         }
         // Start from a fresh, complete generation so stale entries after a torn one can never
@@ -343,9 +358,6 @@ impl Offsets {
         partition: u32,
         next_offset: i64,
     ) -> Result<(), OffsetsError> {
-        if next_offset < 0 {
-            return Err(OffsetsError::InvalidOffset(next_offset));
-        }
         if group.is_empty()
             || group.len() > usize::from(u16::MAX)
             || topic.len() > usize::from(u16::MAX)
@@ -362,7 +374,7 @@ impl Offsets {
                 Some(&k) => k,
                 None => self.add_name(&mut st, group, topic)?,
             };
-            self.put(&mut st, key, partition, next_offset, &mut after)?;
+            self.put(&mut st, key, partition, Some(next_offset), &mut after)?;
             st.seq
         };
         self.after_put(after)?;
@@ -432,7 +444,7 @@ impl Offsets {
         st: &mut State,
         key: u32,
         partition: u32,
-        offset: i64,
+        offset: Option<i64>,
         after: &mut After,
     ) -> Result<(), OffsetsError> {
         if st.preparing && self.incoming.ready.load(Ordering::Acquire) {
@@ -457,10 +469,9 @@ impl Offsets {
         st.cursor += 1;
         st.dirty = true;
         let k = (key, partition);
-        let prev = if offset < 0 {
-            st.committed.remove(&k)
-        } else {
-            st.committed.insert(k, offset)
+        let prev = match offset {
+            None => st.committed.remove(&k),
+            Some(o) => st.committed.insert(k, o),
         };
         if self.policy == FlushPolicy::Always {
             let seq = st.seq;
@@ -691,7 +702,7 @@ impl Offsets {
                 .copied()
                 .collect();
             for (k, p) in doomed {
-                self.put(&mut st, k, p, -1, &mut after)?;
+                self.put(&mut st, k, p, None, &mut after)?;
             }
             st.seq
         };
@@ -728,11 +739,11 @@ fn fill(map: &mut MmapMut, mut seq: u64, committed: &HashMap<(u32, u32), i64>) -
     let mut live: Vec<_> = committed.iter().map(|(&k, &v)| (k, v)).collect();
     live.sort_unstable();
     seq += 1;
-    map[..ENTRY].copy_from_slice(&encode_entry(MARKER_KEY, 0, live.len() as i64, seq));
+    map[..ENTRY].copy_from_slice(&encode_entry(MARKER_KEY, 0, Some(live.len() as i64), seq));
     for (i, ((key, part), off)) in live.iter().enumerate() {
         seq += 1;
         let at = (i + 1) * ENTRY;
-        map[at..at + ENTRY].copy_from_slice(&encode_entry(*key, *part, *off, seq));
+        map[at..at + ENTRY].copy_from_slice(&encode_entry(*key, *part, Some(*off), seq));
     }
     (live.len() + 1, seq)
 }

@@ -354,10 +354,19 @@ impl Partition {
             return Err(AppendError::Empty);
         }
         let mut pending = Vec::with_capacity(1);
+        let mut fix = Vec::new();
         let mut at = 0;
         for b in batch::batches(buf) {
             let b = b?;
-            b.validate_producer_batch()?;
+            let mut max_ts = b.max_timestamp();
+            if let Some(computed) = b.validate_producer_batch()?
+                && computed != max_ts
+            {
+                // Stored with the records' real maximum, so the time index and ListOffsets
+                // see it (Kafka's LogValidator rewrites it too; some producers send -1).
+                fix.push((at, computed));
+                max_ts = computed;
+            }
             let len = b.as_bytes().len();
             // Kafka checks every batch a producer sends against the topic's limit.
             let max = self.config.max_message_bytes;
@@ -367,9 +376,12 @@ impl Partition {
             pending.push(Pending {
                 at,
                 delta: b.last_offset_delta(),
-                max_ts: b.max_timestamp(),
+                max_ts,
             });
             at += len;
+        }
+        for (at, ts) in fix {
+            batch::set_max_timestamp(&mut buf[at..], ts);
         }
         self.write(buf, &pending, now_ms())
     }

@@ -15,6 +15,10 @@ static ALLOC: rill_kafka::WireSafeAlloc = rill_kafka::WireSafeAlloc;
 fn main() {
     let cli = commands::Cli::parse();
     if let Err(e) = commands::run(cli) {
+        if e.downcast_ref::<commands::StdoutClosed>().is_some() {
+            // The reader has what it wanted (`| head`): not an error.
+            return;
+        }
         // One line, whatever the messages in the chain hold.
         eprintln!("error: {}", format!("{e:#}").replace('\n', " "));
         std::process::exit(1);

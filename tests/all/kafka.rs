@@ -476,24 +476,23 @@ fn bad_requests_get_error_codes_or_lose_only_their_connection() {
     let (corr, err, n) = api_versions(&mut s, 99, 7);
     assert_eq!((corr, err), (7, 35));
     assert!(n > 10);
-    // Unknown API key and unsupported version: error 35, connection still usable.
-    s.write_all(&frame(999, 0, 8, &[])).expect("send");
-    assert_eq!(
-        read_response(&mut s).expect("response"),
-        [&8i32.to_be_bytes()[..], &35i16.to_be_bytes()].concat()
-    );
-    s.write_all(&frame(3, 99, 9, &[])).expect("send");
-    assert_eq!(
-        read_response(&mut s).expect("response"),
-        [&9i32.to_be_bytes()[..], &35i16.to_be_bytes()].concat()
-    );
-    // Produce v0-2 are advertised (librdkafka needs that to enable compression) but refused.
-    s.write_all(&frame(0, 2, 10, &[])).expect("send");
-    assert_eq!(
-        read_response(&mut s).expect("response"),
-        [&10i32.to_be_bytes()[..], &35i16.to_be_bytes()].concat()
-    );
     assert_eq!(api_versions(&mut s, 1, 11), (11, 0, 16));
+    // Issue 11: an unknown API key, or a version we do not serve, closes the connection
+    // without a response, as Apache Kafka 4.x does. An error frame in some other shape was
+    // decoded as success by old clients (a silently lost OffsetCommit v1).
+    for (key, version) in [(999, 0), (3, 99), (8, 1), (8, 0), (1, 3)] {
+        let mut s = connect(&h);
+        s.write_all(&frame(key, version, 8, &[])).expect("send");
+        assert!(
+            is_closed(&mut s),
+            "API {key} v{version} closes the connection"
+        );
+    }
+    // Produce v0-2 are advertised (librdkafka needs that to enable compression) but refused
+    // the same way.
+    let mut s = connect(&h);
+    s.write_all(&frame(0, 2, 10, &[])).expect("send");
+    assert!(is_closed(&mut s));
 
     // A truncated Metadata body: that connection is closed, nothing else.
     let mut s = connect(&h);
@@ -559,5 +558,20 @@ fn bad_requests_get_error_codes_or_lose_only_their_connection() {
     assert!(
         h.log().contains("closing kafka connection"),
         "malformed frames are logged"
+    );
+}
+
+/// Issue 11: a transactional producer fails at once with a clear error instead of retrying a
+/// transaction coordinator lookup forever.
+#[test]
+fn issue11_transactional_producer_fails_fast() {
+    if !have_python("confluent_kafka") {
+        return;
+    }
+    let h = TestHost::start();
+    let out = script(&h, "transactional_fails_fast.py", &[]);
+    assert!(
+        out.contains("TRANSACTIONAL_ID_AUTHORIZATION_FAILED"),
+        "{out}"
     );
 }

@@ -5,6 +5,7 @@ mod differential;
 mod engine;
 mod examples;
 mod host;
+mod issue11;
 mod kafka;
 mod kafka_tools;
 mod reliability;

@@ -34,9 +34,23 @@ pub(crate) fn find_coordinator(
 ) -> FindCoordinatorResponse {
     let (host, port) = broker.advertised();
     let node = BrokerId(broker.cfg.node_id);
-    // key_type 0 = consumer group, 1 = transaction.
-    let err = (req.key_type != 0).then_some(ResponseError::CoordinatorNotAvailable);
+    // key_type 0 = consumer group, 1 = transaction. Rill has no transaction coordinator;
+    // COORDINATOR_NOT_AVAILABLE is retriable, and clients retried it forever (a
+    // transactional producer never returned from its init). A non-retriable authorization
+    // error makes them fail at once with our message.
+    let (err, msg) = match req.key_type {
+        0 => (None, None),
+        1 => (
+            Some(ResponseError::TransactionalIdAuthorizationFailed),
+            Some(TXN_UNSUPPORTED),
+        ),
+        _ => (
+            Some(ResponseError::InvalidRequest),
+            Some("unknown coordinator key type"),
+        ),
+    };
     let c = code(broker, err);
+    let message = msg.map(s);
     if version >= 4 {
         let coordinators = req
             .coordinator_keys
@@ -48,6 +62,7 @@ pub(crate) fn find_coordinator(
                     .with_host(s(if c == 0 { host } else { "" }))
                     .with_port(if c == 0 { port } else { -1 })
                     .with_error_code(c)
+                    .with_error_message(message.clone())
             })
             .collect();
         return FindCoordinatorResponse::default().with_coordinators(coordinators);
@@ -58,11 +73,15 @@ pub(crate) fn find_coordinator(
     } else {
         r = r.with_node_id(BrokerId(-1)).with_host(s("")).with_port(-1);
     }
-    if version >= 1 && c != 0 {
-        r = r.with_error_message(Some(s("transactions are not supported")));
+    if version >= 1 {
+        r = r.with_error_message(message);
     }
     r
 }
+
+/// What a transactional client is told, wherever it asks for a transaction coordinator.
+pub(crate) const TXN_UNSUPPORTED: &str =
+    "Rill does not support transactions yet: use an idempotent producer without transactional.id";
 
 /// JoinGroup: waits until the rebalance step completes.
 pub(crate) async fn join_group(

@@ -202,6 +202,21 @@ pub fn encode_into(records: &[Record<'_>], now_ms: i64, out: &mut Vec<u8>) {
     b.finish();
 }
 
+/// Overwrites the `maxTimestamp` of the batch at the start of `buf` and recomputes its CRC,
+/// which covers the header from the attributes on. The log calls it for a producer batch
+/// whose header disagrees with its records (Kafka's LogValidator does the same); the Kafka
+/// door, for a compressed one it decompressed to find the value.
+///
+/// # Panics
+///
+/// If `buf` is shorter than its batch header or than the batch its length field announces.
+pub fn set_max_timestamp(buf: &mut [u8], max_timestamp: i64) {
+    let end = LOG_OVERHEAD + i32::from_be_bytes([buf[8], buf[9], buf[10], buf[11]]) as usize;
+    buf[35..43].copy_from_slice(&max_timestamp.to_be_bytes());
+    let crc = crc32c::crc32c(&buf[CRC_START..end]);
+    buf[17..21].copy_from_slice(&crc.to_be_bytes());
+}
+
 /// Overwrites the base offset of the batch at the start of `buf` (not covered by the CRC).
 pub(crate) fn set_base_offset(buf: &mut [u8], base: i64) {
     buf[..8].copy_from_slice(&base.to_be_bytes());

@@ -95,12 +95,21 @@ impl Partition {
         }
     }
     /// First offset whose timestamp is `>= ts_ms`, below the high watermark; `Ok(None)` if
-    /// there is none.
-    ///
-    /// For a compressed batch, the batch's base offset is returned when its max timestamp
-    /// qualifies (records are not decompressed). Damaged data on the way is an error, not a
-    /// silent skip to a later segment, which would return a wrong (too late) offset.
+    /// there is none. See [`find_timestamp`](Self::find_timestamp).
     pub fn offset_for_timestamp(&self, ts_ms: i64) -> Result<Option<i64>, ReadError> {
+        Ok(self.find_timestamp(ts_ms)?.map(|(offset, _)| offset))
+    }
+
+    /// The first record whose timestamp is `>= ts_ms`, below the high watermark, as
+    /// (offset, timestamp); `Ok(None)` if there is none. This is Kafka's ListOffsets by
+    /// timestamp: the exact record, even when its batch starts before `ts_ms`.
+    ///
+    /// For a compressed batch whose max timestamp qualifies, records are not decompressed:
+    /// the batch's base offset is returned, with its firstTimestamp if that qualifies (then
+    /// it is exact: the first record's) and otherwise its maxTimestamp. Damaged data on the
+    /// way is an error, not a silent skip to a later segment, which would return a wrong (too
+    /// late) offset.
+    pub fn find_timestamp(&self, ts_ms: i64) -> Result<Option<(i64, i64)>, ReadError> {
         let hw = self.high_watermark();
         let segs: Vec<Arc<Segment>> = self.segs().clone();
         for seg in segs {
@@ -155,7 +164,12 @@ impl Partition {
                 reason: e.to_string(),
             })?;
             if batch.compression() != batch::Compression::None {
-                return Ok(Some(batch.base_offset()));
+                let ts = if batch.first_timestamp() >= ts_ms {
+                    batch.first_timestamp()
+                } else {
+                    batch.max_timestamp()
+                };
+                return Ok(Some((batch.base_offset(), ts)));
             }
             for r in batch.records() {
                 let r = r.map_err(|e| ReadError::Corrupt {
@@ -164,12 +178,12 @@ impl Partition {
                     reason: e.to_string(),
                 })?;
                 if r.timestamp_ms >= ts_ms {
-                    return Ok(Some(r.offset));
+                    return Ok(Some((r.offset, r.timestamp_ms)));
                 }
             }
             // Only reachable with log-append time, where records carry the batch's max
             // timestamp, which qualified.
-            return Ok(Some(batch.base_offset()));
+            return Ok(Some((batch.base_offset(), batch.max_timestamp())));
         }
         Ok(None)
     }

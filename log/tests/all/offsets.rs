@@ -30,10 +30,6 @@ fn commit_fetch_reopen() {
         o.commit("g", "t", 0, 6).unwrap();
         o.commit("h", "u", 3, 1).unwrap();
         assert!(matches!(
-            o.commit("g", "t", 0, -1),
-            Err(OffsetsError::InvalidOffset(-1))
-        ));
-        assert!(matches!(
             o.commit("", "t", 0, 1),
             Err(OffsetsError::InvalidKey(_))
         ));
@@ -58,6 +54,41 @@ fn commit_fetch_reopen() {
     assert_eq!(log.offsets().groups(), ["h"]);
     log.offsets().commit("g", "t", 0, 9).unwrap();
     assert_eq!(log.offsets().fetch("g", "t", 0), Some(9));
+}
+
+/// Issue 11: Kafka stores a committed negative offset as is (clients commit -1/-2 as reset
+/// markers after OFFSET_OUT_OF_RANGE or an admin reset) and OffsetFetch returns it; so do
+/// we, across a crash, a clean reopen and generation switches, while `delete_group`'s
+/// tombstones still delete.
+#[test]
+fn issue11_negative_commits_are_stored_as_is() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let log = open(dir.path());
+        let o = log.offsets();
+        o.commit("g", "t", 0, 5).unwrap();
+        o.commit("g", "t", 0, -1).unwrap();
+        o.commit("g", "t", 1, -2).unwrap();
+        o.commit("d", "t", 0, -2).unwrap();
+        o.delete_group("d").unwrap();
+        assert_eq!(o.fetch("g", "t", 0), Some(-1));
+        assert_eq!(o.fetch("g", "t", 1), Some(-2));
+        assert_eq!(o.groups(), ["g"]);
+        log.simulate_crash();
+    }
+    for _ in 0..2 {
+        let log = open(dir.path());
+        let o = log.offsets();
+        assert_eq!(o.fetch("g", "t", 0), Some(-1));
+        assert_eq!(o.fetch("g", "t", 1), Some(-2));
+        assert_eq!(o.fetch("d", "t", 0), None);
+        assert!(!o.groups().contains(&"d".to_string()));
+        // Enough commits to switch generations: live negative values are copied over.
+        for i in 0..70_000 {
+            o.commit("h", "u", 0, i).unwrap();
+        }
+        assert_eq!(o.fetch("g", "t", 1), Some(-2));
+    }
 }
 
 #[test]

@@ -426,16 +426,55 @@ fn review_8_producer_batches_are_validated() {
         p.append_batch(&mut two),
         Err(AppendError::InvalidBatch(BatchError::BadRecord(_)))
     ));
-    // maxTimestamp must be the largest record timestamp.
-    let mut lying = good.clone();
-    lying[35..43].copy_from_slice(&999i64.to_be_bytes());
-    refresh_crc(&mut lying);
-    assert!(matches!(
-        p.append_batch(&mut lying),
-        Err(AppendError::InvalidBatch(BatchError::BadRecord(_)))
-    ));
     let mut ok = good;
     assert_eq!(p.append_batch(&mut ok).unwrap().last_offset, 1);
+}
+
+/// Issue 11: a batch whose maxTimestamp is not its records' largest timestamp (a Go producer
+/// writes -1 there) was refused as CORRUPT_MESSAGE. As Kafka's LogValidator does, it is
+/// stored with the computed maxTimestamp and a fresh CRC, so the time index and ListOffsets
+/// by timestamp see the real times.
+#[test]
+fn issue11_a_wrong_max_timestamp_is_recomputed_not_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(dir.path(), quiet_opts()).unwrap();
+    let p = partition0(&log, "t", TopicConfig::default());
+    let at = |ts: i64, v: &'static [u8]| Record {
+        value: Some(v),
+        timestamp_ms: Some(ts),
+        ..Record::default()
+    };
+    for (first, claimed) in [(1_000, -1i64), (5_000, 999_999)] {
+        let mut b = BatchBuilder::new();
+        b.push_all(
+            &[at(first, b"a"), at(first + 40, b"b"), at(first + 20, b"c")],
+            0,
+        );
+        let mut batch = b.finish();
+        batch[35..43].copy_from_slice(&claimed.to_be_bytes());
+        refresh_crc(&mut batch);
+        p.append_batch(&mut batch).unwrap();
+    }
+    let bytes = p.read(0, 1 << 20).unwrap().bytes;
+    let stored: Vec<(i64, i64)> = rill_log::batches(&bytes)
+        .map(|b| {
+            let b = b.unwrap();
+            assert!(b.crc_ok());
+            (b.first_timestamp(), b.max_timestamp())
+        })
+        .collect();
+    assert_eq!(stored, [(1_000, 1_040), (5_000, 5_040)]);
+    // The first record at or after the target, exactly, with its own timestamp (issue 11,
+    // ListOffsets): 1_030 is the second record of the first batch.
+    assert_eq!(p.find_timestamp(1_030).unwrap(), Some((1, 1_040)));
+    assert_eq!(p.find_timestamp(1_041).unwrap(), Some((3, 5_000)));
+    assert_eq!(p.find_timestamp(5_041).unwrap(), None);
+    drop(p);
+    drop(log);
+    // The time index rebuilt from the stored batches agrees.
+    let log = Log::open(dir.path(), quiet_opts()).unwrap();
+    let p = log.topic("t").unwrap().partition(0).unwrap().clone();
+    assert_eq!(p.find_timestamp(1_030).unwrap(), Some((1, 1_040)));
 }
 
 /// Review 8: huge (plausible) record counts roll the segment instead of pushing relative

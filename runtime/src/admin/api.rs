@@ -281,10 +281,11 @@ pub struct GroupLag {
     pub topic: String,
     /// Partition.
     pub partition: u32,
-    /// Committed offset (the next to read).
+    /// Committed offset (the next to read). Kafka clients may commit -1 or -2 as reset
+    /// markers; they are shown as committed.
     pub committed: i64,
     /// High watermark.
     pub end: i64,
-    /// `end - committed`.
+    /// `end - committed`, where a negative committed value counts as 0.
     pub lag: i64,
 }

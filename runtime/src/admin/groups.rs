@@ -29,7 +29,9 @@ pub fn group_lag(host: &Host) -> Vec<GroupLag> {
                 partition,
                 committed,
                 end,
-                lag: (end - committed).max(0),
+                // A negative commit (a Kafka client's reset marker, stored as is) is no
+                // position: count the lag as for a group that has not consumed yet.
+                lag: (end - committed.max(0)).max(0),
             });
         }
     }

@@ -18,6 +18,7 @@ pub(super) type H = State<Arc<Host>>;
 
 /// The admin API's routes.
 pub fn router(host: Arc<Host>) -> Router {
+    let max = host.config.admin_max_body_bytes;
     Router::new()
         .route("/v1/status", get(status))
         .route(
@@ -44,9 +45,49 @@ pub fn router(host: Arc<Host>) -> Router {
         .route("/v1/deployments/{name}/resume", post(deployments::resume))
         .route("/v1/deployments/{name}/logs", get(deployments::logs))
         .route("/metrics", get(crate::admin::prometheus::metrics))
-        // Modules can be several MiB, produce requests larger still.
-        .layer(axum::extract::DefaultBodyLimit::max(64 << 20))
+        // Two guards: the middleware refuses a body whose Content-Length is over the cap
+        // before anything reads it, and the body limit stops a chunked one (no length) as
+        // soon as it passes the cap; the middleware gives both the API's JSON error shape.
+        .layer(axum::middleware::from_fn_with_state(max, limit_body))
+        .layer(axum::extract::DefaultBodyLimit::max(max))
         .with_state(host)
+}
+
+/// Refuses request bodies over `max` bytes with a one-line JSON 413 (see [`router`]).
+async fn limit_body(
+    State(max): State<usize>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let declared = req
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max as u64) {
+        let mut resp = too_large(max);
+        // The unread body is still on its way: do not keep the connection for another
+        // request behind it.
+        resp.headers_mut().insert(
+            axum::http::header::CONNECTION,
+            axum::http::HeaderValue::from_static("close"),
+        );
+        return resp;
+    }
+    let resp = next.run(req).await;
+    // axum's own rejection when the body limit is hit is plain text.
+    if resp.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        return too_large(max);
+    }
+    resp
+}
+
+fn too_large(max: usize) -> Response {
+    Fail(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!("request body over the admin API limit of {max} bytes (admin_max_body_bytes)"),
+    )
+    .into_response()
 }
 
 /// An error answer: a status code and one line.

@@ -30,7 +30,7 @@ pub struct BuildArgs {
 /// Builds the crate and prints the path of the `.wasm` file.
 pub fn run(args: BuildArgs) -> anyhow::Result<()> {
     let wasm = build(&args)?;
-    println!("{}", wasm.display());
+    outln!("{}", wasm.display())?;
     Ok(())
 }
 

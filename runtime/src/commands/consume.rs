@@ -45,20 +45,20 @@ pub fn run(client: &Client, args: ConsumeArgs) -> anyhow::Result<()> {
         let resp: Fetched = client.post(&path, &req)?;
         for r in &resp.records {
             if args.json {
-                println!("{}", serde_json::to_string(r)?);
+                outln!("{}", serde_json::to_string(r)?)?;
             } else {
                 let value = r
                     .value
                     .clone()
                     .or_else(|| r.value_b64.as_ref().map(|b| format!("base64:{b}")));
                 match &r.key {
-                    Some(k) => println!(
+                    Some(k) => outln!(
                         "{}:{} {k} {}",
                         r.partition,
                         r.offset,
                         value.unwrap_or_default()
-                    ),
-                    None => println!("{}:{} {}", r.partition, r.offset, value.unwrap_or_default()),
+                    )?,
+                    None => outln!("{}:{} {}", r.partition, r.offset, value.unwrap_or_default())?,
                 }
             }
         }

@@ -138,13 +138,13 @@ pub fn run(client: &Client, args: DeployArgs) -> anyhow::Result<()> {
         wasm_b64: base64::engine::general_purpose::STANDARD.encode(&wasm),
     };
     let info: DeploymentInfo = client.post("/v1/deployments", &req)?;
-    println!(
+    outln!(
         "deployed {} on topic {} (group {}, {} partition(s), module {})",
         info.spec.name,
         info.spec.topic,
         info.spec.group,
         info.partitions.len(),
         &info.spec.module_hash[..12.min(info.spec.module_hash.len())]
-    );
+    )?;
     Ok(())
 }

@@ -48,15 +48,22 @@ pub struct LogsArgs {
 pub fn list(client: &Client, args: ListArgs) -> anyhow::Result<()> {
     let all: Vec<DeploymentInfo> = client.get("/v1/deployments")?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&all)?);
+        outln!("{}", serde_json::to_string_pretty(&all)?)?;
         return Ok(());
     }
-    println!(
+    outln!(
         "{:<24} {:<16} {:<9} {:>10} {:>12} {:>12} {:>7} {:>5}",
-        "NAME", "TOPIC", "STATE", "LAG", "IN", "OUT", "ERRORS", "DLQ"
-    );
+        "NAME",
+        "TOPIC",
+        "STATE",
+        "LAG",
+        "IN",
+        "OUT",
+        "ERRORS",
+        "DLQ"
+    )?;
     for d in &all {
-        println!(
+        outln!(
             "{:<24} {:<16} {:<9} {:>10} {:>12} {:>12} {:>7} {:>5}",
             d.spec.name,
             d.spec.topic,
@@ -66,14 +73,14 @@ pub fn list(client: &Client, args: ListArgs) -> anyhow::Result<()> {
             d.records_out,
             d.errors,
             d.dead_lettered
-        );
+        )?;
         if args.partitions || d.state != "running" {
             for p in &d.partitions {
                 let committed = p
                     .committed
                     .map(|c| c.to_string())
                     .unwrap_or_else(|| "-".into());
-                println!(
+                outln!(
                     "    partition {:<4} committed {:>10}  end {:>10}  lag {:>8}  {}{}",
                     p.partition,
                     committed,
@@ -84,12 +91,12 @@ pub fn list(client: &Client, args: ListArgs) -> anyhow::Result<()> {
                         .as_ref()
                         .map(|e| format!("  error: {e}"))
                         .unwrap_or_default()
-                );
+                )?;
             }
         }
     }
     if all.is_empty() {
-        println!("(no deployments: deploy one with 'runtime deploy handler.wasm --topic TOPIC')");
+        outln!("(no deployments: deploy one with 'runtime deploy handler.wasm --topic TOPIC')")?;
     }
     Ok(())
 }
@@ -101,7 +108,7 @@ pub fn undeploy(client: &Client, args: UndeployArgs) -> anyhow::Result<()> {
         ""
     };
     client.delete(&format!("/v1/deployments/{}{q}", args.name))?;
-    println!("undeployed {}", args.name);
+    outln!("undeployed {}", args.name)?;
     Ok(())
 }
 
@@ -109,7 +116,7 @@ pub fn pause(client: &Client, args: NameArg, paused: bool) -> anyhow::Result<()>
     let verb = if paused { "pause" } else { "resume" };
     let info: DeploymentInfo =
         client.post(&format!("/v1/deployments/{}/{verb}", args.name), &())?;
-    println!("{} is {}", info.spec.name, info.state);
+    outln!("{} is {}", info.spec.name, info.state)?;
     Ok(())
 }
 
@@ -124,7 +131,7 @@ pub fn logs(client: &Client, args: LogsArgs) -> anyhow::Result<()> {
     let mut after = newest.last().map_or(0, |l| l.seq);
     let skip = newest.len().saturating_sub(args.tail);
     for l in &newest[skip..] {
-        print_line(l);
+        print_line(l)?;
     }
     if !args.follow {
         return Ok(());
@@ -135,7 +142,7 @@ pub fn logs(client: &Client, args: LogsArgs) -> anyhow::Result<()> {
             args.name
         ))?;
         for l in &lines {
-            print_line(l);
+            print_line(l)?;
             after = l.seq;
         }
         if lines.is_empty() {
@@ -144,15 +151,16 @@ pub fn logs(client: &Client, args: LogsArgs) -> anyhow::Result<()> {
     }
 }
 
-fn print_line(l: &LogEntry) {
+fn print_line(l: &LogEntry) -> anyhow::Result<()> {
     let offset = l.offset.map(|o| format!(" offset={o}")).unwrap_or_default();
-    println!(
+    outln!(
         "{} {:<5} partition={}{offset} {}",
         fmt_ts(l.ts_ms),
         l.level,
         l.partition,
         l.message
-    );
+    )?;
+    Ok(())
 }
 
 /// `HH:MM:SS.mmm` UTC: enough to read a log, without a date-time dependency.
@@ -169,18 +177,28 @@ fn fmt_ts(ms: i64) -> String {
 
 pub fn groups(client: &Client) -> anyhow::Result<()> {
     let rows: Vec<rill_runtime::admin::api::GroupLag> = client.get("/v1/groups")?;
-    println!(
+    outln!(
         "{:<28} {:<20} {:>9} {:>12} {:>12} {:>10}",
-        "GROUP", "TOPIC", "PARTITION", "COMMITTED", "END", "LAG"
-    );
+        "GROUP",
+        "TOPIC",
+        "PARTITION",
+        "COMMITTED",
+        "END",
+        "LAG"
+    )?;
     for r in &rows {
-        println!(
+        outln!(
             "{:<28} {:<20} {:>9} {:>12} {:>12} {:>10}",
-            r.group, r.topic, r.partition, r.committed, r.end, r.lag
-        );
+            r.group,
+            r.topic,
+            r.partition,
+            r.committed,
+            r.end,
+            r.lag
+        )?;
     }
     if rows.is_empty() {
-        println!("(no consumer group has committed an offset yet)");
+        outln!("(no consumer group has committed an offset yet)")?;
     }
     Ok(())
 }

@@ -1,6 +1,17 @@
 //! One file per subcommand. Commands other than `serve`, `new`, `build` and `test` are
 //! clients of a running host's admin API.
 
+/// `println!` that returns an error instead of panicking when stdout fails. A closed pipe
+/// (`runtime consume t | head -3`) becomes [`StdoutClosed`], which `main` turns into a quiet
+/// exit with status 0, as cat and ripgrep do; `println!` panicked ("failed printing to
+/// stdout: Broken pipe", status 101).
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout().lock(), $($arg)*).map_err($crate::commands::stdout_error)
+    }};
+}
+
 mod build;
 mod consume;
 mod deploy;
@@ -13,6 +24,28 @@ mod test;
 mod topic;
 
 use clap::{Parser, Subcommand};
+
+/// Stdout was closed by its reader (EPIPE): the command ends quietly with status 0.
+#[derive(Debug)]
+pub struct StdoutClosed;
+
+impl std::fmt::Display for StdoutClosed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("stdout closed")
+    }
+}
+
+impl std::error::Error for StdoutClosed {}
+
+/// Wraps a failed write to stdout: a broken pipe as [`StdoutClosed`], anything else with
+/// context.
+pub(crate) fn stdout_error(e: std::io::Error) -> anyhow::Error {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        anyhow::Error::new(StdoutClosed)
+    } else {
+        anyhow::Error::new(e).context("writing to stdout")
+    }
+}
 
 use rill_runtime::admin::client::Client;
 

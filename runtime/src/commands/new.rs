@@ -49,12 +49,12 @@ pub fn run(args: NewArgs) -> anyhow::Result<()> {
     for (file, text) in files {
         std::fs::write(dir.join(file), text).with_context(|| format!("writing {file}"))?;
     }
-    println!("created {}", dir.display());
-    println!(
+    outln!("created {}", dir.display())?;
+    outln!(
         "next:\n  cd {}\n  runtime build\n  runtime test target/wasm32-unknown-unknown/release/{}.wasm --input records.jsonl",
         dir.display(),
         name.replace('-', "_")
-    );
+    )?;
     Ok(())
 }
 

@@ -105,17 +105,15 @@ pub fn run(client: &Client, args: ProduceArgs) -> anyhow::Result<()> {
         eprintln!();
     }
     match first {
-        Some((p, o)) if sent == 1 => {
-            println!(
-                "produced 1 record to {} (partition {p}, offset {o})",
-                args.topic
-            )
-        }
-        _ => println!(
+        Some((p, o)) if sent == 1 => outln!(
+            "produced 1 record to {} (partition {p}, offset {o})",
+            args.topic
+        )?,
+        _ => outln!(
             "produced {sent} records to {} in {:.2}s",
             args.topic,
             started.elapsed().as_secs_f64()
-        ),
+        )?,
     }
     Ok(())
 }

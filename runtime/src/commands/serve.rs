@@ -98,16 +98,12 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         let data_dir = config.data_dir.clone();
         rill_runtime::host::run(config, shutdown, |admin, kafka| {
             // One line that scripts and tests wait for.
-            match kafka {
-                Some(k) => println!(
-                    "rill ready admin=http://{admin} kafka={k} data_dir={}",
-                    data_dir.display()
-                ),
-                None => println!(
-                    "rill ready admin=http://{admin} kafka=off data_dir={}",
-                    data_dir.display()
-                ),
-            }
+            let kafka = kafka.map_or_else(|| "off".to_string(), |k| k.to_string());
+            // A closed stdout must not stop the host (`println!` would panic here).
+            let _ = outln!(
+                "rill ready admin=http://{admin} kafka={kafka} data_dir={}",
+                data_dir.display()
+            );
         })
         .await
         .map_err(anyhow::Error::from)

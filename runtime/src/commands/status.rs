@@ -5,34 +5,36 @@ use rill_runtime::admin::client::Client;
 
 pub fn run(client: &Client) -> anyhow::Result<()> {
     let s: Status = client.get("/v1/status")?;
-    println!(
+    outln!(
         "rill {}  up {}s  data dir {}",
-        s.version, s.uptime_s, s.data_dir
-    );
-    println!(
+        s.version,
+        s.uptime_s,
+        s.data_dir
+    )?;
+    outln!(
         "admin {}  kafka {}",
         client.base(),
         s.kafka_addr.as_deref().unwrap_or("off")
-    );
-    println!("topics {}  deployments {}", s.topics, s.deployments);
+    )?;
+    outln!("topics {}  deployments {}", s.topics, s.deployments)?;
     if s.unhealthy_deployments.is_empty() {
-        println!("deployments: all healthy");
+        outln!("deployments: all healthy")?;
     } else {
-        println!(
+        outln!(
             "unhealthy deployments: {}",
             s.unhealthy_deployments.join(", ")
-        );
+        )?;
     }
     if s.recovery.is_empty() {
-        println!("recovery: nothing to report");
+        outln!("recovery: nothing to report")?;
     } else {
-        println!("recovery found {} problem(s):", s.recovery.len());
+        outln!("recovery found {} problem(s):", s.recovery.len())?;
         for r in &s.recovery {
-            println!("  {r}");
+            outln!("  {r}")?;
         }
     }
     for (name, why) in &s.restore_failures {
-        println!("deployment {name} could not be restored: {why}");
+        outln!("deployment {name} could not be restored: {why}")?;
     }
     Ok(())
 }

@@ -156,14 +156,14 @@ pub fn run(args: TestArgs) -> anyhow::Result<()> {
 
     for l in &inv.logs {
         let at = l.offset.map(|o| format!(" offset={o}")).unwrap_or_default();
-        println!("log  {:<5}{at} {}", l.level.as_str(), l.message);
+        outln!("log  {:<5}{at} {}", l.level.as_str(), l.message)?;
     }
     for e in inv.emits.iter() {
         let headers: String = e
             .headers()
             .map(|(k, v)| format!(" {k}={}", show(v)))
             .collect();
-        println!(
+        outln!(
             "emit {} key={} value={}{}",
             e.topic,
             show(e.key),
@@ -173,15 +173,15 @@ pub fn run(args: TestArgs) -> anyhow::Result<()> {
             } else {
                 format!(" headers:{headers}")
             }
-        );
+        )?;
     }
-    println!(
+    outln!(
         "{} records in, {} emitted, outcome {}, {:.3} ms",
         inputs.len(),
         inv.emits.len(),
         inv.outcome.kind(),
         inv.elapsed.as_secs_f64() * 1e3
-    );
+    )?;
     match inv.outcome {
         Outcome::Ok => Ok(()),
         other => bail!("handler failed: {other}"),

@@ -60,29 +60,37 @@ pub fn run(client: &Client, cmd: TopicCommand) -> anyhow::Result<()> {
                 segment_bytes,
             };
             let t: TopicInfo = client.post("/v1/topics", &req)?;
-            println!(
+            outln!(
                 "created topic {} with {} partition(s), flush {}",
-                t.name, t.partitions, t.flush
-            );
+                t.name,
+                t.partitions,
+                t.flush
+            )?;
         }
         TopicCommand::List => {
             let topics: Vec<TopicInfo> = client.get("/v1/topics")?;
-            println!(
+            outln!(
                 "{:<32} {:>10} {:>14} {:>12}",
-                "TOPIC", "PARTITIONS", "RECORDS", "BYTES"
-            );
+                "TOPIC",
+                "PARTITIONS",
+                "RECORDS",
+                "BYTES"
+            )?;
             for t in topics {
                 let records: i64 = t.partition_info.iter().map(|p| p.end - p.start).sum();
                 let bytes: u64 = t.partition_info.iter().map(|p| p.size_bytes).sum();
-                println!(
+                outln!(
                     "{:<32} {:>10} {:>14} {:>12}",
-                    t.name, t.partitions, records, bytes
-                );
+                    t.name,
+                    t.partitions,
+                    records,
+                    bytes
+                )?;
             }
         }
         TopicCommand::Describe { name } => {
             let t: TopicInfo = client.get(&format!("/v1/topics/{name}"))?;
-            println!(
+            outln!(
                 "topic {}  partitions {}  flush {}  retention {}  retention-bytes {}",
                 t.name,
                 t.partitions,
@@ -93,21 +101,27 @@ pub fn run(client: &Client, cmd: TopicCommand) -> anyhow::Result<()> {
                 t.retention_bytes
                     .map(|b| b.to_string())
                     .unwrap_or_else(|| "none".into()),
-            );
-            println!(
+            )?;
+            outln!(
                 "{:>9} {:>14} {:>14} {:>14}",
-                "PARTITION", "START", "END", "BYTES"
-            );
+                "PARTITION",
+                "START",
+                "END",
+                "BYTES"
+            )?;
             for p in t.partition_info {
-                println!(
+                outln!(
                     "{:>9} {:>14} {:>14} {:>14}",
-                    p.partition, p.start, p.end, p.size_bytes
-                );
+                    p.partition,
+                    p.start,
+                    p.end,
+                    p.size_bytes
+                )?;
             }
         }
         TopicCommand::Delete { name } => {
             client.delete(&format!("/v1/topics/{name}"))?;
-            println!("deleted topic {name}");
+            outln!("deleted topic {name}")?;
         }
     }
     Ok(())

@@ -18,7 +18,8 @@ pub struct PartitionInfo {
     pub committed: Option<i64>,
     /// The partition's high watermark.
     pub end: i64,
-    /// `end - committed`.
+    /// `end - committed`; no commit, or a negative one (a Kafka client's reset marker),
+    /// counts as 0.
     pub lag: i64,
     /// Worker status.
     pub status: String,
@@ -82,7 +83,8 @@ pub(super) fn describe(
             partition: i as u32,
             committed,
             end,
-            lag: (end - committed.unwrap_or(0)).max(0),
+            // A negative commit (a Kafka client's reset marker) is no position, like none.
+            lag: (end - committed.unwrap_or(0).max(0)).max(0),
             status: state.status.to_owned(),
             error: state.error,
         });

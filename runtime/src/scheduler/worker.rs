@@ -235,8 +235,10 @@ impl Worker {
                 self.commit(end)?;
                 end
             }
-            Some(o) => o,
-            None => {
+            Some(o) if o >= 0 => o,
+            // No commit, or a negative one: Kafka clients commit -1/-2 as "reset" markers
+            // (stored as is, as Kafka does), which mean the same as no commit.
+            _ => {
                 let o = spec.from.resolve(p)?;
                 // Commit the starting point at once, so "latest" means the moment of the
                 // deploy, not of some later restart.
