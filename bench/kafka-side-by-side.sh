@@ -6,7 +6,8 @@
 #   bench/kafka-side-by-side.sh [--records N] [--quick] [--rounds R] [--only LIST] [--no-build]
 #
 #   --records N   records per run (default 5,000,000; --quick: 20,000)
-#   --quick       small counts, timings printed but not judged (tens of seconds)
+#   --quick       20,000 records, timings printed but not judged (1.5 min at load 19,
+#                 mostly JVM start-ups)
 #   --rounds R    repeat the producer and consumer runs R times, Kafka and Rill alternating
 #                 (default 1); every round is printed, the table shows the median
 #   --only LIST   comma-separated subset of: produce, consume, streams (default all)
@@ -38,7 +39,7 @@ while [ $# -gt 0 ]; do
     --rounds) rounds=$2; shift 2 ;;
     --only) only=$2; shift 2 ;;
     --no-build) build=0; shift ;;
-    -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
     *) echo "kafka-side-by-side: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
