@@ -4,4 +4,5 @@ mod engine;
 mod examples;
 mod host;
 mod kafka;
+mod perf_tools;
 mod reliability;
