@@ -8,4 +8,5 @@ mod host;
 mod issue11;
 mod kafka;
 mod kafka_tools;
+mod perf_tools;
 mod reliability;
