@@ -35,7 +35,23 @@ if ! python3 -c 'import confluent_kafka, kafka' >/dev/null 2>&1; then
     'confluent-kafka==2.16.1' 'kafka-python==3.0.12'
 fi
 
-# 3. cargo-fuzz, for the brief fuzz runs (needs the nightly toolchain).
+# 3. Apache Kafka beside Rill: a JDK and Maven (to assemble the pinned broker, tools and
+#    Java client from Maven Central: scripts/kafka.sh fetch), and Go for the franz-go client.
+if ! command -v java >/dev/null 2>&1 || ! command -v javac >/dev/null 2>&1; then
+  say "installing a JDK (openjdk-17-jdk-headless)"
+  apt_install openjdk-17-jdk-headless
+fi
+if ! command -v mvn >/dev/null 2>&1; then
+  say "installing Maven"
+  apt_install maven
+fi
+if ! command -v go >/dev/null 2>&1; then
+  say "installing Go (golang-go)"
+  apt_install golang-go
+fi
+scripts/kafka.sh fetch
+
+# 4. cargo-fuzz, for the brief fuzz runs (needs the nightly toolchain).
 if [ -d fuzz ]; then
   if ! rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
     say "warning: no nightly toolchain: fuzz targets will be skipped"

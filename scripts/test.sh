@@ -21,9 +21,11 @@ RILL_TEST_APACHE_KAFKA=$(scripts/kafka.sh start "$kafka_dir" --no-auto-create)
 export RILL_TEST_APACHE_KAFKA
 trap 'scripts/kafka.sh stop "$kafka_dir"' EXIT
 
-echo "== build the binaries the host tests drive"
-cargo build -p rill-runtime --bin runtime
-cargo build -p rill-bench
+echo "== build everything once (the binaries the host tests drive, and every test target)"
+# One build of all targets: the binaries then have the same feature set as the tests, so
+# `cargo test` below compiles nothing again (building the binaries alone resolved features
+# without the dev-dependencies and built wasmtime twice).
+cargo build --workspace --all-targets
 
 echo "== cargo test (workspace)"
 cargo test --workspace --no-fail-fast 2>&1 | tee target/test-output.txt
