@@ -30,7 +30,7 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// The admin HTTP API. Loopback by default: it has no authentication.
     pub admin_addr: SocketAddr,
-    /// Largest admin API request body, in bytes (default 32 MiB: a deploy carries the module
+    /// Largest admin API request body, in bytes (default 64 MiB: a deploy carries the module
     /// base64-encoded, a produce request its records). A larger body is answered 413 without
     /// being read: at once when its Content-Length says so, else when the limit is reached.
     pub admin_max_body_bytes: usize,
@@ -184,7 +184,7 @@ impl Default for Config {
         Config {
             data_dir: PathBuf::from("rill-data"),
             admin_addr: "127.0.0.1:8080".parse().expect("valid literal address"),
-            admin_max_body_bytes: 32 << 20,
+            admin_max_body_bytes: 64 << 20,
             kafka: KafkaSection::default(),
             defaults: Defaults::default(),
             max_parallel_invocations: 0,

@@ -268,7 +268,13 @@ fn go_admin() {
     check(go(), "admin", &[]);
 }
 
+/// Rill has no share groups (KIP-932) and does not offer ShareGroupDescribe, so franz-go
+/// refuses to send it (`UNSUPPORTED_VERSION`); Apache Kafka 4.1 may advertise it and then
+/// answers `COORDINATOR_NOT_AVAILABLE` while share groups are not enabled (seen in CI, not
+/// in every run).
+const NO_SHARE_GROUPS: &str = "/share_group_describe";
+
 #[test]
 fn go_errors() {
-    check(go(), "errors", &[NO_ACLS]);
+    check(go(), "errors", &[NO_ACLS, NO_SHARE_GROUPS]);
 }

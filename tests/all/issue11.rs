@@ -104,6 +104,15 @@ fn issue11_admin_api_refuses_an_oversized_body_unread() {
     assert!(status.contains(" 413 "), "{status} {text}");
     assert!(text.contains("admin_max_body_bytes"), "{text}");
 
+    // The CLI, whose body is over the cap, says so in one line (the host hangs up before
+    // the body is sent, so the CLI cannot read the 413 itself).
+    let big: String = (0..2000).map(|i| format!("{i:0>1000}\n")).collect();
+    let out = h.cli_stdin(&["produce", "t", "--batch", "5000"], &big);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("admin_max_body_bytes"), "{err}");
+
     // Under the cap: accepted.
     let out = h.cli_stdin(&["produce", "t"], "a\nb\n");
     assert!(

@@ -469,14 +469,16 @@ fn is_closed(s: &mut TcpStream) -> bool {
 fn bad_requests_get_error_codes_or_lose_only_their_connection() {
     let h = TestHost::start();
     let mut bystander = connect(&h);
-    assert_eq!(api_versions(&mut bystander, 0, 1), (1, 0, 16));
+    let (corr, err, apis) = api_versions(&mut bystander, 0, 1);
+    assert_eq!((corr, err), (1, 0));
+    assert!(apis > 16, "the APIs served: {apis}");
 
     // A client newer than us: error 35 plus our list, in v0, as Kafka answers.
     let mut s = connect(&h);
     let (corr, err, n) = api_versions(&mut s, 99, 7);
     assert_eq!((corr, err), (7, 35));
     assert!(n > 10);
-    assert_eq!(api_versions(&mut s, 1, 11), (11, 0, 16));
+    assert_eq!(api_versions(&mut s, 1, 11), (11, 0, apis));
     // Issue 11: an unknown API key, or a version we do not serve, closes the connection
     // without a response, as Apache Kafka 4.x does. An error frame in some other shape was
     // decoded as success by old clients (a silently lost OffsetCommit v1).
@@ -539,13 +541,13 @@ fn bad_requests_get_error_codes_or_lose_only_their_connection() {
         );
         assert_eq!(
             api_versions(&mut bystander, 0, 3),
-            (3, 0, 16),
+            (3, 0, apis),
             "the host is still up after API {key} v{version} with a huge array length"
         );
     }
 
     // The bystander connection and new ones are unaffected.
-    assert_eq!(api_versions(&mut bystander, 0, 2), (2, 0, 16));
+    assert_eq!(api_versions(&mut bystander, 0, 2), (2, 0, apis));
     // Many connections at once are all served.
     let mut conns: Vec<TcpStream> = (0..300).map(|_| connect(&h)).collect();
     for (i, c) in conns.iter_mut().enumerate() {

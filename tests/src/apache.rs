@@ -3,7 +3,7 @@
 //! `scripts/test.sh` starts one single-node Apache Kafka cluster for the whole run
 //! (`scripts/kafka.sh start`) and passes its bootstrap address in `RILL_TEST_APACHE_KAFKA`;
 //! every test shares that broker, so each one names its topics and groups with
-//! [`unique`]. Without the variable the tests that need the broker skip loudly, unless
+//! [`unique`](crate::apache::unique). Without the variable the tests that need the broker skip loudly, unless
 //! `RILL_REQUIRE_KAFKA_CLIENTS` is set (as `scripts/test.sh` and CI set it), when its
 //! absence is a failure.
 

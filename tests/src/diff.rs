@@ -11,7 +11,8 @@
 //! shared by the whole run). It prints one JSON value, its *observation*, as the last line of
 //! its stdout, exits 0, and writes diagnostics to stderr. An observation holds only what
 //! should not depend on which broker served it (no topic names, no wall-clock times).
-//! [`run`] takes one observation from each broker; [`Outcome::assert_same`] compares them,
+//! [`run`](crate::diff::run) takes one observation from each broker;
+//! [`Outcome::assert_same`](crate::diff::Outcome::assert_same) compares them,
 //! minus the JSON pointers a test names as deliberate deviations (each also listed in
 //! `docs/kafka.md` with its reason).
 

@@ -19,6 +19,9 @@ fn delete_one(broker: &Broker, group: &str) -> Result<(), ResponseError> {
     if known.is_none() && offsets.committed(group).is_empty() {
         return Err(ResponseError::GroupIdNotFound);
     }
+    if !broker.groups.remove_if_empty(group) {
+        return Err(ResponseError::NonEmptyGroup);
+    }
     // A Wasm deployment commits under its name too, but is no member the coordinator
     // knows: its offsets go like those of any empty group (see docs/kafka.md).
     offsets.delete_group(group).map_err(|e| {

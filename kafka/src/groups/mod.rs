@@ -564,7 +564,21 @@ impl Coordinator {
             }
             g.try_complete_join(now);
         }
-        groups.retain(|_, g| !(g.state == State::Empty && g.members.is_empty()));
+    }
+
+    /// Forgets `group` if it has no members (DeleteGroups); `false` if it has some. An
+    /// empty group is otherwise kept, as Kafka keeps it while its offsets live: it is still
+    /// listed and described with the protocol type its members used (`consumer`), where a
+    /// group that only ever committed offsets is a "simple" one.
+    pub(crate) fn remove_if_empty(&self, group: &str) -> bool {
+        let mut groups = self.lock();
+        match groups.get(group) {
+            Some(g) if !g.members.is_empty() => false,
+            _ => {
+                groups.remove(group);
+                true
+            }
+        }
     }
 
     /// DescribeGroups data, if the coordinator knows the group.
@@ -593,7 +607,7 @@ impl Coordinator {
         })
     }
 
-    /// Every group with members: name, protocol type, state.
+    /// Every group the coordinator knows, empty ones included: name, protocol type, state.
     pub(crate) fn list(&self) -> Vec<(String, String, &'static str)> {
         let groups = self.lock();
         let mut v: Vec<_> = groups
@@ -744,12 +758,22 @@ mod tests {
             c.heartbeat("g", &a.member_id, 1),
             Some(ResponseError::UnknownMemberId)
         );
-        assert!(c.list().is_empty(), "empty groups are dropped");
+        // Kept, empty, with its members' protocol type, as Kafka keeps it.
+        let listed = c.list();
+        assert_eq!(listed.len(), 1);
+        assert_eq!((listed[0].0.as_str(), listed[0].2), ("g", "Empty"));
+        assert!(
+            !listed[0].1.is_empty(),
+            "the members' protocol type is kept"
+        );
         assert_eq!(c.check_commit("g", "", -1), Ok(()));
         assert_eq!(
             c.check_commit("g", "ghost", 4),
             Err(ResponseError::UnknownMemberId)
         );
+        // DeleteGroups forgets it.
+        assert!(c.remove_if_empty("g"));
+        assert!(c.list().is_empty());
     }
 
     #[test]

@@ -112,11 +112,38 @@ impl Client {
         body: &B,
     ) -> Result<T, ClientError> {
         let url = format!("{}{path}", self.base);
+        let bytes = serde_json::to_vec(body).map_err(|e| ClientError::Protocol {
+            url: url.clone(),
+            message: format!("cannot encode the request: {e}"),
+        })?;
         let resp = self
             .agent
             .post(&url)
-            .send_json(body)
-            .map_err(|e| self.unreachable(e))?;
+            .header("content-type", "application/json")
+            .send(&bytes[..])
+            .map_err(|e| match e {
+                // A host refuses a body over its `admin_max_body_bytes` with 413 before
+                // reading it and closes the connection, so a large body meets a closed
+                // socket before the answer can be read: name the likely cause.
+                ureq::Error::Io(io)
+                    if bytes.len() > 1 << 20
+                        && matches!(
+                            io.kind(),
+                            std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset
+                        ) =>
+                {
+                    ClientError::Api {
+                        status: 413,
+                        message: format!(
+                            "the host closed the connection while the request body ({} bytes) \
+                             was being sent: it is probably over the host's \
+                             admin_max_body_bytes",
+                            bytes.len()
+                        ),
+                    }
+                }
+                e => self.unreachable(e),
+            })?;
         self.decode(&url, resp)
     }
 

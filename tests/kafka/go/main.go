@@ -132,8 +132,9 @@ func createTopic(adm *kadm.Client, name string, partitions int32, configs map[st
 	r, err := adm.CreateTopic(ctxFor(30*time.Second), partitions, 1, configs, name)
 	check(err, "create topic")
 	check(r.Err, "create topic "+name)
-	// Kafka creates topics asynchronously: wait until metadata names every partition.
-	for i := 0; i < 100; i++ {
+	// Kafka creates topics asynchronously: wait until metadata names every partition (a
+	// loaded CI machine has been seen to take over 10 s).
+	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); {
 		d, err := adm.ListTopics(ctxFor(10*time.Second), name)
 		if err == nil && d[name].Err == nil && len(d[name].Partitions) == int(partitions) {
 			return
@@ -699,7 +700,9 @@ func admin() obj {
 		out["delete_a"] = errName(del[ta].Err)
 	}
 	gone := false
-	for i := 0; i < 50 && !gone; i++ {
+	// franz-go answers from its metadata cache (kgo keeps it up to MetadataMinAge, 5 s by
+	// default), so allow well past that.
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline) && !gone; {
 		d, err := adm.ListTopics(ctx, ta)
 		gone = err == nil && errors.Is(d[ta].Err, kerr.UnknownTopicOrPartition)
 		if !gone {
