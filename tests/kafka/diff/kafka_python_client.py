@@ -44,7 +44,11 @@ def consumer(a, group=None, topics=(), **extra):
               auto_offset_reset="earliest", session_timeout_ms=6000, heartbeat_interval_ms=300,
               # The rebalance timeout: a member that does not rejoin holds a rebalance up
               # to this long (the default is 5 minutes).
-              max_poll_interval_ms=10000, fetch_max_wait_ms=100)
+              max_poll_interval_ms=10000, fetch_max_wait_ms=100,
+              # Apache Kafka creates topics asynchronously: a member that joined before its
+              # metadata named the new topic's partitions got no assignment, and kafka-python
+              # rejoins only when a metadata refresh (default every 5 minutes) shows them.
+              metadata_max_age_ms=1000)
     kw.update(extra)
     return KafkaConsumer(*topics, **kw)
 
