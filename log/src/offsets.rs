@@ -26,8 +26,6 @@
 //! Replay reads entries until the first one whose CRC fails or whose sequence number does not
 //! increase: a torn last entry is simply ignored.
 
-#![allow(unsafe_code)]
-
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -37,14 +35,19 @@ use memmap2::MmapMut;
 
 use crate::config::FlushPolicy;
 use crate::error::OffsetsError;
-use crate::io::{FileHandle, Io, read_full_at, write_all_at};
+use crate::io::{FileHandle, Io, write_all_at};
 use crate::sync::GroupCommit;
 
-const ENTRY: usize = 32;
+mod entry;
+mod generation;
+mod names;
+
+use entry::{ENTRY, MARKER_KEY, encode_entry, replay_generation};
+use generation::{commits_path, remove_generations, write_generation};
+use names::replay_names;
+
 /// Entries in a fresh commits file (2 MiB).
 const DEFAULT_CAP: usize = 64 * 1024;
-/// Key id of a generation's first entry, the marker.
-const MARKER_KEY: u32 = u32::MAX;
 
 /// The consumer-offsets store of a [`Log`](crate::Log).
 #[derive(Debug)]
@@ -132,103 +135,6 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> OffsetsError + '_ {
         path: path.to_path_buf(),
         source,
     }
-}
-
-fn commits_path(dir: &Path, generation: u64) -> PathBuf {
-    dir.join(format!("commits-{generation:020}"))
-}
-
-/// Bit of an entry's flags word (bytes 28..32, once reserved and zero, so outside the CRC):
-/// the entry's negative offset is a committed value, not a tombstone. Older builds ignore
-/// the word and so read such a commit as a tombstone, which means "no committed offset" just
-/// as a committed -1 does; entries they wrote have no flag, so their tombstones stay
-/// tombstones here.
-const FLAG_NEGATIVE_VALUE: u32 = 1;
-
-/// Encodes an entry; `None` is a tombstone.
-fn encode_entry(key: u32, partition: u32, offset: Option<i64>, seq: u64) -> [u8; ENTRY] {
-    let mut e = [0u8; ENTRY];
-    e[0..4].copy_from_slice(&key.to_be_bytes());
-    e[4..8].copy_from_slice(&partition.to_be_bytes());
-    e[8..16].copy_from_slice(&offset.unwrap_or(-1).to_be_bytes());
-    e[16..24].copy_from_slice(&seq.to_be_bytes());
-    let crc = crc32c::crc32c(&e[..24]);
-    e[24..28].copy_from_slice(&crc.to_be_bytes());
-    if offset.is_some_and(|o| o < 0) {
-        e[28..32].copy_from_slice(&FLAG_NEGATIVE_VALUE.to_be_bytes());
-    }
-    e
-}
-
-/// Decodes an entry (`None` if its CRC fails); its offset is `None` for a tombstone.
-#[allow(clippy::type_complexity)]
-fn decode_entry(e: &[u8]) -> Option<(u32, u32, Option<i64>, u64)> {
-    let u32_at = |i: usize| u32::from_be_bytes([e[i], e[i + 1], e[i + 2], e[i + 3]]);
-    let u64_at = |i: usize| {
-        let mut a = [0u8; 8];
-        a.copy_from_slice(&e[i..i + 8]);
-        u64::from_be_bytes(a)
-    };
-    let value = |off: i64| (off >= 0 || u32_at(28) & FLAG_NEGATIVE_VALUE != 0).then_some(off);
-    (crc32c::crc32c(&e[..24]) == u32_at(24))
-        .then(|| (u32_at(0), u32_at(4), value(u64_at(8) as i64), u64_at(16)))
-}
-
-fn map_file(file: &dyn FileHandle) -> std::io::Result<MmapMut> {
-    let f = file.std_file().ok_or_else(|| {
-        std::io::Error::new(
-            std::io::ErrorKind::Unsupported,
-            "this Io cannot memory-map the commits file",
-        )
-    })?;
-    // SAFETY: the commits file is private to this process (the data dir is locked by `Log`),
-    // and its length only changes before it is mapped.
-    unsafe { MmapMut::map_mut(f) }
-}
-
-/// What replaying one generation found.
-struct Replayed {
-    /// (key, partition, offset or `None` for a tombstone).
-    entries: Vec<(u32, u32, Option<i64>)>,
-    last_seq: u64,
-    /// Whether the generation holds every live entry its marker announced. A generation
-    /// without a marker is complete if it holds any entry (files written before markers
-    /// existed were only ever renamed in complete); an empty one is a prepared file never
-    /// switched to, or one whose first page a crash lost.
-    complete: bool,
-}
-
-fn replay_generation(path: &Path, io: &dyn Io, after_seq: u64) -> std::io::Result<Replayed> {
-    let f = io.open(path, false)?;
-    let len = usize::try_from(f.len()?).unwrap_or(usize::MAX);
-    let mut buf = vec![0u8; len - len % ENTRY];
-    let n = read_full_at(&*f, &mut buf, 0)?;
-    buf.truncate(n - n % ENTRY);
-    let mut out = Replayed {
-        entries: Vec::new(),
-        last_seq: after_seq,
-        complete: false,
-    };
-    let mut announced: Option<i64> = None;
-    for (i, e) in buf.chunks_exact(ENTRY).enumerate() {
-        let Some((key, part, off, s)) = decode_entry(e) else {
-            break;
-        };
-        if s <= out.last_seq {
-            break;
-        }
-        out.last_seq = s;
-        if i == 0 && key == MARKER_KEY {
-            announced = Some(off.unwrap_or(0));
-            continue;
-        }
-        out.entries.push((key, part, off));
-    }
-    out.complete = match announced {
-        Some(n) => out.entries.len() as i64 >= n,
-        None => !out.entries.is_empty(),
-    };
-    Ok(out)
 }
 
 impl Offsets {
@@ -480,146 +386,6 @@ impl Offsets {
         Ok(())
     }
 
-    /// Moves to the next generation because the current one is full: into the prepared file
-    /// if there is one (a copy of the live entries into its mapping, nothing else: it already
-    /// has its final name, and an empty or partly written generation is incomplete to replay),
-    /// else by writing one inline.
-    fn switch(&self, st: &mut State) -> Result<(), OffsetsError> {
-        if st.preparing && self.incoming.ready.load(Ordering::Acquire) {
-            self.install(st);
-        }
-        let live = st.committed.len();
-        if let Some(mut next) = st.next.take()
-            && next.generation == st.current.generation + 1
-            && live + 2 <= next.map.len() / ENTRY
-        {
-            let (cursor, seq) = fill(&mut next.map, st.seq, &st.committed);
-            let old = std::mem::replace(&mut st.current, next);
-            st.stale.push(old.generation);
-            st.retired.push(old);
-            st.cursor = cursor;
-            st.seq = seq;
-            // The new file's fsync, the directory fsync and the old file's removal are left
-            // to the flusher (`maintain`): no commit waits for them. Under `always` the
-            // group commit fsyncs the file and the directory itself.
-            st.finish_owed = true;
-            return Ok(());
-        }
-        // No prepared file (its creation failed or lags far behind): pay the fsyncs here. If
-        // a preparation is still running it will create the next generation's file, so skip
-        // that number. A failure before the rename leaves the current generation in use and
-        // untouched (the new file is only a copy): an error for this commit, not for the
-        // store. After the rename, a complete newer generation may be on disk, and replay
-        // would ignore any later commit to the current one: the store must stop taking
-        // commits.
-        let generation = st.current.generation + if st.preparing { 2 } else { 1 };
-        let cap = DEFAULT_CAP.max(live * 4 + 16);
-        let (current, cursor, seq) =
-            write_generation(&self.dir, &*self.io, generation, st.seq, &st.committed, cap)
-                .map_err(|(e, renamed)| {
-                    if renamed {
-                        self.fail_locked(st);
-                    }
-                    e
-                })?;
-        let old = std::mem::replace(&mut st.current, current);
-        st.dir_synced = generation;
-        st.cursor = cursor;
-        st.seq = seq;
-        let mut stale = std::mem::take(&mut st.stale);
-        stale.push(old.generation);
-        remove_generations(&self.dir, &*self.io, &stale)
-    }
-
-    /// The work a commit does after releasing the lock: start the helper thread that
-    /// prepares the next generation (file creation and first-touch page faults take up to
-    /// milliseconds, which no commit should wait for).
-    fn after_put(&self, after: After) -> Result<(), OffsetsError> {
-        let Some((generation, cap)) = after.prepare else {
-            return Ok(());
-        };
-        let mut helper = self.helper.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(h) = helper.take() {
-            // The previous preparation finished long ago (its result was installed).
-            let _ = h.join();
-        }
-        let (dir, io, incoming) = (self.dir.clone(), self.io.clone(), self.incoming.clone());
-        let job = move || {
-            let r = prepare(&dir, &*io, generation, cap);
-            *incoming.slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(r);
-            incoming.ready.store(true, Ordering::Release);
-        };
-        match std::thread::Builder::new()
-            .name("rill-offsets-prep".into())
-            .spawn(job.clone())
-        {
-            Ok(h) => *helper = Some(h),
-            // No thread: prepare here, after the lock was released anyway.
-            Err(_) => job(),
-        }
-        Ok(())
-    }
-
-    /// Takes the helper's result: the next generation, or nothing (a failure, or a file an
-    /// inline switch overtook, which is then removed).
-    fn install(&self, st: &mut State) {
-        self.incoming.ready.store(false, Ordering::Release);
-        let r = self
-            .incoming
-            .slot
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
-        st.preparing = false;
-        match r {
-            Some(Ok(next)) if next.generation == st.current.generation + 1 => st.next = Some(next),
-            Some(Ok(stale)) => {
-                // An inline switch went past it (to a later number, see `switch`): an empty
-                // file older than the current generation.
-                let path = commits_path(&self.dir, stale.generation);
-                drop(stale);
-                let _ = self.io.remove_file(&path);
-            }
-            // Not fatal: the switch writes the next generation inline instead.
-            Some(Err(e)) => {
-                tracing::warn!(error = %e, "preparing the next offsets generation failed")
-            }
-            None => {}
-        }
-    }
-
-    /// Completes a generation switch, if one is owed: makes the new generation durable, then
-    /// unmaps and removes the old ones. Called by the log's background flusher (every ~100
-    /// ms) and by `flush`.
-    pub(crate) fn maintain(&self) -> Result<(), OffsetsError> {
-        let (file, generation) = {
-            let mut st = self.lock();
-            if !std::mem::take(&mut st.finish_owed) {
-                return Ok(());
-            }
-            (st.current.file.clone(), st.current.generation)
-        };
-        // Unmapping a large dirty mapping takes a while; never under the lock.
-        let retired = std::mem::take(&mut self.lock().retired);
-        drop(retired);
-        let synced = file.sync_data().and_then(|()| self.io.sync_dir(&self.dir));
-        let mut st = self.lock();
-        if let Err(e) = synced {
-            self.fail_locked(&mut st);
-            return Err(io_err(&self.dir)(e));
-        }
-        st.dir_synced = st.dir_synced.max(generation);
-        let stale: Vec<u64> = st
-            .stale
-            .iter()
-            .copied()
-            .filter(|&g| g < generation)
-            .collect();
-        st.stale.retain(|&g| g >= generation);
-        drop(st);
-        remove_generations(&self.dir, &*self.io, &stale)
-    }
-
     fn add_name(&self, st: &mut State, group: &str, topic: &str) -> Result<u32, OffsetsError> {
         let id = st.keys.len() as u32;
         if id == MARKER_KEY {
@@ -731,136 +497,4 @@ impl Offsets {
     pub fn flush_policy(&self) -> FlushPolicy {
         self.policy
     }
-}
-
-/// Writes the marker and the live entries at the start of `map`, with sequence numbers after
-/// `seq`. Returns the cursor and the last sequence number used.
-fn fill(map: &mut MmapMut, mut seq: u64, committed: &HashMap<(u32, u32), i64>) -> (usize, u64) {
-    let mut live: Vec<_> = committed.iter().map(|(&k, &v)| (k, v)).collect();
-    live.sort_unstable();
-    seq += 1;
-    map[..ENTRY].copy_from_slice(&encode_entry(MARKER_KEY, 0, Some(live.len() as i64), seq));
-    for (i, ((key, part), off)) in live.iter().enumerate() {
-        seq += 1;
-        let at = (i + 1) * ENTRY;
-        map[at..at + ENTRY].copy_from_slice(&encode_entry(*key, *part, Some(*off), seq));
-    }
-    (live.len() + 1, seq)
-}
-
-/// Creates the next generation's file under its final name, preallocated, mapped, and with
-/// every page touched once: the first store into a page of a fresh file mapping faults into
-/// the file system (block reservation, a journal handle), which can take half a
-/// millisecond, so the helper takes those faults rather than the commits that fill the file.
-fn prepare(
-    dir: &Path,
-    io: &dyn Io,
-    generation: u64,
-    cap: usize,
-) -> Result<Generation, OffsetsError> {
-    let mut g = create_mapped(commits_path(dir, generation), io, generation, cap)?;
-    for page in g.map.chunks_mut(4096) {
-        page[0] = 0;
-    }
-    Ok(g)
-}
-
-/// Creates (or empties) the file for `generation` at `tmp`, with room for `cap` entries, and
-/// maps it.
-fn create_mapped(
-    tmp: PathBuf,
-    io: &dyn Io,
-    generation: u64,
-    cap: usize,
-) -> Result<Generation, OffsetsError> {
-    let file = io.open(&tmp, true).map_err(io_err(&tmp))?;
-    file.set_len(0).map_err(io_err(&tmp))?;
-    file.set_len((cap * ENTRY) as u64).map_err(io_err(&tmp))?;
-    let map = map_file(&*file).map_err(io_err(&tmp))?;
-    Ok(Generation {
-        map,
-        file,
-        generation,
-    })
-}
-
-/// Writes the live entries to generation `generation` (tmp file, fsync, rename, directory
-/// fsync). Returns it with its cursor and last sequence number; an error says whether the
-/// rename had happened.
-fn write_generation(
-    dir: &Path,
-    io: &dyn Io,
-    generation: u64,
-    seq: u64,
-    committed: &HashMap<(u32, u32), i64>,
-    cap: usize,
-) -> Result<(Generation, usize, u64), (OffsetsError, bool)> {
-    // A name no prepared file uses, so an inline write never collides with a preparation
-    // running on another thread.
-    let tmp = dir.join(format!("commits-{generation:020}.tmp"));
-    let before = |e| (e, false);
-    let mut g = create_mapped(tmp.clone(), io, generation, cap).map_err(before)?;
-    let (cursor, seq) = fill(&mut g.map, seq, committed);
-    g.map.flush().map_err(io_err(&tmp)).map_err(before)?;
-    g.file.sync_data().map_err(io_err(&tmp)).map_err(before)?;
-    let path = commits_path(dir, generation);
-    io.rename(&tmp, &path)
-        .map_err(io_err(&path))
-        .map_err(before)?;
-    io.sync_dir(dir).map_err(|e| (io_err(dir)(e), true))?;
-    Ok((g, cursor, seq))
-}
-
-/// Removes the given generations' files (missing ones are fine), then fsyncs the directory.
-fn remove_generations(dir: &Path, io: &dyn Io, gens: &[u64]) -> Result<(), OffsetsError> {
-    if gens.is_empty() {
-        return Ok(());
-    }
-    for &g in gens {
-        let p = commits_path(dir, g);
-        match io.remove_file(&p) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io_err(&p)(e)),
-            _ => {}
-        }
-    }
-    io.sync_dir(dir).map_err(io_err(dir))
-}
-
-/// Reads the names file up to its first invalid record; cuts off anything after it.
-fn replay_names(f: &dyn FileHandle) -> std::io::Result<(Vec<(String, String)>, u64)> {
-    let len = usize::try_from(f.len()?).unwrap_or(usize::MAX);
-    let mut buf = vec![0u8; len];
-    let n = read_full_at(f, &mut buf, 0)?;
-    buf.truncate(n);
-    let mut keys = Vec::new();
-    let mut pos = 0usize;
-    while pos + 8 <= buf.len() {
-        let plen =
-            u32::from_be_bytes([buf[pos], buf[pos + 1], buf[pos + 2], buf[pos + 3]]) as usize;
-        let crc = u32::from_be_bytes([buf[pos + 4], buf[pos + 5], buf[pos + 6], buf[pos + 7]]);
-        let Some(payload) = buf.get(pos + 8..(pos + 8).saturating_add(plen)) else {
-            break;
-        };
-        if plen < 6 || crc32c::crc32c(payload) != crc {
-            break;
-        }
-        let id = u32::from_be_bytes([payload[0], payload[1], payload[2], payload[3]]) as usize;
-        let glen = usize::from(u16::from_be_bytes([payload[4], payload[5]]));
-        let Some((g, t)) = payload.get(6..6 + glen).zip(payload.get(6 + glen..)) else {
-            break;
-        };
-        let (Ok(g), Ok(t)) = (std::str::from_utf8(g), std::str::from_utf8(t)) else {
-            break;
-        };
-        if id != keys.len() {
-            break;
-        }
-        keys.push((g.to_string(), t.to_string()));
-        pos += 8 + plen;
-    }
-    if pos < buf.len() {
-        f.set_len(pos as u64)?;
-        f.sync_data()?;
-    }
-    Ok((keys, pos as u64))
 }
