@@ -118,7 +118,9 @@ fn fill(dir: &std::path::Path, target: u64, pb: &Progress) -> anyhow::Result<u64
             ..Default::default()
         },
     )?;
-    let values: Vec<String> = (0..10_000).map(workload::value).collect();
+    // 5,000 records (about 550 KB) a batch: under the topic's max.message.bytes (1 MiB by
+    // default, as Kafka), as a Kafka producer's batches are.
+    let values: Vec<String> = (0..5_000).map(workload::value).collect();
     let records: Vec<rill_log::Record<'_>> = values
         .iter()
         .map(|v| rill_log::Record {
