@@ -39,23 +39,7 @@ fn clients_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("kafka")
 }
 
-/// Whether `what` is usable (as `have()` in `kafka.rs`): if not, panics when clients are
-/// required, else says so loudly.
-fn have(what: &str, install: &str, probe: &mut Command) -> bool {
-    let ok = probe
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !ok {
-        let msg = format!("{what} is not installed. Install: {install}");
-        if std::env::var_os("RILL_REQUIRE_KAFKA_CLIENTS").is_some() {
-            panic!("{msg} (RILL_REQUIRE_KAFKA_CLIENTS is set, so this is a failure)");
-        }
-        eprintln!("\n!!!!!!!!!! SKIPPED: {msg} !!!!!!!!!!\n");
-    }
-    ok
-}
+use crate::kafka::have_tool as have;
 
 fn newest_mtime(dir: &Path, ext: &str) -> Option<SystemTime> {
     std::fs::read_dir(dir)

@@ -23,18 +23,25 @@ fn scripts_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("kafka")
 }
 
-/// Whether `what` is usable; if not, panics when clients are required, else says so loudly.
+/// Whether Kafka client `what` is usable; see [`have_tool`].
 pub(crate) fn have(what: &str, probe: &mut Command) -> bool {
+    have_tool(
+        &format!("Kafka client {what}"),
+        "apt-get install -y kcat; pip install confluent-kafka==2.16.1 kafka-python==3.0.12",
+        probe,
+    )
+}
+
+/// Whether `what` is usable (`probe` succeeds); if not, panics when clients are required
+/// (`RILL_REQUIRE_KAFKA_CLIENTS`), else says so loudly, naming how to `install` it.
+pub(crate) fn have_tool(what: &str, install: &str, probe: &mut Command) -> bool {
     let ok = probe
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()
         .is_ok_and(|s| s.success());
     if !ok {
-        let msg = format!(
-            "Kafka client {what} is not installed. Install: apt-get install -y kcat; \
-             pip install confluent-kafka==2.16.1 kafka-python==3.0.12"
-        );
+        let msg = format!("{what} is not installed. Install: {install}");
         if std::env::var_os("RILL_REQUIRE_KAFKA_CLIENTS").is_some() {
             panic!("{msg} (RILL_REQUIRE_KAFKA_CLIENTS is set, so this is a failure)");
         }
