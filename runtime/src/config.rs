@@ -49,6 +49,9 @@ pub struct Config {
     /// How often retention runs.
     #[serde(with = "duration_ms")]
     pub retention_check_interval: Duration,
+    /// Cluster mode: run deployments on an external Kafka cluster instead of the embedded
+    /// log (`[cluster]`; see docs/cluster.md).
+    pub cluster: Option<crate::cluster::ClusterConfig>,
 }
 
 /// The `[kafka]` section.
@@ -191,6 +194,7 @@ impl Default for Config {
             max_instances: 2000,
             wasm_perf_map: false,
             retention_check_interval: Duration::from_secs(60),
+            cluster: None,
         }
     }
 }

@@ -151,6 +151,11 @@ pub struct StoppedPartition {
 }
 
 impl DeploymentSpec {
+    /// The dead-letter topic: `<name>.dlq`.
+    pub fn dlq_topic(&self) -> String {
+        format!("{}.dlq", self.name)
+    }
+
     /// Why `partition` is stopped, if it is.
     pub fn stopped_error(&self, partition: u32) -> Option<String> {
         self.stopped

@@ -60,6 +60,9 @@ pub enum HostError {
     /// The Kafka front door could not start.
     #[error("cannot start the Kafka listener: {0}")]
     Kafka(rill_kafka::KafkaError),
+    /// Cluster mode could not start.
+    #[error(transparent)]
+    Cluster(#[from] crate::cluster::ClusterError),
 }
 
 impl From<rill_log::OpenError> for HostError {
@@ -102,11 +105,18 @@ pub struct Host {
     pub kafka_addr: Option<SocketAddr>,
     /// The Kafka front door, when it runs (its counters feed `/metrics`).
     pub kafka: Option<Arc<rill_kafka::Broker>>,
+    /// Cluster mode: the Kafka cluster deployments run on.
+    pub cluster: Option<Arc<crate::cluster::Cluster>>,
     /// Becomes true when the host starts shutting down, so long polls end at once.
     stopping: watch::Receiver<bool>,
 }
 
 impl Host {
+    /// Whether the host is shutting down.
+    pub fn is_stopping(&self) -> bool {
+        *self.stopping.borrow()
+    }
+
     /// Resolves when the host starts shutting down.
     pub async fn stopping(&self) {
         let mut rx = self.stopping.clone();
@@ -142,6 +152,11 @@ pub async fn run(
         let _ = stop_tx.send(true);
     });
 
+    let mut config = config;
+    if config.cluster.is_some() {
+        // Records live in the cluster: the embedded log's Kafka door would only confuse.
+        config.kafka.enabled = false;
+    }
     let data_dir = config.data_dir.clone();
     std::fs::create_dir_all(&data_dir).map_err(|cause| HostError::DataDir {
         path: data_dir.clone(),
@@ -194,17 +209,34 @@ async fn serve(
         ..EngineConfig::default()
     })?;
     let store = DeploymentStore::open(&data_dir)?;
-    let scheduler = Scheduler::new(
-        log.clone(),
-        engine,
-        store,
-        config.parallelism(),
-        max_append_bytes,
-    );
 
     let (admin_listener, kafka_listener) = bind(&config).await?;
     let admin_addr = admin_listener.local_addr().map_err(HostError::Admin)?;
     let kafka_addr = kafka_listener.as_ref().and_then(|l| l.local_addr().ok());
+
+    // Cluster mode: deployments run on the Kafka cluster; the embedded log stays for the
+    // data dir's own use, its Kafka door off.
+    let cluster = match &config.cluster {
+        Some(c) => {
+            let (c, id) = (c.clone(), crate::cluster::host_id(c, admin_addr));
+            let connected =
+                tokio::task::spawn_blocking(move || crate::cluster::Cluster::connect(c, id))
+                    .await
+                    .map_err(|e| {
+                        HostError::Cluster(crate::cluster::ClusterError::Config(e.to_string()))
+                    })??;
+            Some(connected)
+        }
+        None => None,
+    };
+    let backend: Arc<dyn crate::scheduler::Backend> = match &cluster {
+        Some(c) => Arc::new(crate::cluster::ClusterBackend(c.clone())),
+        None => Arc::new(crate::scheduler::Embedded {
+            log: log.clone(),
+            max_append_bytes,
+        }),
+    };
+    let scheduler = Scheduler::new(backend, engine, store, config.parallelism());
 
     let broker = match &kafka_listener {
         Some(_) => {
@@ -226,7 +258,11 @@ async fn serve(
         None => None,
     };
 
-    let restore_failures = scheduler.restore().await;
+    // In cluster mode the catalog, not the data dir, says what runs (below).
+    let restore_failures = match cluster {
+        Some(_) => Vec::new(),
+        None => scheduler.restore().await,
+    };
     tracing::info!(
         elapsed_ms = opened.elapsed().as_millis() as u64,
         deployments = scheduler.list().len(),
@@ -242,7 +278,12 @@ async fn serve(
         restore_failures,
         kafka_addr,
         kafka: broker.clone(),
+        cluster: cluster.clone(),
     });
+    if let Some(c) = &cluster {
+        crate::cluster::run_catalog(host.clone(), c.clone()).await?;
+        c.spawn_health();
+    }
 
     let kafka_task = kafka_listener.zip(broker).map(|(listener, broker)| {
         let stop = stopped(stop_rx.clone());

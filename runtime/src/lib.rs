@@ -18,6 +18,7 @@
 #![deny(missing_docs)]
 
 pub mod admin;
+pub mod cluster;
 pub mod config;
 pub mod deployment;
 pub mod handler_logs;

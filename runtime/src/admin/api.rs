@@ -263,6 +263,9 @@ pub struct Status {
     pub recovery: Vec<String>,
     /// Deployments that could not be restored.
     pub restore_failures: Vec<(String, String)>,
+    /// Cluster mode: the cluster and whether it answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<crate::cluster::ClusterStatus>,
 }
 
 /// Any error: one line.

@@ -90,7 +90,74 @@ pub async fn metrics(State(host): State<Arc<Host>>) -> impl IntoResponse {
     if let Some(kafka) = &host.kafka {
         render_kafka(&mut out, &kafka.stats().snapshot());
     }
+    if let Some(cluster) = &host.cluster {
+        render_cluster(&mut out, &cluster.status(), &host.scheduler.list());
+    }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
+}
+
+/// Cluster mode: whether the cluster answers, and each deployment's partitions as this
+/// host sees them (committed offset and end from the cluster, the owning host).
+fn render_cluster(
+    out: &mut String,
+    c: &crate::cluster::ClusterStatus,
+    deployments: &[crate::scheduler::DeploymentInfo],
+) {
+    family(
+        out,
+        "rill_cluster_reachable",
+        "gauge",
+        "1 if the Kafka cluster answered the last metadata request, else 0.",
+    );
+    let _ = writeln!(out, "rill_cluster_reachable {}", u8::from(c.reachable));
+    family(
+        out,
+        "rill_cluster_brokers",
+        "gauge",
+        "Brokers the cluster names.",
+    );
+    let _ = writeln!(out, "rill_cluster_brokers {}", c.brokers);
+    // (labels, lag, committed, end) per deployment partition.
+    type Row = (String, i64, i64, i64);
+    type Family = (&'static str, &'static str, fn(&Row) -> i64);
+    let rows: Vec<Row> = deployments
+        .iter()
+        .flat_map(|d| {
+            d.partitions.iter().map(|p| {
+                let l = format!(
+                    "deployment=\"{}\",topic=\"{}\",partition=\"{}\",owner=\"{}\"",
+                    escape(&d.spec.name),
+                    escape(&d.spec.topic),
+                    p.partition,
+                    escape(p.owner.as_deref().unwrap_or(""))
+                );
+                (l, p.lag, p.committed.unwrap_or(-1), p.end)
+            })
+        })
+        .collect();
+    let families: [Family; 3] = [
+        (
+            "rill_cluster_partition_lag",
+            "End offset minus committed offset in the cluster, per deployment partition.",
+            |r| r.1,
+        ),
+        (
+            "rill_cluster_partition_committed_offset",
+            "The deployment group's committed offset in the cluster (-1: none).",
+            |r| r.2,
+        ),
+        (
+            "rill_cluster_partition_end_offset",
+            "The partition's high watermark in the cluster.",
+            |r| r.3,
+        ),
+    ];
+    for (name, help, value) in families {
+        family(out, name, "gauge", help);
+        for r in &rows {
+            let _ = writeln!(out, "{name}{{{}}} {}", r.0, value(r));
+        }
+    }
 }
 
 /// The Kafka door's counters.

@@ -48,6 +48,10 @@ pub fn router(host: Arc<Host>) -> Router {
         // Two guards: the middleware refuses a body whose Content-Length is over the cap
         // before anything reads it, and the body limit stops a chunked one (no length) as
         // soon as it passes the cap; the middleware gives both the API's JSON error shape.
+        .layer(axum::middleware::from_fn_with_state(
+            host.clone(),
+            embedded_only,
+        ))
         .layer(axum::middleware::from_fn_with_state(max, limit_body))
         .layer(axum::extract::DefaultBodyLimit::max(max))
         .with_state(host)
@@ -80,6 +84,27 @@ async fn limit_body(
         return too_large(max);
     }
     resp
+}
+
+/// In cluster mode topics, records and groups live in the Kafka cluster: the routes that
+/// serve the embedded log's refuse, naming where to go instead.
+async fn embedded_only(
+    State(host): H,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let path = req.uri().path();
+    if let Some(c) = &host.cluster
+        && (path.starts_with("/v1/topics") || path.starts_with("/v1/groups"))
+    {
+        return bad(format!(
+            "this host runs in cluster mode: topics, records and groups live in the Kafka \
+             cluster at {}; use Kafka's tools or clients there",
+            c.bootstrap()
+        ))
+        .into_response();
+    }
+    next.run(req).await
 }
 
 fn too_large(max: usize) -> Response {
@@ -146,5 +171,6 @@ async fn status(State(host): H) -> Json<Status> {
             .map(|e| e.to_string())
             .collect(),
         restore_failures: host.restore_failures.clone(),
+        cluster: host.cluster.as_ref().map(|c| c.status()),
     })
 }

@@ -81,12 +81,16 @@ pub fn list(client: &Client, args: ListArgs) -> anyhow::Result<()> {
                     .map(|c| c.to_string())
                     .unwrap_or_else(|| "-".into());
                 outln!(
-                    "    partition {:<4} committed {:>10}  end {:>10}  lag {:>8}  {}{}",
+                    "    partition {:<4} committed {:>10}  end {:>10}  lag {:>8}  {}{}{}",
                     p.partition,
                     committed,
                     p.end,
                     p.lag,
                     p.status,
+                    p.owner
+                        .as_ref()
+                        .map(|o| format!("  on {o}"))
+                        .unwrap_or_default(),
                     p.error
                         .as_ref()
                         .map(|e| format!("  error: {e}"))

@@ -34,6 +34,20 @@ pub struct ServeArgs {
     /// Write `/tmp/perf-<pid>.map` so `perf` names the functions of compiled handlers.
     #[arg(long, env = "RILL_WASM_PERF_MAP")]
     wasm_perf_map: bool,
+    /// Cluster mode: run deployments as consumer groups of the Kafka cluster at BOOTSTRAP
+    /// (host:port[,host:port...]) instead of the embedded log; deployments are kept in the
+    /// cluster and shared by every host attached to it. The Kafka listener is off. See
+    /// docs/cluster.md.
+    #[arg(long, env = "RILL_KAFKA_CLUSTER", value_name = "BOOTSTRAP")]
+    kafka_cluster: Option<String>,
+    /// A librdkafka property for every cluster client, KEY=VALUE (repeatable), e.g.
+    /// security.protocol=SASL_SSL, sasl.mechanism=PLAIN, session.timeout.ms=10000.
+    #[arg(long = "cluster-property", value_name = "KEY=VALUE")]
+    cluster_properties: Vec<String>,
+    /// This host's id in the cluster, shown as the owner of its partitions (default:
+    /// <hostname>:<admin port>).
+    #[arg(long, env = "RILL_CLUSTER_HOST_ID")]
+    cluster_host_id: Option<String>,
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
@@ -67,6 +81,29 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         config.kafka.default_partitions = Some(p);
     }
 
+    if let Some(b) = args.kafka_cluster {
+        config
+            .cluster
+            .get_or_insert_with(Default::default)
+            .bootstrap = b;
+    }
+    if let Some(id) = args.cluster_host_id {
+        config.cluster.get_or_insert_with(Default::default).host_id = Some(id);
+    }
+    for p in args.cluster_properties {
+        let (k, v) = p
+            .split_once('=')
+            .with_context(|| format!("invalid --cluster-property '{p}' (want KEY=VALUE)"))?;
+        config
+            .cluster
+            .get_or_insert_with(Default::default)
+            .properties
+            .insert(k.trim().to_owned(), v.trim().to_owned());
+    }
+    if let Some(c) = &config.cluster {
+        c.validate().map_err(anyhow::Error::msg)?;
+    }
+
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("RILL_LOG").unwrap_or_else(|_| {
@@ -96,12 +133,17 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             tracing::info!("signal received");
         };
         let data_dir = config.data_dir.clone();
+        let cluster = config.cluster.clone();
         rill_runtime::host::run(config, shutdown, |admin, kafka| {
             // One line that scripts and tests wait for.
             let kafka = kafka.map_or_else(|| "off".to_string(), |k| k.to_string());
+            let cluster = cluster.map_or_else(String::new, |c| {
+                let id = rill_runtime::cluster::host_id(&c, admin);
+                format!(" cluster={} host={id}", c.bootstrap)
+            });
             // A closed stdout must not stop the host (`println!` would panic here).
             let _ = outln!(
-                "rill ready admin=http://{admin} kafka={kafka} data_dir={}",
+                "rill ready admin=http://{admin} kafka={kafka} data_dir={}{cluster}",
                 data_dir.display()
             );
         })

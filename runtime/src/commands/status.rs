@@ -16,7 +16,27 @@ pub fn run(client: &Client) -> anyhow::Result<()> {
         client.base(),
         s.kafka_addr.as_deref().unwrap_or("off")
     )?;
-    outln!("topics {}  deployments {}", s.topics, s.deployments)?;
+    match &s.cluster {
+        Some(c) => {
+            outln!(
+                "cluster {}  host {}  {}  brokers {}{}",
+                c.bootstrap,
+                c.host_id,
+                if c.reachable {
+                    "reachable"
+                } else {
+                    "UNREACHABLE"
+                },
+                c.brokers,
+                c.error
+                    .as_ref()
+                    .map(|e| format!("  last error: {e}"))
+                    .unwrap_or_default()
+            )?;
+            outln!("deployments {}", s.deployments)?;
+        }
+        None => outln!("topics {}  deployments {}", s.topics, s.deployments)?,
+    }
     if s.unhealthy_deployments.is_empty() {
         outln!("deployments: all healthy")?;
     } else {

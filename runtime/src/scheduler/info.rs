@@ -4,9 +4,7 @@ use std::sync::atomic::Ordering::Relaxed;
 
 use serde::{Deserialize, Serialize};
 
-use rill_log::Log;
-
-use super::{DeploymentShared, PartitionState};
+use super::{Backend, DeploymentShared, PartitionState};
 use crate::deployment::DeploymentSpec;
 
 /// Per-partition figures for `runtime list`.
@@ -25,6 +23,9 @@ pub struct PartitionInfo {
     pub status: String,
     /// Last error, if the partition is failing.
     pub error: Option<String>,
+    /// Cluster mode: the host whose member of the group owns it (none if unassigned).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
 }
 
 /// A deployment as `runtime list` shows it.
@@ -53,19 +54,19 @@ pub struct DeploymentInfo {
 /// A deployment's status: its spec, its partitions' offsets and states, its counters.
 /// `broken` is why it does not run, if it does not.
 pub(super) fn describe(
-    log: &Log,
+    backend: &dyn Backend,
     shared: &DeploymentShared,
     broken: Option<&str>,
 ) -> DeploymentInfo {
     let spec = shared.spec();
-    let topic = log.topic(&spec.topic);
     let n = match broken {
         // A broken deployment has no workers; show its topic's partitions as failed.
-        Some(_) => topic.as_ref().map_or(0, |t| t.partitions().len()),
-        None => shared.partitions.len(),
+        Some(_) => backend.partitions(&spec.topic).unwrap_or(0),
+        None => shared.partitions.len() as u32,
     };
+    let positions = backend.positions(&spec, n);
     let mut partitions = Vec::new();
-    for i in 0..n {
+    for (i, pos) in positions.into_iter().enumerate() {
         let state = match shared.partitions.get(i) {
             Some(s) => s.lock().unwrap_or_else(|e| e.into_inner()).clone(),
             None => PartitionState {
@@ -73,20 +74,19 @@ pub(super) fn describe(
                 error: None,
             },
         };
-        let end = topic
-            .as_ref()
-            .and_then(|t| t.partition(i as u32))
-            .map(|p| p.high_watermark())
-            .unwrap_or(0);
-        let committed = log.offsets().fetch(&spec.group, &spec.topic, i as u32);
+        let (status, error) = match pos.remote {
+            Some(remote) => (remote, None),
+            None => (state.status, state.error),
+        };
         partitions.push(PartitionInfo {
             partition: i as u32,
-            committed,
-            end,
+            committed: pos.committed,
+            end: pos.end,
             // A negative commit (a Kafka client's reset marker) is no position, like none.
-            lag: (end - committed.unwrap_or(0).max(0)).max(0),
-            status: state.status.to_owned(),
-            error: state.error,
+            lag: (pos.end - pos.committed.unwrap_or(0).max(0)).max(0),
+            status: status.to_owned(),
+            error,
+            owner: pos.owner,
         });
     }
     let state = if broken.is_some() {

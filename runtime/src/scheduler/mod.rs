@@ -6,9 +6,11 @@
 //! also keeps failing deployments to a bounded share), so a thousand idle partitions cost a
 //! thousand parked tasks, not a thousand threads.
 
+mod backend;
 mod cpu;
 mod info;
 mod output;
+mod source;
 mod state;
 mod worker;
 
@@ -18,13 +20,15 @@ use std::sync::{Arc, Mutex, RwLock};
 use tokio::sync::{OwnedMutexGuard, watch};
 
 use rill_engine::{Engine, Handler};
-use rill_log::Log;
 
 use crate::deployment::{DeploymentSpec, DeploymentStore, StoreError};
 use crate::handler_logs::HandlerLogs;
 use crate::metrics::DeploymentMetrics;
 
+pub(crate) use backend::{Backend, Catalog, Embedded, Pending, Position, Run};
 pub use info::{DeploymentInfo, PartitionInfo};
+pub(crate) use output::{DeadLetterRecord, OutputError};
+pub(crate) use source::{DeadLetter, Sink, Source};
 use state::{Broken, Entry, Kept};
 pub(crate) use state::{Control, DeploymentShared, PartitionState};
 
@@ -57,12 +61,10 @@ impl From<StoreError> for DeployError {
 
 /// Owns every deployment.
 pub struct Scheduler {
-    log: Arc<Log>,
+    backend: Arc<dyn Backend>,
     engine: Engine,
     store: DeploymentStore,
     cpu: Arc<cpu::Cpu>,
-    /// The log's batch limit; outputs are appended in batches below it.
-    max_append_bytes: usize,
     entries: Mutex<BTreeMap<String, Entry>>,
     /// One lock per deployment name, held across deploy, undeploy, pause and resume: without
     /// it two deploys of one name could both start workers on the same group, and an
@@ -105,21 +107,19 @@ impl Drop for NameGuard<'_> {
 }
 
 impl Scheduler {
-    /// A scheduler with nothing deployed. `parallelism` bounds concurrent invocations;
-    /// `max_append_bytes` is the log's largest batch (`LogOptions::max_batch_bytes`).
-    pub fn new(
-        log: Arc<Log>,
+    /// A scheduler with nothing deployed, running deployments on `backend`. `parallelism`
+    /// bounds concurrent invocations.
+    pub(crate) fn new(
+        backend: Arc<dyn Backend>,
         engine: Engine,
         store: DeploymentStore,
         parallelism: usize,
-        max_append_bytes: usize,
     ) -> Self {
         Scheduler {
-            log,
+            backend,
             engine,
             store,
             cpu: Arc::new(cpu::Cpu::new(parallelism)),
-            max_append_bytes,
             entries: Mutex::new(BTreeMap::new()),
             names: Mutex::new(HashMap::new()),
         }
@@ -203,7 +203,7 @@ impl Scheduler {
         make_spec: impl FnOnce(Option<&DeploymentSpec>) -> DeploymentSpec,
     ) -> Result<DeploymentInfo, DeployError> {
         crate::deployment::validate_name(name).map_err(DeployError::Invalid)?;
-        let _guard = self.lock_name(name).await;
+        let guard = self.lock_name(name).await;
         let existing = self
             .with(name, |e| {
                 let readable = e.broken.as_ref().is_none_or(|b| b.spec_readable);
@@ -218,40 +218,41 @@ impl Scheduler {
                 spec.name
             )));
         }
-        if self.log.topic(&spec.topic).is_none() {
-            return Err(DeployError::UnknownTopic(spec.topic.clone()));
-        }
         if spec.max_attempts == 0 || spec.max_batch_records == 0 || spec.max_batch_bytes == 0 {
             return Err(DeployError::Invalid(
                 "max attempts, batch records and batch bytes must be at least 1".into(),
             ));
         }
+        let backend = self.backend.clone();
+        let checked = spec.clone();
+        tokio::task::spawn_blocking(move || backend.prepare(&checked))
+            .await
+            .map_err(|e| DeployError::Invalid(format!("checking the topics failed: {e}")))??;
         let handler = self.compile_and_probe(&spec, wasm).await?;
-        // Declared outputs exist from the deploy on, so consumers can subscribe before the
-        // first emit. They get one partition and the source topic's flush policy.
-        for output in &spec.outputs {
-            if self.log.topic(output).is_none() {
-                let mut cfg = self
-                    .log
-                    .topic(&spec.topic)
-                    .map(|t| t.config().clone())
-                    .unwrap_or_default();
-                cfg.partitions = 1;
-                match self.log.create_topic(output, cfg) {
-                    Ok(_) | Err(rill_log::TopicError::AlreadyExists(_)) => {}
-                    Err(e) => {
-                        return Err(DeployError::Invalid(format!(
-                            "output topic '{output}': {e}"
-                        )));
-                    }
-                }
-            }
-        }
         spec.module_hash = handler.hash().to_owned();
+        if let Some(catalog) = self.backend.catalog() {
+            // Every host applies it from the catalog, this one too: the name's lock is taken
+            // again there.
+            drop(guard);
+            catalog.publish(&spec, Some(wasm)).await?;
+            return self.info(name);
+        }
+        self.replace(spec, handler, existing).await?;
+        self.info(name)
+    }
+
+    /// Stops what runs under the spec's name, saves the spec and starts it. Callers hold
+    /// the name's lock.
+    async fn replace(
+        &self,
+        spec: DeploymentSpec,
+        handler: Handler,
+        existing: Option<DeploymentSpec>,
+    ) -> Result<(), DeployError> {
         // Replacing a deployment: stop its workers first, so two versions never commit for
         // the same group at once, and so none of them writes the old spec after the new one
-        // is saved. Its offsets stay in the log.
-        let old = self.take(name);
+        // is saved. Its offsets stay.
+        let old = self.take(&spec.name);
         let kept = old
             .as_ref()
             .map(|o| (o.shared.metrics.clone(), o.shared.logs.clone()));
@@ -260,15 +261,83 @@ impl Scheduler {
         }
         if let Err(e) = self.store.save(&spec) {
             // Keep it listed (as failed), whatever version it is now.
-            let (listed, readable) = match existing {
-                Some(s) => (s, true),
-                None => (spec, true),
-            };
-            self.insert_broken(listed, format!("redeploy failed: {e}"), readable, kept);
+            let listed = existing.unwrap_or(spec);
+            self.insert_broken(listed, format!("redeploy failed: {e}"), true, kept);
             return Err(e.into());
         }
-        self.start(spec, handler, kept).await?;
-        self.info(name)
+        self.start(spec, handler, kept).await
+    }
+
+    /// Applies a deployment read from the catalog (cluster mode): starts it, restarts it if
+    /// its spec or module changed, or only pauses or resumes it. Its module was stored
+    /// before.
+    pub(crate) async fn apply(&self, spec: DeploymentSpec) -> Result<(), DeployError> {
+        let name = spec.name.clone();
+        let _guard = self.lock_name(&name).await;
+        // Learns the topic's partitions and creates declared outputs, as a deploy here would.
+        let backend = self.backend.clone();
+        let checked = spec.clone();
+        let prepared = tokio::task::spawn_blocking(move || backend.prepare(&checked))
+            .await
+            .map_err(|e| DeployError::Invalid(format!("checking the topics failed: {e}")))
+            .and_then(|r| r);
+        if let Err(e) = prepared {
+            let kept = self.stop_and_keep(&name).await;
+            self.insert_broken(spec, e.to_string(), true, kept);
+            return Err(e);
+        }
+        let current = self
+            .with(&name, |e| (e.broken.is_none(), (*e.shared.spec()).clone()))
+            .ok();
+        if let Some((true, cur)) = &current {
+            let mut same = cur.clone();
+            same.paused = spec.paused;
+            same.stopped.clone_from(&spec.stopped);
+            if serde_json::to_value(&same).ok() == serde_json::to_value(&spec).ok() {
+                if cur.paused != spec.paused {
+                    self.pause_locked(&name, spec.paused).await?;
+                }
+                return Ok(());
+            }
+        }
+        let handler = match self.load_handler(&spec.module_hash).await {
+            Ok(h) => h,
+            Err(e) => {
+                let kept = self.stop_and_keep(&name).await;
+                self.insert_broken(spec, e.to_string(), true, kept);
+                return Err(e);
+            }
+        };
+        self.replace(spec, handler, current.map(|c| c.1)).await
+    }
+
+    /// Stops and forgets a deployment here only (cluster mode: it was withdrawn from the
+    /// catalog). Its offsets stay.
+    pub(crate) async fn remove(&self, name: &str) -> Result<(), DeployError> {
+        let _guard = self.lock_name(name).await;
+        if let Some(entry) = self.take(name) {
+            entry.stop().await;
+        }
+        self.store.remove(name)?;
+        Ok(())
+    }
+
+    /// Stops what runs under `name`, if anything, and returns its counters and logs.
+    async fn stop_and_keep(&self, name: &str) -> Option<Kept> {
+        let old = self.take(name)?;
+        let kept = (old.shared.metrics.clone(), old.shared.logs.clone());
+        old.stop().await;
+        Some(kept)
+    }
+
+    /// Stores module bytes read from the catalog, so `apply` can load them by hash.
+    pub(crate) fn save_module(&self, hash: &str, wasm: &[u8]) -> Result<(), StoreError> {
+        self.store.save_module(hash, wasm)
+    }
+
+    /// Whether a deployment of this name is known here.
+    pub(crate) fn contains(&self, name: &str) -> bool {
+        self.entries().contains_key(name)
     }
 
     /// Compiles a module and instantiates it once under the deployment's own limits, on the
@@ -319,13 +388,12 @@ impl Scheduler {
             kept = kept.or_else(|| Some((prev.shared.metrics.clone(), prev.shared.logs.clone())));
             prev.stop().await;
         }
-        let Some(topic) = self.log.topic(&spec.topic) else {
+        let Some(n) = self.backend.partitions(&spec.topic) else {
             let e = DeployError::UnknownTopic(spec.topic.clone());
             self.insert_broken(spec, e.to_string(), true, kept);
             return Err(e);
         };
         let (metrics, logs) = kept.unwrap_or_default();
-        let n = topic.partitions().len();
         let initial = if spec.paused {
             Control::Pause
         } else {
@@ -334,7 +402,6 @@ impl Scheduler {
         let (control, rx) = watch::channel(initial);
         let name = spec.name.clone();
         let shared = Arc::new(DeploymentShared {
-            log: self.log.clone(),
             store: self.store.clone(),
             spec: RwLock::new(Arc::new(spec)),
             spec_write: Mutex::new(()),
@@ -349,28 +416,21 @@ impl Scheduler {
                 })
                 .collect(),
         });
-        let mut create_config = topic.config().clone();
-        create_config.partitions = 1;
-        let tasks = topic
-            .partitions()
-            .iter()
-            .map(|p| {
-                let outputs = output::Outputs::new(
-                    self.log.clone(),
-                    create_config.clone(),
-                    self.max_append_bytes,
-                );
-                let w = worker::Worker::new(
-                    shared.clone(),
-                    handler.clone(),
-                    p.clone(),
-                    rx.clone(),
-                    self.cpu.clone(),
-                    outputs,
-                );
-                tokio::spawn(w.run())
-            })
-            .collect();
+        let run = Run {
+            shared: shared.clone(),
+            handler,
+            control: rx,
+            cpu: self.cpu.clone(),
+        };
+        let tasks = match self.backend.start(run) {
+            Ok(tasks) => tasks,
+            Err(e) => {
+                let spec = (*shared.spec()).clone();
+                let kept = Some((shared.metrics.clone(), shared.logs.clone()));
+                self.insert_broken(spec, e.to_string(), true, kept);
+                return Err(e);
+            }
+        };
         let entry = Entry {
             shared,
             control,
@@ -393,7 +453,6 @@ impl Scheduler {
         *metrics.last_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(error.clone());
         let name = spec.name.clone();
         let shared = Arc::new(DeploymentShared {
-            log: self.log.clone(),
             store: self.store.clone(),
             spec: RwLock::new(Arc::new(spec)),
             spec_write: Mutex::new(()),
@@ -431,15 +490,24 @@ impl Scheduler {
                  is unknown; undeploy it without dropping offsets"
             )));
         }
-        if let Some(entry) = self.take(name) {
-            entry.stop().await;
+        match self.backend.catalog() {
+            Some(catalog) => {
+                drop(_guard);
+                catalog.withdraw(name).await?;
+            }
+            None => {
+                if let Some(entry) = self.take(name) {
+                    entry.stop().await;
+                }
+                self.store.remove(name)?;
+            }
         }
-        self.store.remove(name)?;
         if drop_offsets {
-            self.log
-                .offsets()
-                .delete_group(&group)
-                .map_err(|e| DeployError::Invalid(format!("cannot drop offsets: {e}")))?;
+            let backend = self.backend.clone();
+            tokio::task::spawn_blocking(move || backend.drop_offsets(&group))
+                .await
+                .map_err(|e| DeployError::Invalid(format!("cannot drop offsets: {e}")))?
+                .map_err(DeployError::Invalid)?;
         }
         Ok(())
     }
@@ -452,7 +520,27 @@ impl Scheduler {
         name: &str,
         paused: bool,
     ) -> Result<DeploymentInfo, DeployError> {
-        let _guard = self.lock_name(name).await;
+        let guard = self.lock_name(name).await;
+        if let Some(catalog) = self.backend.catalog() {
+            let mut spec = self
+                .with(name, |e| {
+                    let readable = e.broken.as_ref().is_none_or(|b| b.spec_readable);
+                    readable.then(|| (*e.shared.spec()).clone())
+                })?
+                .ok_or_else(|| {
+                    DeployError::Invalid(format!("'{name}' cannot run: redeploy or undeploy it"))
+                })?;
+            spec.paused = paused;
+            spec.stopped.clear();
+            drop(guard);
+            catalog.publish(&spec, None).await?;
+            return self.info(name);
+        }
+        self.pause_locked(name, paused).await
+    }
+
+    /// Pauses or resumes a deployment here; callers hold the name's lock.
+    async fn pause_locked(&self, name: &str, paused: bool) -> Result<DeploymentInfo, DeployError> {
         let (shared, broken) = self.with(name, |e| {
             (
                 e.shared.clone(),
@@ -541,7 +629,7 @@ impl Scheduler {
         let (shared, broken) = self.with(name, |e| {
             (e.shared.clone(), e.broken.as_ref().map(|b| b.error.clone()))
         })?;
-        Ok(info::describe(&self.log, &shared, broken.as_deref()))
+        Ok(info::describe(&*self.backend, &shared, broken.as_deref()))
     }
 
     /// Every deployment's status, sorted by name.
@@ -552,7 +640,7 @@ impl Scheduler {
             .map(|e| (e.shared.clone(), e.broken.as_ref().map(|b| b.error.clone())))
             .collect();
         all.iter()
-            .map(|(s, b)| info::describe(&self.log, s, b.as_deref()))
+            .map(|(s, b)| info::describe(&*self.backend, s, b.as_deref()))
             .collect()
     }
 

@@ -7,12 +7,12 @@ use std::sync::atomic::Ordering::Relaxed;
 use rill_engine::Emits;
 use rill_log::{AppendError, Header, Log, Record, Topic, TopicConfig, TopicError};
 
-use crate::deployment::DeploymentSpec;
+use super::source::DeadLetter;
 use crate::metrics::DeploymentMetrics;
 
 /// Why outputs were not appended.
 #[derive(Debug)]
-pub(super) enum OutputError {
+pub(crate) enum OutputError {
     /// Worth retrying as is: an I/O error (a full disk), a topic deleted meanwhile.
     Retry(String),
     /// Never going to work for these outputs (an invalid topic name, a record larger than
@@ -167,72 +167,33 @@ impl Outputs {
         }
         Ok(())
     }
+}
 
-    /// Appends the record at `offset` (found in `batches`) to `<deployment>.dlq`, with the
-    /// failure described in its headers.
-    #[allow(clippy::too_many_arguments)]
-    pub(super) fn dead_letter(
-        &mut self,
-        spec: &DeploymentSpec,
-        partition: u32,
-        offset: i64,
-        batches: &[u8],
-        kind: &str,
-        message: &str,
-        attempts: u32,
-    ) -> Result<(), OutputError> {
-        let dlq = self.topic(&format!("{}.dlq", spec.name))?;
-        let found = find_record(batches, offset);
-        let (key, value, orig_headers) = match &found {
-            Some((k, v, h)) => (k.as_deref(), v.as_deref(), h.as_slice()),
-            None => (None, None, &[][..]),
-        };
-        let partition_s = partition.to_string();
-        let offset_s = offset.to_string();
-        let attempts_s = attempts.to_string();
-        let mut headers = vec![
-            Header {
-                key: "rill.error",
-                value: Some(message.as_bytes()),
-            },
-            Header {
-                key: "rill.error.kind",
-                value: Some(kind.as_bytes()),
-            },
-            Header {
-                key: "rill.source.topic",
-                value: Some(spec.topic.as_bytes()),
-            },
-            Header {
-                key: "rill.source.partition",
-                value: Some(partition_s.as_bytes()),
-            },
-            Header {
-                key: "rill.source.offset",
-                value: Some(offset_s.as_bytes()),
-            },
-            Header {
-                key: "rill.attempts",
-                value: Some(attempts_s.as_bytes()),
-            },
-        ];
-        if found.is_none() {
-            headers.push(Header {
-                key: "rill.record.missing",
-                value: Some(b"true"),
-            });
-        }
-        headers.extend(orig_headers.iter().map(|(k, v)| Header {
-            key: k.as_str(),
-            value: v.as_deref(),
-        }));
+impl super::source::Sink for Outputs {
+    fn append(&mut self, emits: &Emits, metrics: &DeploymentMetrics) -> Result<(), OutputError> {
+        Outputs::append(self, emits, metrics)
+    }
+
+    /// Appends the record of `letter` to `<deployment>.dlq`, with the failure described in
+    /// its headers.
+    fn dead_letter(&mut self, letter: &DeadLetter<'_>) -> Result<(), OutputError> {
+        let dlq = self.topic(&letter.spec.dlq_topic())?;
+        let owned = DeadLetterRecord::new(letter);
+        let headers: Vec<Header<'_>> = owned
+            .headers
+            .iter()
+            .map(|(k, v)| Header {
+                key: k.as_str(),
+                value: v.as_deref(),
+            })
+            .collect();
         let record = Record {
-            key,
-            value,
+            key: owned.key.as_deref(),
+            value: owned.value.as_deref(),
             headers: &headers,
             timestamp_ms: None,
         };
-        let p = dlq.partition_for_key(key);
+        let p = dlq.partition_for_key(record.key);
         let partition = dlq.partition(p).ok_or_else(|| {
             OutputError::Retry(format!(
                 "dead-letter topic '{}' has no partitions",
@@ -242,6 +203,50 @@ impl Outputs {
         match partition.append(&[record]) {
             Ok(_) => Ok(()),
             Err(e) => Err(self.append_error(&dlq, p, e)),
+        }
+    }
+}
+
+/// A dead letter's record, owned: the failed record's key and value, and headers saying
+/// what failed (`rill.error`, `rill.error.kind`, `rill.source.topic`,
+/// `rill.source.partition`, `rill.source.offset`, `rill.attempts`, and
+/// `rill.record.missing` when the record could not be read again) followed by the record's
+/// own headers. Both modes write exactly this.
+#[derive(Debug)]
+pub(crate) struct DeadLetterRecord {
+    pub key: Option<Vec<u8>>,
+    pub value: Option<Vec<u8>>,
+    pub headers: Vec<(String, Option<Vec<u8>>)>,
+}
+
+impl DeadLetterRecord {
+    pub(crate) fn new(letter: &DeadLetter<'_>) -> Self {
+        let found = find_record(letter.batches, letter.offset);
+        let mut headers: Vec<(String, Option<Vec<u8>>)> = [
+            ("rill.error", letter.message.to_owned()),
+            ("rill.error.kind", letter.kind.to_owned()),
+            ("rill.source.topic", letter.spec.topic.clone()),
+            ("rill.source.partition", letter.partition.to_string()),
+            ("rill.source.offset", letter.offset.to_string()),
+            ("rill.attempts", letter.attempts.to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), Some(v.into_bytes())))
+        .collect();
+        let (key, value) = match found {
+            Some((key, value, own)) => {
+                headers.extend(own);
+                (key, value)
+            }
+            None => {
+                headers.insert(6, ("rill.record.missing".into(), Some(b"true".to_vec())));
+                (None, None)
+            }
+        };
+        DeadLetterRecord {
+            key,
+            value,
+            headers,
         }
     }
 }

@@ -6,8 +6,6 @@ use std::sync::{Arc, Mutex, RwLock};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use rill_log::Log;
-
 use crate::deployment::{DeploymentSpec, DeploymentStore, StoppedPartition, StoreError};
 use crate::handler_logs::HandlerLogs;
 use crate::metrics::DeploymentMetrics;
@@ -31,7 +29,6 @@ pub(crate) struct PartitionState {
 
 /// What every worker of one deployment shares.
 pub(crate) struct DeploymentShared {
-    pub log: Arc<Log>,
     pub(super) store: DeploymentStore,
     pub(super) spec: RwLock<Arc<DeploymentSpec>>,
     /// Held across read-modify-write-save of the spec (pause, a partition stopping), so two

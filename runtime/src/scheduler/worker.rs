@@ -19,10 +19,9 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use rill_engine::{Handler, Instance};
-use rill_log::Partition;
 
 use super::cpu::Cpu;
-use super::output::Outputs;
+use super::source::{Sink, Source};
 use super::{Control, DeploymentShared, PartitionState};
 
 mod failure;
@@ -33,10 +32,10 @@ mod turn;
 pub(super) struct Worker {
     dep: Arc<DeploymentShared>,
     handler: Handler,
-    partition: Arc<Partition>,
+    source: Arc<dyn Source>,
     control: watch::Receiver<Control>,
     cpu: Arc<Cpu>,
-    outputs: Outputs,
+    outputs: Box<dyn Sink>,
     instance: Option<Instance>,
     /// While `next < isolate_until`, invoke one record at a time (see the module docs).
     isolate_until: i64,
@@ -74,15 +73,15 @@ impl Worker {
     pub(super) fn new(
         dep: Arc<DeploymentShared>,
         handler: Handler,
-        partition: Arc<Partition>,
+        source: Arc<dyn Source>,
         control: watch::Receiver<Control>,
         cpu: Arc<Cpu>,
-        outputs: Outputs,
+        outputs: Box<dyn Sink>,
     ) -> Worker {
         Worker {
             dep,
             handler,
-            partition,
+            source,
             control,
             cpu,
             outputs,
@@ -97,15 +96,16 @@ impl Worker {
     }
 
     fn pid(&self) -> u32 {
-        self.partition.id()
+        self.source.id()
     }
 
-    fn state(&self) -> &std::sync::Mutex<PartitionState> {
-        &self.dep.partitions[self.pid() as usize]
+    fn state(&self) -> Option<&std::sync::Mutex<PartitionState>> {
+        self.dep.partitions.get(self.pid() as usize)
     }
 
     fn set_state(&self, status: &'static str, error: Option<String>) {
-        let mut s = self.state().lock().unwrap_or_else(|e| e.into_inner());
+        let Some(state) = self.state() else { return };
+        let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
         s.status = status;
         if error.is_some() || status == "running" {
             s.error = error;
@@ -184,10 +184,10 @@ impl Worker {
                     }
                 }
             }
-            if self.next >= self.partition.high_watermark() {
+            if self.next >= self.source.high_watermark() {
                 self.set_state("running", None);
-                let listener = self.partition.listen();
-                if self.next < self.partition.high_watermark() {
+                let listener = self.source.listen();
+                if self.next < self.source.high_watermark() {
                     continue;
                 }
                 tokio::select! {
@@ -227,10 +227,7 @@ impl Worker {
     async fn persist_stop(&self) {
         let error = self
             .state()
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .error
-            .clone()
+            .and_then(|s| s.lock().unwrap_or_else(|e| e.into_inner()).error.clone())
             .unwrap_or_default();
         let dep = self.dep.clone();
         let (pid, offset) = (self.pid(), self.next);

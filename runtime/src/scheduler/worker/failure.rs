@@ -7,6 +7,7 @@ use rill_engine::Outcome;
 use rill_log::ReadError;
 
 use super::super::output::OutputError;
+use super::super::source::DeadLetter;
 use super::{Step, Worker};
 use crate::deployment::OnFailure;
 
@@ -90,15 +91,16 @@ impl Worker {
                         return self.host_failure("read", msg);
                     }
                 };
-                match self.outputs.dead_letter(
-                    &spec,
-                    self.pid(),
+                let letter = DeadLetter {
+                    spec: &spec,
+                    partition: self.pid(),
                     offset,
-                    &batches,
+                    batches: &batches,
                     kind,
-                    &msg,
-                    self.attempts,
-                ) {
+                    message: &msg,
+                    attempts: self.attempts,
+                };
+                match self.outputs.dead_letter(&letter) {
                     Ok(()) => {}
                     // The record is tried again after the backoff and dead-lettered again.
                     Err(OutputError::Retry(e)) => return self.host_failure("append", e),
@@ -121,7 +123,7 @@ impl Worker {
     /// The uncompressed batch holding the record at `offset` (empty if it is not in the log
     /// any more: the dead letter then says the record is missing).
     pub(super) fn record_batches(&self, offset: i64) -> Result<Vec<u8>, String> {
-        let read = match self.partition.read(offset, 1) {
+        let read = match self.source.read(offset) {
             Ok(r) => r,
             Err(ReadError::OffsetOutOfRange { .. }) => return Ok(Vec::new()),
             Err(e) => return Err(e.to_string()),

@@ -3,7 +3,9 @@
 //! from the last one, and passing the guest's log lines on.
 
 use rill_engine::{GuestInput, Instance, InstanceConfig, Invocation};
-use rill_log::{Partition, ReadBuffer, ReadError};
+use rill_log::{ReadBuffer, ReadError};
+
+use super::super::source::Source;
 
 use super::Worker;
 
@@ -42,13 +44,13 @@ impl ReadBuffer for GuestBuffer<'_, '_> {
 /// if they are compressed) and invokes the guest on `[start, end)` of them.
 fn read_and_invoke(
     instance: &mut Instance,
-    partition: &Partition,
+    source: &dyn Source,
     start: i64,
     end: i64,
     budget: usize,
 ) -> Result<(Invocation, Read), InvokeError> {
     let mut input = instance.input();
-    let read = match partition.read_into(start, budget, &mut GuestBuffer(&mut input)) {
+    let read = match source.read_into(start, budget, &mut GuestBuffer(&mut input)) {
         Ok(r) => r,
         // The guest could not provide a buffer: invoking says why (a trap, its memory cap).
         Err(ReadError::NoBuffer { .. }) => return Ok((input.invoke(0, start, end), nothing())),
@@ -148,7 +150,7 @@ impl Worker {
                 self.instance.insert(i)
             }
         };
-        read_and_invoke(instance, &self.partition, start, end, budget)
+        read_and_invoke(instance, &*self.source, start, end, budget)
     }
 
     pub(super) fn instance_config(&self) -> InstanceConfig {

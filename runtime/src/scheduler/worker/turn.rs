@@ -77,7 +77,7 @@ impl Worker {
                 && started.elapsed() < BURST
                 && *self.control.borrow() == Control::Run
                 && !self.control.has_changed().unwrap_or(true)
-                && self.next < self.partition.high_watermark()
+                && self.next < self.source.high_watermark()
                 && !self.would_linger();
             if !more {
                 return step;
@@ -89,7 +89,7 @@ impl Worker {
     pub(super) fn would_linger(&self) -> bool {
         let spec = self.dep.spec();
         spec.linger_ms > 0
-            && self.partition.high_watermark() - self.next < i64::from(spec.max_batch_records)
+            && self.source.high_watermark() - self.next < i64::from(spec.max_batch_records)
     }
 
     /// One read-invoke-append-commit turn, on the blocking thread.
@@ -112,11 +112,11 @@ impl Worker {
             Ok(done) => done,
             Err(InvokeError::Instantiate(msg)) => return self.host_failure("instantiate", msg),
             Err(InvokeError::Read(ReadError::OffsetOutOfRange { .. }))
-                if next < self.partition.log_start_offset() =>
+                if next < self.source.log_start_offset() =>
             {
                 // Retention deleted records this group had not processed yet. Say so
                 // loudly and carry on from what is left.
-                let start = self.partition.log_start_offset();
+                let start = self.source.log_start_offset();
                 let msg = format!(
                     "records {}..{} were deleted by retention before this group processed them",
                     next, start
@@ -147,7 +147,7 @@ impl Worker {
                      the log may be corrupt or truncated there",
                     spec.topic,
                     self.pid(),
-                    self.partition.high_watermark()
+                    self.source.high_watermark()
                 );
                 return self.host_failure("read", msg);
             }
