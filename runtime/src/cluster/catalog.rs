@@ -263,8 +263,7 @@ fn catalog_err(topic: &str, error: String) -> ClusterError {
 /// Creates the topic if it is missing (compacted, replicated on up to three brokers, room
 /// for 64 MiB modules) and a reader assigned to it from the beginning.
 fn open(cluster: &Cluster, topic: &str) -> Result<Arc<BaseConsumer>, ClusterError> {
-    let brokers = cluster.status().brokers.max(1);
-    let replication = brokers.min(3) as i32;
+    let replication = cluster.replication();
     let max = (super::config::MAX_MODULE_BYTES + (1 << 20)).to_string();
     cluster
         .ensure_topic(

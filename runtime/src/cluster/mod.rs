@@ -190,8 +190,8 @@ impl Cluster {
         Ok(Some(n))
     }
 
-    /// Creates `topic` if it does not exist (with `partitions`, the brokers' default
-    /// replication factor and `configs`). Blocking.
+    /// Creates `topic` if it does not exist (with `partitions`, `replication` and
+    /// `configs`). Blocking.
     fn ensure_topic(
         &self,
         topic: &str,
@@ -228,6 +228,13 @@ impl Cluster {
         Err(format!(
             "topic '{topic}' was created but the cluster's metadata does not show it"
         ))
+    }
+
+    /// The replication factor of topics Rill creates (outputs, dead letters, the catalog):
+    /// three, or every broker if there are fewer, so that losing one broker of a
+    /// three-broker cluster loses nothing and stops nothing.
+    pub(crate) fn replication(&self) -> i32 {
+        self.status().brokers.clamp(1, 3) as i32
     }
 
     pub(crate) fn set_positions(&self, name: &str, positions: Option<Vec<Position>>) {
@@ -279,7 +286,7 @@ impl Backend for ClusterBackend {
             Err(e) => return Err(DeployError::Invalid(e)),
         }
         for output in &spec.outputs {
-            c.ensure_topic(output, 1, -1, &[])
+            c.ensure_topic(output, 1, c.replication(), &[])
                 .map_err(|e| DeployError::Invalid(format!("output topic '{output}': {e}")))?;
         }
         Ok(())

@@ -39,12 +39,14 @@ impl ClusterSink {
         if let Err(e) = rdkafka_topic_name_ok(topic) {
             return Err(OutputError::Reject(e));
         }
-        self.cluster.ensure_topic(topic, 1, -1, &[]).map_err(|e| {
-            match e.contains("InvalidTopic") || e.contains("invalid topic") {
-                true => OutputError::Reject(e),
-                false => OutputError::Retry(e),
-            }
-        })?;
+        self.cluster
+            .ensure_topic(topic, 1, self.cluster.replication(), &[])
+            .map_err(
+                |e| match e.contains("InvalidTopic") || e.contains("invalid topic") {
+                    true => OutputError::Reject(e),
+                    false => OutputError::Retry(e),
+                },
+            )?;
         self.known.insert(topic.to_owned());
         Ok(())
     }
