@@ -44,17 +44,26 @@ pub struct Host {
     log_path: PathBuf,
     /// Admin API base URL of the running process.
     pub admin: String,
+    /// Arguments after `serve --data-dir D` besides the loopback ports (cluster mode's).
+    extra: Vec<String>,
     child: Option<Child>,
 }
 
 impl Host {
     /// Spawns a host on `data_dir` and waits for its ready line.
     pub fn start(bin: &Path, data_dir: &Path) -> anyhow::Result<Host> {
+        Host::start_with(bin, data_dir, Vec::new())
+    }
+
+    /// Spawns a host with `extra` arguments to `serve` (e.g. `--kafka-cluster B`) and waits
+    /// for its ready line; [`Host::spawn`] after a kill passes them again.
+    pub fn start_with(bin: &Path, data_dir: &Path, extra: Vec<String>) -> anyhow::Result<Host> {
         let mut h = Host {
             bin: bin.to_owned(),
             data_dir: data_dir.to_owned(),
             log_path: data_dir.with_extension("host.log"),
             admin: String::new(),
+            extra,
             child: None,
         };
         h.spawn()?;
@@ -76,6 +85,7 @@ impl Host {
             .arg("--data-dir")
             .arg(&self.data_dir)
             .args(["--admin-addr", "127.0.0.1:0", "--kafka-addr", "127.0.0.1:0"])
+            .args(&self.extra)
             .env("RILL_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -117,7 +127,8 @@ impl Host {
         Client::new(&self.admin)
     }
 
-    fn pid(&self) -> Option<u32> {
+    /// The process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
     }
 
@@ -134,15 +145,7 @@ impl Host {
     /// CPU time the host process has used so far (user + system, all threads), from
     /// `/proc/<pid>/stat`.
     pub fn cpu_time(&self) -> Option<Duration> {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid()?)).ok()?;
-        // Fields after the command name, which is in parentheses and may hold spaces.
-        let rest = &stat[stat.rfind(')')? + 2..];
-        let f: Vec<&str> = rest.split_whitespace().collect();
-        // After the state (index 0), utime and stime are indexes 11 and 12 (fields 14 and 15
-        // of proc(5)), in USER_HZ ticks, which Linux fixes at 100 for user space.
-        let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
-        const USER_HZ: u64 = 100;
-        Some(Duration::from_millis(ticks * 1000 / USER_HZ))
+        proc_cpu_time(self.pid()?)
     }
 
     /// SIGKILL: no clean shutdown, no markers.
@@ -190,4 +193,18 @@ fn proc_status_kib(pid: u32, field: &str) -> Option<u64> {
     s.lines()
         .find_map(|l| l.strip_prefix(field))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+/// CPU time process `pid` has used so far (user + system, all threads), from
+/// `/proc/<pid>/stat`.
+pub fn proc_cpu_time(pid: u32) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // After the state (index 0), utime and stime are indexes 11 and 12 (fields 14 and 15
+    // of proc(5)), in USER_HZ ticks, which Linux fixes at 100 for user space.
+    let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+    const USER_HZ: u64 = 100;
+    Some(Duration::from_millis(ticks * 1000 / USER_HZ))
 }

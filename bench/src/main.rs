@@ -13,7 +13,11 @@
 //! ```
 //!
 //! `--quick` judges no timing: it proves every scenario works end to end.
+//!
+//! `rill-bench cluster ...` is the cluster-mode bench against an Apache Kafka cluster
+//! (`cluster.rs`; `bench/cluster.sh` starts the cluster and runs it).
 
+mod cluster;
 mod host;
 mod http;
 mod latency;
@@ -107,6 +111,25 @@ impl Progress {
 }
 
 fn main() {
+    if std::env::args_os().nth(1).is_some_and(|a| a == "cluster") {
+        let args = cluster::ClusterArgs::parse_from(std::env::args_os().skip(1));
+        if let Err(e) = cluster::main(args) {
+            eprintln!("rill-bench cluster: {e:#}");
+            std::process::exit(1);
+        }
+        return;
+    }
+    if std::env::args_os()
+        .nth(1)
+        .is_some_and(|a| a == "cluster-member")
+    {
+        let args = cluster::MemberArgs::parse_from(std::env::args_os().skip(1));
+        if let Err(e) = cluster::member_main(args) {
+            eprintln!("rill-bench cluster-member: {e:#}");
+            std::process::exit(1);
+        }
+        return;
+    }
     let args = Args::parse();
     if let Err(e) = run(args) {
         eprintln!("rill-bench: {e:#}");
