@@ -187,11 +187,12 @@ pub fn main(args: ClusterArgs) -> anyhow::Result<()> {
     let (do_throughput, do_rebalance) = (want("throughput"), want("rebalance"));
     let started = Instant::now();
     let mut report = Report::default();
+    let mut result = Ok(());
     if do_throughput {
-        throughput(&mut cx, &mut report).context("scenario throughput failed")?;
+        result = throughput(&mut cx, &mut report).context("scenario throughput failed");
     }
-    if do_rebalance {
-        rebalance::run(&mut cx, &mut report).context("scenario rebalance failed")?;
+    if do_rebalance && result.is_ok() {
+        result = rebalance::run(&mut cx, &mut report).context("scenario rebalance failed");
     }
     for h in &mut cx.hosts {
         let _ = h.stop();
@@ -206,10 +207,10 @@ pub fn main(args: ClusterArgs) -> anyhow::Result<()> {
         started.elapsed().as_secs_f64()
     );
     print!("{}", report.render(!q));
-    if q {
+    if q && result.is_ok() {
         println!("\n(quick run: every scenario worked; timings are not judged)");
     }
-    Ok(())
+    result
 }
 
 /// One timed pass over the input topic.
