@@ -195,13 +195,18 @@ impl Member {
         let name = ctx.name();
         let mut status_at = Instant::now();
         loop {
-            if self.control.has_changed().unwrap_or(true) {
-                let c = *self.control.borrow_and_update();
-                if c == Control::Stop {
-                    break;
-                }
-                for s in ctx.slots().values() {
-                    let _ = s.control.send(c);
+            match self.control.has_changed() {
+                // The scheduler's entry is gone: nobody supervises this member any more.
+                Err(_) => break,
+                Ok(false) => {}
+                Ok(true) => {
+                    let c = *self.control.borrow_and_update();
+                    if c == Control::Stop {
+                        break;
+                    }
+                    for s in ctx.slots().values() {
+                        let _ = s.control.send(c);
+                    }
                 }
             }
             self.poll_round(&ctx);
