@@ -11,11 +11,6 @@ say() { printf 'setup: %s\n' "$*" >&2; }
 
 command -v cargo >/dev/null 2>&1 || { say "error: cargo not found; install Rust with rustup first"; exit 1; }
 
-# 1. Rust → Wasm (rustup's targets if they can be had, else Debian's packages).
-scripts/wasm-build.sh --setup
-
-[ "${1:-}" = "--test" ] || exit 0
-
 SUDO=""
 [ "$(id -u)" = 0 ] || SUDO="sudo"
 apt_updated=0
@@ -24,7 +19,28 @@ apt_install() {
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "$@" >/dev/null
 }
 
-# 2. Real Kafka clients that we did not write.
+# 1. Rust → Wasm (rustup's targets if they can be had, else Debian's packages).
+scripts/wasm-build.sh --setup
+
+# 2. What the `rdkafka` crate needs to build librdkafka from source (cluster mode): cmake, a
+#    C compiler, pkg-config, OpenSSL (TLS, SASL/SCRAM), zlib, and curl's headers (librdkafka
+#    2.12 includes curl/curl.h even with curl off).
+missing=()
+command -v cmake >/dev/null 2>&1 || missing+=(cmake)
+command -v cc >/dev/null 2>&1 || missing+=(gcc)
+command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
+[ -f /usr/include/openssl/ssl.h ] || missing+=(libssl-dev)
+[ -f /usr/include/zlib.h ] || missing+=(zlib1g-dev)
+[ -f /usr/include/curl/curl.h ] || [ -f /usr/include/x86_64-linux-gnu/curl/curl.h ] \
+  || missing+=(libcurl4-openssl-dev)
+if [ "${#missing[@]}" -gt 0 ]; then
+  say "installing what librdkafka's build needs: ${missing[*]}"
+  apt_install "${missing[@]}"
+fi
+
+[ "${1:-}" = "--test" ] || exit 0
+
+# 3. Real Kafka clients that we did not write.
 if ! command -v kcat >/dev/null 2>&1; then
   say "installing kcat"
   apt_install kcat
@@ -35,7 +51,7 @@ if ! python3 -c 'import confluent_kafka, kafka' >/dev/null 2>&1; then
     'confluent-kafka==2.16.1' 'kafka-python==3.0.12'
 fi
 
-# 3. Apache Kafka beside Rill: a JDK and Maven (to assemble the pinned broker, tools and
+# 4. Apache Kafka beside Rill: a JDK and Maven (to assemble the pinned broker, tools and
 #    Java client from Maven Central: scripts/kafka.sh fetch), and Go for the franz-go client.
 if ! command -v java >/dev/null 2>&1 || ! command -v javac >/dev/null 2>&1; then
   say "installing a JDK (openjdk-17-jdk-headless)"
@@ -51,7 +67,7 @@ if ! command -v go >/dev/null 2>&1; then
 fi
 scripts/kafka.sh fetch
 
-# 4. cargo-fuzz, for the brief fuzz runs (needs the nightly toolchain).
+# 5. cargo-fuzz, for the brief fuzz runs (needs the nightly toolchain).
 if [ -d fuzz ]; then
   if ! rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
     say "warning: no nightly toolchain: fuzz targets will be skipped"

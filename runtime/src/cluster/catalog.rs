@@ -311,6 +311,11 @@ fn follow(
             }
         };
         let offset = m.offset();
+        if host.is_stopping() {
+            // Starting a deployment now would race the shutdown; every host re-reads the
+            // catalog when it starts.
+            return;
+        }
         let result = match decode(m.key(), m.payload()) {
             Ok(Change::Module(hash, wasm)) => {
                 let r = host.scheduler.save_module(&hash, &wasm);

@@ -114,7 +114,7 @@ impl ClusterConfig {
     /// Java's key partitioner so keyed outputs land where Kafka clients would put them.
     pub(crate) fn producer(&self, host_id: &str) -> ClientConfig {
         let mut c = ClientConfig::new();
-        c.set("linger.ms", "1")
+        c.set("linger.ms", "0")
             .set("partitioner", "murmur2_random")
             .set(
                 "message.max.bytes",

@@ -6,9 +6,11 @@
 //! also keeps failing deployments to a bounded share), so a thousand idle partitions cost a
 //! thousand parked tasks, not a thousand threads.
 
+mod applied;
 mod backend;
 mod cpu;
 mod info;
+mod lifecycle;
 mod output;
 mod source;
 mod state;
@@ -268,78 +270,6 @@ impl Scheduler {
         self.start(spec, handler, kept).await
     }
 
-    /// Applies a deployment read from the catalog (cluster mode): starts it, restarts it if
-    /// its spec or module changed, or only pauses or resumes it. Its module was stored
-    /// before.
-    pub(crate) async fn apply(&self, spec: DeploymentSpec) -> Result<(), DeployError> {
-        let name = spec.name.clone();
-        let _guard = self.lock_name(&name).await;
-        // Learns the topic's partitions and creates declared outputs, as a deploy here would.
-        let backend = self.backend.clone();
-        let checked = spec.clone();
-        let prepared = tokio::task::spawn_blocking(move || backend.prepare(&checked))
-            .await
-            .map_err(|e| DeployError::Invalid(format!("checking the topics failed: {e}")))
-            .and_then(|r| r);
-        if let Err(e) = prepared {
-            let kept = self.stop_and_keep(&name).await;
-            self.insert_broken(spec, e.to_string(), true, kept);
-            return Err(e);
-        }
-        let current = self
-            .with(&name, |e| (e.broken.is_none(), (*e.shared.spec()).clone()))
-            .ok();
-        if let Some((true, cur)) = &current {
-            let mut same = cur.clone();
-            same.paused = spec.paused;
-            same.stopped.clone_from(&spec.stopped);
-            if serde_json::to_value(&same).ok() == serde_json::to_value(&spec).ok() {
-                if cur.paused != spec.paused {
-                    self.pause_locked(&name, spec.paused).await?;
-                }
-                return Ok(());
-            }
-        }
-        let handler = match self.load_handler(&spec.module_hash).await {
-            Ok(h) => h,
-            Err(e) => {
-                let kept = self.stop_and_keep(&name).await;
-                self.insert_broken(spec, e.to_string(), true, kept);
-                return Err(e);
-            }
-        };
-        self.replace(spec, handler, current.map(|c| c.1)).await
-    }
-
-    /// Stops and forgets a deployment here only (cluster mode: it was withdrawn from the
-    /// catalog). Its offsets stay.
-    pub(crate) async fn remove(&self, name: &str) -> Result<(), DeployError> {
-        let _guard = self.lock_name(name).await;
-        if let Some(entry) = self.take(name) {
-            entry.stop().await;
-        }
-        self.store.remove(name)?;
-        Ok(())
-    }
-
-    /// Stops what runs under `name`, if anything, and returns its counters and logs.
-    async fn stop_and_keep(&self, name: &str) -> Option<Kept> {
-        let old = self.take(name)?;
-        let kept = (old.shared.metrics.clone(), old.shared.logs.clone());
-        old.stop().await;
-        Some(kept)
-    }
-
-    /// Stores module bytes read from the catalog, so `apply` can load them by hash.
-    pub(crate) fn save_module(&self, hash: &str, wasm: &[u8]) -> Result<(), StoreError> {
-        self.store.save_module(hash, wasm)
-    }
-
-    /// Whether a deployment of this name is known here.
-    pub(crate) fn contains(&self, name: &str) -> bool {
-        self.entries().contains_key(name)
-    }
-
     /// Compiles a module and instantiates it once under the deployment's own limits, on the
     /// blocking pool (compiling takes a while; instantiating runs the guest's initialiser),
     /// then stores its bytes.
@@ -472,132 +402,6 @@ impl Scheduler {
         // Nothing runs under a broken entry's name (callers took the old one out), so a
         // replaced entry here has no tasks to wait for.
         self.entries().insert(name, entry);
-    }
-
-    /// Removes a deployment, running or broken. Its group's committed offsets stay unless
-    /// `drop_offsets`.
-    pub async fn undeploy(&self, name: &str, drop_offsets: bool) -> Result<(), DeployError> {
-        let _guard = self.lock_name(name).await;
-        let (group, readable) = self.with(name, |e| {
-            (
-                e.shared.spec().group.clone(),
-                e.broken.as_ref().is_none_or(|b| b.spec_readable),
-            )
-        })?;
-        if drop_offsets && !readable {
-            return Err(DeployError::Invalid(format!(
-                "cannot drop the offsets of '{name}': its spec file is unreadable, so its group \
-                 is unknown; undeploy it without dropping offsets"
-            )));
-        }
-        match self.backend.catalog() {
-            Some(catalog) => {
-                drop(_guard);
-                catalog.withdraw(name).await?;
-            }
-            None => {
-                if let Some(entry) = self.take(name) {
-                    entry.stop().await;
-                }
-                self.store.remove(name)?;
-            }
-        }
-        if drop_offsets {
-            let backend = self.backend.clone();
-            tokio::task::spawn_blocking(move || backend.drop_offsets(&group))
-                .await
-                .map_err(|e| DeployError::Invalid(format!("cannot drop offsets: {e}")))?
-                .map_err(DeployError::Invalid)?;
-        }
-        Ok(())
-    }
-
-    /// Pauses or resumes a deployment; the state survives restarts. Resuming also restarts
-    /// partitions that stopped on a failure, and retries starting a deployment that could
-    /// not be restored.
-    pub async fn set_paused(
-        &self,
-        name: &str,
-        paused: bool,
-    ) -> Result<DeploymentInfo, DeployError> {
-        let guard = self.lock_name(name).await;
-        if let Some(catalog) = self.backend.catalog() {
-            let mut spec = self
-                .with(name, |e| {
-                    let readable = e.broken.as_ref().is_none_or(|b| b.spec_readable);
-                    readable.then(|| (*e.shared.spec()).clone())
-                })?
-                .ok_or_else(|| {
-                    DeployError::Invalid(format!("'{name}' cannot run: redeploy or undeploy it"))
-                })?;
-            spec.paused = paused;
-            spec.stopped.clear();
-            drop(guard);
-            catalog.publish(&spec, None).await?;
-            return self.info(name);
-        }
-        self.pause_locked(name, paused).await
-    }
-
-    /// Pauses or resumes a deployment here; callers hold the name's lock.
-    async fn pause_locked(&self, name: &str, paused: bool) -> Result<DeploymentInfo, DeployError> {
-        let (shared, broken) = self.with(name, |e| {
-            (
-                e.shared.clone(),
-                e.broken
-                    .as_ref()
-                    .map(|b| (b.spec_readable, b.error.clone())),
-            )
-        })?;
-        match broken {
-            Some((false, error)) => {
-                return Err(DeployError::Invalid(format!(
-                    "'{name}' cannot run ({error}): redeploy or undeploy it"
-                )));
-            }
-            Some((true, _)) => {
-                shared.update_spec(|s| {
-                    s.paused = paused;
-                    s.stopped.clear();
-                })?;
-                if !paused {
-                    let spec = (*shared.spec()).clone();
-                    let kept = Some((shared.metrics.clone(), shared.logs.clone()));
-                    match self.load_handler(&spec.module_hash).await {
-                        Ok(handler) => self.start(spec, handler, kept).await?,
-                        Err(e) => {
-                            self.take(name);
-                            self.insert_broken(spec, e.to_string(), true, kept);
-                            return Err(e);
-                        }
-                    }
-                }
-                return self.info(name);
-            }
-            None => {}
-        }
-        shared.update_spec(|s| {
-            s.paused = paused;
-            if !paused {
-                s.stopped.clear();
-            }
-        })?;
-        if !paused {
-            // The workers wake after this answer is built: show the restart already, not a
-            // `failed` that is no longer true.
-            for p in &shared.partitions {
-                let mut p = p.lock().unwrap_or_else(|e| e.into_inner());
-                if p.status == "failed" {
-                    p.status = "starting";
-                }
-            }
-        }
-        self.with(name, |e| {
-            let _ = e
-                .control
-                .send(if paused { Control::Pause } else { Control::Run });
-        })?;
-        self.info(name)
     }
 
     fn with<T>(&self, name: &str, f: impl FnOnce(&Entry) -> T) -> Result<T, DeployError> {

@@ -136,18 +136,33 @@ impl Worker {
                 return;
             }
         }
+        // Finding the start may ask a remote cluster (cluster mode): off the async threads,
+        // and retried with backoff, since a cluster that does not answer now may later.
         self.next = loop {
-            match self.start_offset() {
+            let (source, dep) = (self.source.clone(), self.dep.clone());
+            let found = tokio::task::spawn_blocking(move || source.start_offset(&dep))
+                .await
+                .unwrap_or_else(|e| Err(format!("finding the start offset panicked: {e}")));
+            match found {
                 Ok(o) => break o,
                 Err(e) => {
-                    self.set_state("failed", Some(e));
-                    if !self.wait_for_restart().await {
+                    self.host_failure("start", e);
+                    let delay = self.backoff_delay();
+                    tokio::select! {
+                        _ = tokio::time::sleep(delay) => {}
+                        r = self.control.changed() => if r.is_err() {
+                            self.set_state("stopped", None);
+                            return;
+                        },
+                    }
+                    if *self.control.borrow() == Control::Stop {
                         self.set_state("stopped", None);
                         return;
                     }
                 }
             }
         };
+        self.host_failures = 0;
         let mut backoff = Duration::ZERO;
         loop {
             let control = *self.control.borrow_and_update();

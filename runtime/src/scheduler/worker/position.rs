@@ -8,11 +8,6 @@ impl Worker {
         self.source.commit(&self.dep.spec(), next)
     }
 
-    /// The offset to start from: the group's commit, or the deployment's `from`.
-    pub(super) fn start_offset(&self) -> Result<i64, String> {
-        self.source.start_offset(&self.dep)
-    }
-
     /// Marks `[next, offset)` done: moves on and commits. A failed commit is kept and
     /// retried on its own before anything else, never by re-running the invocation.
     pub(super) fn finish(&mut self, offset: i64, handled: u64) -> Step {
