@@ -4,14 +4,14 @@
 //!
 //! Each member is one thread with one librdkafka consumer and one producer, configured as
 //! cluster mode configures its own (group with manual commits, cooperative-sticky; outputs
-//! with acks=all, idempotence, linger.ms=1). Its loop: take a batch of up to `batch` fetched
+//! with acks=all, idempotence, linger.ms=0). Its loop: take a batch of up to `batch` fetched
 //! records (in fetch order, over whatever partitions it owns), forward each whose value
 //! contains `blue` (`memchr::memmem`, as the guest) to the output topic with its key,
 //! wait until every output of the batch is acknowledged, commit the batch's next offsets
 //! synchronously, repeat.
 //!
 //! Before the clock starts the members join the group and may fetch ahead, as a paused Rill
-//! deployment does: fetched records are kept (up to 16 MiB per partition, then that
+//! deployment does: fetched records are kept (up to 4 MiB per partition, then that
 //! partition's fetching is paused, Rill's own limit) but not processed.
 
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -30,7 +30,7 @@ use super::kafka::{self, Deliveries};
 
 /// Fetched-ahead bytes per partition above which a member pauses the partition before the
 /// clock starts (cluster mode's `PAUSE_BYTES`).
-const PAUSE_BYTES: usize = 16 << 20;
+const PAUSE_BYTES: usize = 4 << 20;
 
 /// The librdkafka settings a member shares with cluster mode's group members.
 pub fn member_config(bootstrap: &str, client_id: &str, group: &str) -> rdkafka::ClientConfig {
@@ -48,7 +48,7 @@ pub fn member_config(bootstrap: &str, client_id: &str, group: &str) -> rdkafka::
 /// The producer settings cluster mode's sink uses.
 pub fn producer_config(bootstrap: &str, client_id: &str) -> rdkafka::ClientConfig {
     let mut c = kafka::config(bootstrap, client_id);
-    c.set("linger.ms", "1")
+    c.set("linger.ms", "0")
         .set("enable.idempotence", "true")
         .set("acks", "all");
     c
