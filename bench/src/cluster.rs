@@ -73,6 +73,10 @@ pub struct ClusterArgs {
     /// Scenarios: throughput, rebalance (default both).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
+    /// A librdkafka property for every host's clients, KEY=VALUE (repeatable), passed as
+    /// `runtime serve --cluster-property` (e.g. linger.ms=1 to try another producer linger).
+    #[arg(long = "cluster-property", value_name = "KEY=VALUE")]
+    cluster_properties: Vec<String>,
     /// The Kafka broker's process id, to report its CPU time too.
     #[arg(long)]
     broker_pid: Option<u32>,
@@ -119,7 +123,7 @@ impl Cx {
             let h = Host::start_with(
                 &self.bin,
                 &self.tmp.path().join(format!("host-{i}")),
-                host_args(&self.args.bootstrap, i),
+                host_args(&self.args.bootstrap, i, &self.args.cluster_properties),
             )?;
             self.log(&format!("host rill-{i} ready at {}", h.admin));
             self.hosts.push(h);
@@ -140,8 +144,8 @@ static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
 
 /// `serve` arguments of host `i` in cluster mode: a fixed host id (so a restarted host is
 /// the same one) and the session timeout the contract recommends for tests.
-fn host_args(bootstrap: &str, i: usize) -> Vec<String> {
-    [
+fn host_args(bootstrap: &str, i: usize, extra: &[String]) -> Vec<String> {
+    let mut args: Vec<String> = [
         "--kafka-cluster",
         bootstrap,
         "--cluster-host-id",
@@ -153,7 +157,12 @@ fn host_args(bootstrap: &str, i: usize) -> Vec<String> {
     ]
     .iter()
     .map(|s| (*s).to_owned())
-    .collect()
+    .collect();
+    for p in extra {
+        args.push("--cluster-property".to_owned());
+        args.push(p.clone());
+    }
+    args
 }
 
 /// Entry point of `rill-bench cluster`.
