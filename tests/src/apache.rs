@@ -75,12 +75,11 @@ impl OwnCluster {
     /// If `kafka.sh start` fails.
     pub fn start(nodes: u32) -> OwnCluster {
         let dir = tempfile::tempdir().expect("temp dir");
-        // kafka.sh takes the first run of free ports at or after --port; start from a port
-        // the kernel just handed out, away from the run's broker and from other clusters.
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
+        // kafka.sh takes the first run of free ports at or after --port. Start below the
+        // kernel's ephemeral range (32768 and up on Linux), where the hosts' port-0 listeners
+        // and every client's outgoing connections take theirs: a port found free there can be
+        // gone by the time the broker binds it. The run's broker is at 19092.
+        let port = 20_000 + (std::process::id() % 1_000) * 12;
         let out = std::process::Command::new(launcher())
             .arg("start")
             .arg(dir.path())
