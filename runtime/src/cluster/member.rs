@@ -30,8 +30,10 @@ use crate::deployment::StartFrom;
 use crate::scheduler::{Control, Run};
 
 /// Buffered bytes above which a partition's fetching is paused, and below which it resumes.
-const PAUSE_BYTES: usize = 16 << 20;
-const RESUME_BYTES: usize = 4 << 20;
+/// Bounded per partition so a host with many partitions stays small; 4 MiB is dozens of
+/// default invocations ahead.
+const PAUSE_BYTES: usize = 4 << 20;
+const RESUME_BYTES: usize = 1 << 20;
 
 /// How often the member reads the group's positions and owners.
 const STATUS_EVERY: Duration = Duration::from_secs(2);
@@ -147,8 +149,13 @@ impl ConsumerContext for MemberContext {
         }
     }
 
-    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Assign(tpl) = rebalance {
+            // A partition paused for flow control, revoked and assigned again starts with
+            // an empty buffer: it must fetch.
+            if let Err(e) = consumer.resume(tpl) {
+                tracing::warn!(deployment = %self.name(), "resuming assigned partitions: {e}");
+            }
             self.assigned(tpl);
         }
     }

@@ -266,7 +266,7 @@ impl Cluster {
     }
 }
 
-/// Deployments on the cluster: the scheduler's [`Backend`] in cluster mode.
+/// Deployments on the cluster: the scheduler's `Backend` in cluster mode.
 #[derive(Debug, Clone)]
 pub struct ClusterBackend(pub Arc<Cluster>);
 

@@ -45,7 +45,7 @@ pub struct ServeArgs {
     #[arg(long = "cluster-property", value_name = "KEY=VALUE")]
     cluster_properties: Vec<String>,
     /// This host's id in the cluster, shown as the owner of its partitions (default:
-    /// <hostname>:<admin port>).
+    /// HOSTNAME:ADMIN_PORT).
     #[arg(long, env = "RILL_CLUSTER_HOST_ID")]
     cluster_host_id: Option<String>,
 }
