@@ -516,8 +516,8 @@ fn losing_a_broker_of_three_loses_no_order() {
     }
     let kafka = OwnCluster::start(3);
     let bootstrap = kafka.bootstrap.clone();
-    let cluster = Cluster::new(&bootstrap);
     let name = unique("broker-loss");
+    let cluster = Cluster::new(&bootstrap);
     let orders = unique("broker-loss-orders");
     create_topic(&bootstrap, &orders, 4, 3, &["min.insync.replicas=2"]);
     let h = cluster.host(&format!("{name}-a"));
@@ -576,4 +576,23 @@ fn losing_a_broker_of_three_loses_no_order() {
         per_id.values().filter(|&&n| n > 1).count()
     );
     wait_caught_up(&h, &name);
+}
+
+/// The first host of a catalog creates its topic, and the brokers of a multi-broker cluster
+/// learn of a new topic one after another: the host must start all the same, whichever
+/// broker its clients ask first. Several hosts, each the first on a catalog of its own, so
+/// that a race there shows.
+#[test]
+fn hosts_that_create_their_catalog_on_three_brokers_start() {
+    if broker().is_none() {
+        return;
+    }
+    let kafka = OwnCluster::start(3);
+    let name = unique("first");
+    for i in 0..10 {
+        // Cluster::host panics, with the host's log, if the host does not start.
+        let cluster = Cluster::new(&kafka.bootstrap);
+        let h = cluster.host(&format!("{name}-{i}"));
+        assert!(h.client().get::<Status>("/v1/status").is_ok());
+    }
 }
