@@ -31,7 +31,8 @@ command -v cc >/dev/null 2>&1 || missing+=(gcc)
 command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
 [ -f /usr/include/openssl/ssl.h ] || missing+=(libssl-dev)
 [ -f /usr/include/zlib.h ] || missing+=(zlib1g-dev)
-[ -f /usr/include/curl/curl.h ] || [ -f /usr/include/x86_64-linux-gnu/curl/curl.h ] \
+# curl's headers live under the multiarch dir (/usr/include/<triplet>/curl) on Debian.
+compgen -G '/usr/include/curl/curl.h' >/dev/null || compgen -G '/usr/include/*/curl/curl.h' >/dev/null \
   || missing+=(libcurl4-openssl-dev)
 if [ "${#missing[@]}" -gt 0 ]; then
   say "installing what librdkafka's build needs: ${missing[*]}"

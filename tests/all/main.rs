@@ -1,6 +1,6 @@
 //! Host-level integration tests, one module per area, in one test binary (it links faster).
 
-mod cluster;
+mod cluster_mode;
 mod diff_java_go;
 mod differential;
 mod engine;

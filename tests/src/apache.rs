@@ -55,3 +55,79 @@ pub fn launcher() -> PathBuf {
         .join("scripts")
         .join("kafka.sh")
 }
+
+/// A Kafka cluster of a test's own (`scripts/kafka.sh start DIR --nodes N`), for what the
+/// run's shared broker cannot show: losing a broker. Stopped when dropped, also when the
+/// test panics.
+#[derive(Debug)]
+pub struct OwnCluster {
+    /// Its bootstrap address: every node, comma-separated.
+    pub bootstrap: String,
+    dir: tempfile::TempDir,
+}
+
+impl OwnCluster {
+    /// Starts `nodes` (1 or 3) nodes, with topic auto-creation off as on the run's broker,
+    /// and waits until each answers with the whole cluster.
+    ///
+    /// # Panics
+    ///
+    /// If `kafka.sh start` fails.
+    pub fn start(nodes: u32) -> OwnCluster {
+        let dir = tempfile::tempdir().expect("temp dir");
+        // kafka.sh takes the first run of free ports at or after --port. Start below the
+        // kernel's ephemeral range (32768 and up on Linux), where the hosts' port-0 listeners
+        // and every client's outgoing connections take theirs: a port found free there can be
+        // gone by the time the broker binds it. The run's broker is at 19092.
+        let port = 20_000 + (std::process::id() % 1_000) * 12;
+        let out = std::process::Command::new(launcher())
+            .arg("start")
+            .arg(dir.path())
+            .args(["--nodes", &nodes.to_string(), "--port", &port.to_string()])
+            .arg("--no-auto-create")
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("run scripts/kafka.sh");
+        let cluster = OwnCluster {
+            bootstrap: String::from_utf8_lossy(&out.stdout).trim().to_owned(),
+            dir,
+        };
+        assert!(
+            out.status.success() && !cluster.bootstrap.is_empty(),
+            "kafka.sh start --nodes {nodes} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        cluster
+    }
+
+    /// SIGKILLs node `n` (1-based): the broker is lost without a clean shutdown.
+    pub fn kill_node(&self, n: u32) {
+        // kafka.sh records each node's PID in DIR/node-N.pid.
+        let pid_file = self.dir.path().join(format!("node-{n}.pid"));
+        let pid = std::fs::read_to_string(&pid_file)
+            .unwrap_or_else(|e| panic!("{}: {e}", pid_file.display()));
+        let ok = std::process::Command::new("kill")
+            .args(["-KILL", pid.trim()])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "kill -KILL {} (node {n})", pid.trim());
+    }
+
+    /// The server log of node `n`, for failure messages.
+    pub fn log(&self, n: u32) -> String {
+        std::fs::read_to_string(self.dir.path().join(format!("node-{n}/logs/server.log")))
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for OwnCluster {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new(launcher())
+            .arg("stop")
+            .arg(self.dir.path())
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status();
+    }
+}

@@ -41,7 +41,13 @@ pub struct TestHost {
     pub data_dir: PathBuf,
     /// Where the host's stderr goes.
     pub log_path: PathBuf,
+    /// Cluster mode: this host's id in the cluster (`host=` of the ready line).
+    pub host_id: Option<String>,
+    /// Cluster mode: the bootstrap it is attached to (`cluster=` of the ready line).
+    pub cluster: Option<String>,
     extra: Vec<String>,
+    /// Whether to pass a free `--kafka-addr` (never in cluster mode, whose listener is off).
+    kafka_listener: bool,
     child: Option<Child>,
     _tmp: Option<tempfile::TempDir>,
 }
@@ -54,6 +60,34 @@ impl TestHost {
 
     /// Starts a host on a fresh temp dir with extra `serve` flags.
     pub fn start_with(extra: &[&str]) -> TestHost {
+        Self::start_new(extra, true)
+    }
+
+    /// Starts a host in cluster mode (docs/cluster.md), attached to the Kafka cluster at
+    /// `bootstrap`, with extra `serve` flags (e.g. `--cluster-host-id`, or `--config` naming
+    /// a catalog topic of its own). Its group sessions time out after 6 s, so a killed
+    /// host's partitions move within seconds, as docs/cluster.md suggests for tests. No
+    /// `--kafka-addr` is passed: the embedded listener is off in cluster mode.
+    pub fn start_cluster(bootstrap: &str, extra: &[&str]) -> TestHost {
+        let mut args = vec![
+            "--kafka-cluster",
+            bootstrap,
+            "--cluster-property",
+            "session.timeout.ms=6000",
+            "--cluster-property",
+            "heartbeat.interval.ms=1000",
+        ];
+        args.extend_from_slice(extra);
+        let h = Self::start_new(&args, false);
+        assert!(
+            h.host_id.is_some() && h.cluster.is_some(),
+            "a cluster host's ready line names its host and cluster; its log:\n{}",
+            h.log()
+        );
+        h
+    }
+
+    fn start_new(extra: &[&str], kafka_listener: bool) -> TestHost {
         let tmp = tempfile::tempdir().expect("temp dir");
         let data_dir = tmp.path().join("data");
         let mut h = TestHost {
@@ -61,7 +95,10 @@ impl TestHost {
             kafka: "127.0.0.1:0".parse().expect("addr"),
             log_path: tmp.path().join("host.log"),
             data_dir,
+            host_id: None,
+            cluster: None,
             extra: extra.iter().map(|s| s.to_string()).collect(),
+            kafka_listener,
             child: None,
             _tmp: Some(tmp),
         };
@@ -83,7 +120,7 @@ impl TestHost {
             .extra
             .iter()
             .any(|a| a == "--kafka-addr" || a.starts_with("--kafka-addr="));
-        let kafka_default: &[&str] = if kafka_given {
+        let kafka_default: &[&str] = if kafka_given || !self.kafka_listener {
             &[]
         } else {
             &["--kafka-addr", "127.0.0.1:0"]
@@ -126,6 +163,12 @@ impl TestHost {
                 && let Ok(k) = k.parse()
             {
                 self.kafka = k;
+            }
+            if let Some(id) = word.strip_prefix("host=") {
+                self.host_id = Some(id.to_owned());
+            }
+            if let Some(c) = word.strip_prefix("cluster=") {
+                self.cluster = Some(c.to_owned());
             }
         }
         self.child = Some(child);

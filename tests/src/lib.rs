@@ -120,6 +120,9 @@ pub fn values(base_offset: i64, values: &[&str]) -> Vec<u8> {
 /// Apache Kafka, the reference broker started once per test run.
 pub mod apache;
 
+/// Cluster mode from the outside: hosts attached to a Kafka cluster, and its records.
+pub mod cluster;
+
 /// The differential harness: the same client against Apache Kafka and Rill.
 pub mod diff;
 

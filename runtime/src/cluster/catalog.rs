@@ -180,14 +180,24 @@ pub async fn run_catalog(host: Arc<Host>, cluster: Arc<Cluster>) -> Result<(), C
         modules: Mutex::new(HashSet::new()),
     });
 
-    // The start-up replay: read to the end first, then apply the last word on each name.
-    let (_, end) = {
+    // The start-up replay: read to the end first, then apply the last word on each name. A
+    // topic just created may not be known to every broker yet: ask again for a while.
+    let end = {
         let c = consumer.clone();
         let t = topic.clone();
-        tokio::task::spawn_blocking(move || c.fetch_watermarks(&t, 0, REQUEST_TIMEOUT))
-            .await
-            .map_err(|e| catalog_err(&topic, e.to_string()))?
-            .map_err(|e| catalog_err(&topic, e.to_string()))?
+        tokio::task::spawn_blocking(move || {
+            let deadline = std::time::Instant::now() + Duration::from_secs(30);
+            loop {
+                match c.fetch_watermarks(&t, 0, REQUEST_TIMEOUT) {
+                    Ok((_, end)) => return Ok(end),
+                    Err(e) if std::time::Instant::now() > deadline => return Err(e.to_string()),
+                    Err(_) => std::thread::sleep(Duration::from_millis(200)),
+                }
+            }
+        })
+        .await
+        .map_err(|e| catalog_err(&topic, e.to_string()))?
+        .map_err(|e| catalog_err(&topic, e))?
     };
     let mut last: BTreeMap<String, Option<DeploymentSpec>> = BTreeMap::new();
     let mut next = 0i64;

@@ -160,6 +160,12 @@ impl Cluster {
 
     /// Partitions of `topic` in the cluster, `None` if it does not exist. Blocking.
     fn fetch_partitions(&self, topic: &str) -> Result<Option<u32>, String> {
+        Ok(self.fetch_topic(topic)?.map(|(n, _)| n))
+    }
+
+    /// Partitions of `topic`, and whether each has a leader now; `None` if it does not
+    /// exist. Blocking.
+    fn fetch_topic(&self, topic: &str) -> Result<Option<(u32, bool)>, String> {
         let meta = self
             .reader
             .fetch_metadata(Some(topic), REQUEST_TIMEOUT)
@@ -187,7 +193,7 @@ impl Cluster {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(topic.to_owned(), n);
-        Ok(Some(n))
+        Ok(Some((n, t.partitions().iter().all(|p| p.leader() >= 0))))
     }
 
     /// Creates `topic` if it does not exist (with `partitions`, `replication` and
@@ -218,15 +224,16 @@ impl Cluster {
                 Err((_, e)) => return Err(format!("cannot create topic '{topic}': {e}")),
             }
         }
-        // Wait until the metadata names it, so the first produce finds it.
-        for _ in 0..50 {
-            if self.fetch_partitions(topic)?.is_some() {
+        // Wait until the metadata names it with a leader for every partition, so the first
+        // produce or read finds it (a new topic reaches the brokers one by one).
+        for _ in 0..300 {
+            if let Some((_, true)) = self.fetch_topic(topic)? {
                 return Ok(());
             }
             std::thread::sleep(Duration::from_millis(100));
         }
         Err(format!(
-            "topic '{topic}' was created but the cluster's metadata does not show it"
+            "topic '{topic}' was created but the cluster's metadata does not show it led"
         ))
     }
 

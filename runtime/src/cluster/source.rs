@@ -44,6 +44,8 @@ struct Buffer {
     building: Option<(BatchBuilder, i64, i64, usize)>,
     /// Offset after the last message pushed; -1 before the first.
     end: i64,
+    /// Offset after the last sealed batch (what a read can return); -1 before the first.
+    sealed: i64,
     /// Bytes in `chunks`.
     bytes: usize,
 }
@@ -55,6 +57,7 @@ impl Buffer {
             // The builder writes base offset 0; the base offset is outside the CRC.
             bytes[..8].copy_from_slice(&first.to_be_bytes());
             self.bytes += bytes.len();
+            self.sealed = next;
             self.chunks.push_back(Chunk { first, next, bytes });
         }
     }
@@ -92,6 +95,7 @@ impl ClusterSource {
             consumer,
             buf: Mutex::new(Buffer {
                 end: -1,
+                sealed: -1,
                 ..Buffer::default()
             }),
             event: Event::new(),
@@ -227,8 +231,10 @@ impl Source for ClusterSource {
         self.partition
     }
 
+    /// The end of the sealed batches: records still being batched are not readable yet
+    /// (the member seals and wakes after each round of fetching).
     fn high_watermark(&self) -> i64 {
-        self.buf().end
+        self.buf().sealed
     }
 
     fn log_start_offset(&self) -> i64 {
@@ -258,10 +264,9 @@ impl Source for ClusterSource {
             next_offset = c.next;
             take += 1;
         }
-        let end = buf.end;
         let read = ReadInto {
             len,
-            high_watermark: end,
+            high_watermark: buf.sealed,
             log_start_offset: buf.chunks.front().map_or(start, |c| c.first),
             next_offset,
         };
@@ -289,7 +294,7 @@ impl Source for ClusterSource {
             .unwrap_or_default();
         Ok(ReadResult {
             bytes,
-            high_watermark: buf.end,
+            high_watermark: buf.sealed,
             log_start_offset: buf.chunks.front().map_or(offset, |c| c.first),
             next_offset: offset + 1,
         })
