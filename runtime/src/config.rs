@@ -39,7 +39,8 @@ pub struct Config {
     /// Defaults for new topics and deployments.
     pub defaults: Defaults,
     /// How many Wasm invocations may run at the same moment. Wasm is CPU-bound, so more than
-    /// the number of cores only adds context switches. 0 means "number of cores".
+    /// the number of cores only adds context switches. 0 means "number of cores" (four per
+    /// core in cluster mode, where a turn also waits for the cluster's acknowledgements).
     pub max_parallel_invocations: usize,
     /// Total Wasm instances the pooling allocator reserves room for.
     pub max_instances: u32,
@@ -283,14 +284,24 @@ impl Config {
     /// The effective number of parallel invocations.
     pub fn parallelism(&self) -> usize {
         if self.max_parallel_invocations > 0 {
-            self.max_parallel_invocations
-        } else {
-            std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(2)
+            return self.max_parallel_invocations;
+        }
+        let cores = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2);
+        // In cluster mode an invocation thread also waits, after the guest ran, for the
+        // cluster to acknowledge the outputs and the commit (milliseconds: Kafka's group
+        // coordinator alone holds each commit ~5 ms). Threads that wait leave cores idle, so
+        // there are more of them: the guests still share the same cores.
+        match self.cluster {
+            Some(_) => cores * CLUSTER_THREADS_PER_CORE,
+            None => cores,
         }
     }
 }
+
+/// Invocation threads per core in cluster mode (see [`Config::parallelism`]).
+pub const CLUSTER_THREADS_PER_CORE: usize = 4;
 
 mod duration_ms {
     use serde::{Deserialize, Deserializer};
