@@ -585,8 +585,10 @@ fn rill_pass(
         }
     }
     let n: i64 = ends.iter().sum();
+    // Per invocation per invocation thread, assuming one invocation thread per core (the
+    // default until main d9e9dab; four per core in cluster mode since).
     cx.log(&format!(
-        "Rill breakdown: {invocations} invocations (avg {:.0} records), {guest_s:.2} s in invocations; {:.2} ms of wall time per invocation per invocation thread",
+        "Rill breakdown: {invocations} invocations (avg {:.0} records), {guest_s:.2} s in invocations; {:.2} ms of wall time per invocation per core",
         n as f64 / invocations.max(1.0),
         elapsed.as_secs_f64() * 1e3 * (hosts * std::thread::available_parallelism().map_or(1, |n| n.get())) as f64 / invocations.max(1.0)
     ));
