@@ -458,19 +458,32 @@ fn wait_drained(
     want: i64,
     abort: &dyn Fn() -> bool,
 ) -> anyhow::Result<i64> {
-    workload::poll(
+    // When the first output shows (the side's start-up after the clock started), for the
+    // log line.
+    let t = Instant::now();
+    let mut first: Option<Duration> = None;
+    let out = workload::poll(
         Duration::from_secs(1800),
         Duration::from_millis(10),
         "the group to reach the end of the input",
         || {
             anyhow::ensure!(!abort(), "a member failed");
+            let out = probe.ends(output, 1)?[0] - out0;
+            if out > 0 && first.is_none() {
+                first = Some(t.elapsed());
+            }
             if committed.get()? != ends {
                 return Ok(None);
             }
-            let out = probe.ends(output, 1)?[0] - out0;
             Ok((out >= want).then_some(out))
         },
-    )
+    )?;
+    eprintln!(
+        "  (first output {} after the start, all done after {})",
+        crate::report::time(first.unwrap_or_default()),
+        crate::report::time(t.elapsed())
+    );
+    Ok(out)
 }
 
 fn native_pass(

@@ -155,6 +155,24 @@ pub fn preload(
         .set("compression.type", "none")
         .create_with_context(Deliveries::default())
         .context("cannot create the preload producer")?;
+    // A topic created a moment ago may be unknown to this client's first metadata: wait
+    // until it knows every partition, or the first records fail with UnknownPartition.
+    for i in 0.. {
+        let meta = producer.client().fetch_metadata(Some(topic), TIMEOUT)?;
+        let known = meta
+            .topics()
+            .iter()
+            .find(|t| t.name() == topic && t.error().is_none())
+            .is_some_and(|t| {
+                t.partitions().len() == partitions as usize
+                    && t.partitions().iter().all(|p| p.leader() >= 0)
+            });
+        if known {
+            break;
+        }
+        anyhow::ensure!(i < 100, "the preload producer does not see topic {topic}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let t = Instant::now();
     let mut value = String::new();
     for i in 0..n {
