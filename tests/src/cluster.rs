@@ -3,7 +3,7 @@
 //! (`tests/kafka/apache_io.py`), never through Rill.
 //!
 //! Every host attached to a cluster applies every deployment of its catalog topic, and the
-//! tests share one broker, so each test attaches its hosts through a [`Cluster`], which
+//! tests share one broker, so each test attaches its hosts through a [`Cluster`](crate::cluster::Cluster), which
 //! gives them a catalog topic of their own.
 
 use std::collections::BTreeMap;

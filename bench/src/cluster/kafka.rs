@@ -238,7 +238,24 @@ impl Probe {
     /// The group's state (`Stable`, `PreparingRebalance`, ...) and its members: client id
     /// and the partitions of `topic` each is assigned.
     pub fn members(&self, group: &str, topic: &str) -> anyhow::Result<(String, GroupMembers)> {
-        let list = self.consumer.fetch_group_list(Some(group), TIMEOUT)?;
+        use rdkafka::error::RDKafkaErrorCode as Code;
+        let list = match self.consumer.fetch_group_list(Some(group), TIMEOUT) {
+            Ok(l) => l,
+            // The coordinator moves or loads (a fresh broker, a new group): not known yet.
+            Err(e)
+                if matches!(
+                    e.rdkafka_error_code(),
+                    Some(
+                        Code::NotCoordinator
+                            | Code::CoordinatorLoadInProgress
+                            | Code::CoordinatorNotAvailable
+                    )
+                ) =>
+            {
+                return Ok((String::new(), Vec::new()));
+            }
+            Err(e) => return Err(e.into()),
+        };
         let Some(g) = list.groups().iter().find(|g| g.name() == group) else {
             return Ok((String::new(), Vec::new()));
         };

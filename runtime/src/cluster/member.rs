@@ -24,6 +24,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::Cluster;
+use super::commit::GroupCommit;
 use super::sink::ClusterSink;
 use super::source::ClusterSource;
 use crate::deployment::StartFrom;
@@ -57,6 +58,8 @@ pub(crate) struct MemberContext {
     run: Run,
     slots: Mutex<HashMap<u32, Slot>>,
     consumer: OnceLock<Weak<BaseConsumer<MemberContext>>>,
+    /// The workers' commits, grouped into one request per round.
+    pub(crate) commits: GroupCommit,
 }
 
 impl MemberContext {
@@ -179,6 +182,7 @@ impl Member {
             topic: spec.topic.clone(),
             slots: Mutex::new(HashMap::new()),
             consumer: OnceLock::new(),
+            commits: GroupCommit::default(),
             cluster: cluster.clone(),
             run,
         };

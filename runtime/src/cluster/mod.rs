@@ -13,6 +13,7 @@
 //! scheduler's `apply`/`remove`, which the catalog calls.
 
 mod catalog;
+mod commit;
 mod config;
 mod member;
 mod sink;

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use event_listener::{Event, EventListener};
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{BorrowedMessage, Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
 
@@ -319,9 +319,11 @@ impl Source for ClusterSource {
                 self.topic, self.partition
             ));
         }
+        // With the other partitions' commits waiting now, in one request (commit.rs).
         self.consumer
-            .commit(&self.tpl(Offset::Offset(next)), CommitMode::Sync)
-            .map_err(|e| format!("commit to the group failed: {e}"))
+            .context()
+            .commits
+            .commit(&self.consumer, &self.topic, self.partition, next)
     }
 }
 
