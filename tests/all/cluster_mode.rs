@@ -30,6 +30,13 @@ const WAIT: Duration = Duration::from_secs(90);
 
 /// The run's Apache Kafka broker, when there is one and confluent-kafka to reach it (a
 /// failure instead of a skip when `RILL_REQUIRE_KAFKA_CLIENTS` is set).
+/// The cluster tests run one at a time: each starts several hosts (one a three-JVM Kafka
+/// cluster), and side by side on two cores they starve the broker until sessions expire.
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn broker() -> Option<String> {
     let b = apache::bootstrap()?;
     have_python("confluent_kafka").then_some(b)
@@ -208,6 +215,7 @@ fn ids(range: std::ops::Range<u64>) -> BTreeSet<u64> {
 #[test]
 fn two_then_three_hosts_split_the_partitions_and_mail_every_order_once() {
     let Some(bootstrap) = broker() else { return };
+    let _serial = serial();
     let cluster = Cluster::new(&bootstrap);
     let name = unique("split");
     let orders = unique("split-orders");
@@ -274,6 +282,7 @@ fn killing_hosts_under_load_loses_no_order() {
     const PARTITIONS: u32 = 4;
     const BATCH: u32 = 20;
     let Some(bootstrap) = broker() else { return };
+    let _serial = serial();
     let cluster = Cluster::new(&bootstrap);
     let name = unique("crash");
     let orders = unique("crash-orders");
@@ -356,6 +365,7 @@ fn killing_hosts_under_load_loses_no_order() {
 #[test]
 fn deployments_are_shared_by_every_host_of_the_cluster() {
     let Some(bootstrap) = broker() else { return };
+    let _serial = serial();
     let cluster = Cluster::new(&bootstrap);
     let name = unique("shared");
     let orders = unique("shared-orders");
@@ -422,6 +432,7 @@ fn deployments_are_shared_by_every_host_of_the_cluster() {
 #[test]
 fn a_poison_record_goes_to_the_clusters_dead_letter_topic_with_its_headers() {
     let Some(bootstrap) = broker() else { return };
+    let _serial = serial();
     let cluster = Cluster::new(&bootstrap);
     let name = unique("poison");
     let input = unique("poison-in");
@@ -518,6 +529,7 @@ fn losing_a_broker_of_three_loses_no_order() {
     if broker().is_none() {
         return;
     }
+    let _serial = serial();
     let kafka = OwnCluster::start(3);
     let bootstrap = kafka.bootstrap.clone();
     let name = unique("broker-loss");
@@ -591,6 +603,7 @@ fn hosts_that_create_their_catalog_on_three_brokers_start() {
     if broker().is_none() {
         return;
     }
+    let _serial = serial();
     let kafka = OwnCluster::start(3);
     let name = unique("first");
     for i in 0..10 {

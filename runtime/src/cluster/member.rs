@@ -118,7 +118,10 @@ impl MemberContext {
     }
 }
 
-/// Tells every slot's worker to stop and waits for each.
+/// Tells every slot's worker to stop and waits for each. A lost assignment is not waited
+/// for: its partitions already belong to another member, and its workers may be blocked in
+/// a commit that cannot complete before this rebalance does; they end on their own, and
+/// commit nothing more.
 fn stop_all(cluster: &Cluster, slots: Vec<(u32, Slot)>, lost: bool, name: &str) {
     for (_, s) in &slots {
         if lost {
@@ -127,7 +130,9 @@ fn stop_all(cluster: &Cluster, slots: Vec<(u32, Slot)>, lost: bool, name: &str) 
         let _ = s.control.send(Control::Stop);
     }
     for (p, mut s) in slots {
-        if let Some(t) = s.task.take() {
+        if let Some(t) = s.task.take()
+            && !lost
+        {
             let _ = cluster.runtime.block_on(t);
         }
         tracing::info!(deployment = %name, partition = p, lost, "partition released");
