@@ -23,7 +23,10 @@ use crate::error::BatchError;
 mod builder;
 
 pub(crate) use builder::set_base_offset;
-pub use builder::{BatchBuilder, encode, encode_into, set_max_timestamp};
+pub use builder::{
+    BatchBuilder, ProducerFields, encode, encode_into, encode_marker, set_max_timestamp,
+    set_producer,
+};
 
 /// Size of the fixed batch header.
 pub const HEADER_LEN: usize = 61;

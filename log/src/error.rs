@@ -172,6 +172,43 @@ pub enum AppendError {
     /// The log was closed or the topic deleted.
     #[error("partition is closed")]
     Closed,
+    /// An idempotent or transactional producer's batch does not follow what the partition
+    /// stored from it. Nothing was appended.
+    #[error(transparent)]
+    Producer(#[from] ProducerError),
+}
+
+/// Why a producer's batch was refused (Kafka's idempotence and transaction checks).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProducerError {
+    /// The batch's epoch is older than one this partition has seen: a newer instance of
+    /// the producer (or the transaction coordinator) fenced it.
+    #[error("producer {producer_id} epoch {epoch} is fenced by epoch {current}")]
+    Fenced {
+        /// The producer.
+        producer_id: i64,
+        /// The batch's epoch.
+        epoch: i16,
+        /// The partition's epoch for the producer.
+        current: i16,
+    },
+    /// The batch's first sequence number is not the next one.
+    #[error("producer {producer_id}: sequence {got} out of order, expected {expected}")]
+    OutOfOrderSequence {
+        /// The producer.
+        producer_id: i64,
+        /// The next sequence number the partition expects.
+        expected: i32,
+        /// The batch's first sequence number.
+        got: i32,
+    },
+    /// Several batches of one append mix a retried batch with new ones.
+    #[error("producer {producer_id}: a retried batch among new batches in one append")]
+    MixedRetry {
+        /// The producer.
+        producer_id: i64,
+    },
 }
 
 /// Errors from reading a partition.

@@ -64,21 +64,26 @@ mod log;
 mod offsets;
 mod partition;
 pub mod partitioner;
+mod producers;
 mod recovery;
 mod retention;
 mod segment;
 mod sync;
 mod topic;
+mod txn;
 
 pub use batch::{BatchBuilder, BatchRecord, Compression, Header, Record, RecordBatch, batches};
 pub use config::{DEFAULT_MAX_MESSAGE_BYTES, FlushPolicy, ParseFlushPolicyError, TopicConfig};
 pub use error::{
-    AppendError, BatchError, OffsetsError, OpenError, ReadError, StorageError, TopicError,
+    AppendError, BatchError, OffsetsError, OpenError, ProducerError, ReadError, StorageError,
+    TopicError,
 };
 pub use log::{Log, LogOptions};
 pub use offsets::Offsets;
 pub use partition::{AppendInfo, Partition, ReadBuffer, ReadInto, ReadResult};
 pub use partitioner::murmur2_partition;
+pub use producers::AbortedTxn;
 pub use recovery::{CheckpointStatus, RecoveryAction, RecoveryEvent, RecoveryStats};
 pub use retention::RetentionReport;
 pub use topic::{FORMAT_VERSION, Topic, valid_topic_name};
+pub use txn::{MAX_TRANSACTION_TIMEOUT_MS, TxnError, TxnMeta, TxnOffset, TxnState};

@@ -15,6 +15,10 @@ use crate::error::{OpenError, StorageError, TopicError, io_at};
 use crate::io::{Io, RealIo};
 use crate::offsets::Offsets;
 use crate::partition::{Ctx, now_ms, partition_dir};
+use crate::producers;
+use crate::txn::Coordinator;
+
+mod txn;
 use crate::recovery::{CheckpointStatus, Job, RecoveryEvent, RecoveryStats, open_all};
 use crate::retention::RetentionReport;
 use crate::topic::{Topic, valid_topic_name};
@@ -74,6 +78,8 @@ struct Inner {
     ctx: Ctx,
     topics: RwLock<BTreeMap<String, Arc<Topic>>>,
     offsets: Offsets,
+    /// The transaction coordinator (`crate::txn`).
+    txn: Coordinator,
     closed: AtomicBool,
     crashed: AtomicBool,
     stop: Mutex<bool>,
@@ -155,6 +161,7 @@ impl Log {
             configs.push((name, e.path(), config));
         }
         configs.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut producers = producers::read_snapshots(&*io, &dir).map_err(open_io(&dir))?;
         let mut jobs = Vec::new();
         for (name, tdir, config) in &configs {
             for id in 0..config.partitions {
@@ -164,6 +171,7 @@ impl Log {
                     dir: partition_dir(tdir, id),
                     config: config.clone(),
                     checkpoint: points.get(&(name.clone(), id)).copied(),
+                    producers: producers.remove(&(name.clone(), id)),
                 });
             }
         }
@@ -202,11 +210,13 @@ impl Log {
             io.remove_file(&legacy).map_err(open_io(&legacy))?;
             io.sync_dir(&dir).map_err(open_io(&dir))?;
         }
+        let txn = Coordinator::open(io.clone(), &dir).map_err(open_io(&dir))?;
         let inner = Arc::new(Inner {
             dir,
             ctx,
             topics: RwLock::new(topics),
             offsets,
+            txn,
             closed: AtomicBool::new(false),
             crashed: AtomicBool::new(false),
             stop: Mutex::new(false),
@@ -220,6 +230,7 @@ impl Log {
             // it before anything is appended at those positions again.
             inner.write_checkpoint().map_err(open_io(&cp_path))?;
         }
+        inner.txn.recover(&*inner);
         let bg = inner.clone();
         let flusher = std::thread::Builder::new()
             .name("rill-log-flusher".into())
@@ -387,7 +398,8 @@ impl Log {
         }
         let written = self.inner.write_checkpoint().map_err(self.checkpoint_err());
         let offsets = self.inner.offsets.flush().map_err(StorageError::from);
-        first.and(written).and(offsets)
+        let txn = self.inner.txn.sync();
+        first.and(written).and(offsets).and(txn)
     }
 
     fn checkpoint_err(&self) -> impl FnOnce(std::io::Error) -> StorageError {
@@ -416,7 +428,8 @@ impl Log {
         }
         let written = self.inner.write_checkpoint().map_err(self.checkpoint_err());
         let offsets = self.inner.offsets.flush().map_err(StorageError::from);
-        first.and(written).and(offsets)
+        let txn = self.inner.txn.sync();
+        first.and(written).and(offsets).and(txn)
     }
 
     /// Drops the log as a crashed process would: nothing is flushed, trimmed or marked clean.
@@ -479,6 +492,7 @@ impl Inner {
             self.ctx.checkpoint_dirty.store(true, Ordering::Release);
             return Err(e);
         }
+        producers::write_snapshots(&*self.ctx.io, &self.dir, &parts)?;
         for (p, d) in parts.iter().zip(&durable) {
             p.checkpointed.fetch_max(d.total, Ordering::AcqRel);
         }
@@ -521,6 +535,7 @@ impl Inner {
     /// budget and rewrites the recovery checkpoint when it is out of date.
     fn flusher_loop(&self) {
         let mut last_offsets_sync = now_ms();
+        let mut last_txn_sync = now_ms();
         loop {
             let topics: Vec<Arc<Topic>> = self
                 .topics
@@ -563,6 +578,13 @@ impl Inner {
                 && let Err(e) = self.write_checkpoint()
             {
                 tracing::error!(error = %e, "writing the recovery checkpoint failed");
+            }
+            self.txn.expire(self, now);
+            if now - last_txn_sync >= 1000 {
+                last_txn_sync = now;
+                if let Err(e) = self.txn.sync() {
+                    tracing::error!(error = %e, "background fsync of the transaction state failed");
+                }
             }
             if let Err(e) = self.offsets.maintain() {
                 tracing::error!(error = %e, "completing an offsets generation switch failed");

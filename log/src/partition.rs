@@ -18,10 +18,12 @@ use crate::checkpoint::Point;
 use crate::config::{FlushPolicy, TopicConfig};
 use crate::error::{AppendError, BatchError, StorageError};
 use crate::io::{Io, write_all_at};
+use crate::producers::{BatchProducer, ProducerState};
 use crate::segment::Segment;
 use crate::sync::GroupCommit;
 
 mod read;
+mod txn;
 
 /// What an append was assigned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,6 +104,8 @@ struct Pending {
     at: usize,
     delta: i32,
     max_ts: i64,
+    /// The producer fields of an idempotent or transactional batch.
+    producer: Option<BatchProducer>,
 }
 
 /// How far the partition is known durable, in two measures: a position in the segment files
@@ -165,6 +169,12 @@ pub struct Partition {
     maint: Mutex<()>,
     /// Serializes retention passes.
     pub(crate) retention: Mutex<()>,
+    /// Idempotent and transactional producers (`producers.rs`); changed under the writer
+    /// lock, after it in lock order.
+    pub(crate) producers: Mutex<ProducerState>,
+    /// First offset of the oldest open transaction (`i64::MAX` if none); the last stable
+    /// offset is the lower of it and the high watermark.
+    pub(crate) first_unstable: AtomicI64,
 }
 
 thread_local! {
@@ -248,6 +258,8 @@ impl Partition {
             dir_synced: AtomicBool::new(recovered.dir_synced),
             maint: Mutex::new(()),
             retention: Mutex::new(()),
+            first_unstable: AtomicI64::new(i64::MAX),
+            producers: Mutex::new(ProducerState::default()),
         }
     }
 
@@ -328,6 +340,7 @@ impl Partition {
             at: 0,
             delta: b.last_offset_delta(),
             max_ts: b.max_timestamp(),
+            producer: None,
         };
         self.write(&mut buf, &[p], now)
     }
@@ -377,6 +390,7 @@ impl Partition {
                 at,
                 delta: b.last_offset_delta(),
                 max_ts,
+                producer: BatchProducer::of(&b),
             });
             at += len;
         }
@@ -418,6 +432,9 @@ impl Partition {
         if self.roll_due(&w, buf.len() as u64, records, now) {
             self.roll(&mut w, now)
                 .map_err(|e| self.fail(AppendError::Io(e)))?;
+        }
+        if let Some(dup) = self.check_producers(w.next_offset, batches)? {
+            return Ok(dup);
         }
         let base = w.next_offset;
         let mut next = base;
@@ -466,6 +483,7 @@ impl Partition {
         );
         w.size = pos + buf.len() as u64;
         w.next_offset = next;
+        self.apply_producers(base, batches);
         self.appended.fetch_add(buf.len() as u64, Ordering::AcqRel);
         seg.written.store(w.size, Ordering::Release);
         seg.end_offset.store(next, Ordering::Release);

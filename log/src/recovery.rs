@@ -25,6 +25,7 @@ use crate::checkpoint::Point;
 use crate::config::{FlushPolicy, TopicConfig};
 use crate::index::TimeIndex;
 use crate::partition::{Ctx, Partition, Recovered, Writer, now_ms, prealloc_entries};
+use crate::producers::ProducerState;
 use crate::segment::{Segment, Walked, parse_log_name};
 
 /// What recovery did to a partition.
@@ -152,6 +153,8 @@ pub(crate) struct Job {
     pub dir: PathBuf,
     pub config: TopicConfig,
     pub checkpoint: Option<Point>,
+    /// The partition's producer state as of an offset, from `<data>/producer-state`.
+    pub producers: Option<(ProducerState, i64)>,
 }
 
 /// Opens every job, on up to `threads` threads (recovery is CPU-bound CRC work on data in the
@@ -493,6 +496,7 @@ fn open_partition(job: &Job, ctx: Ctx) -> std::io::Result<Opened> {
             dir_synced,
         },
     );
+    partition.restore_producers(job.producers.clone());
     Ok(Opened {
         partition,
         events: f.events,

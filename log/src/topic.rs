@@ -101,6 +101,7 @@ impl Topic {
                 dir: partition_dir(&dir, id),
                 config: config.clone(),
                 checkpoint: None,
+                producers: None,
             })
             .collect();
         let mut partitions = Vec::with_capacity(config.partitions as usize);
@@ -134,6 +135,7 @@ impl Topic {
                 dir: partition_dir(&self.dir, id),
                 config: config.clone(),
                 checkpoint: None,
+                producers: None,
             })
             .collect();
         let mut partitions = self.partitions.clone();

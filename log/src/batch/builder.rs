@@ -221,3 +221,73 @@ pub fn set_max_timestamp(buf: &mut [u8], max_timestamp: i64) {
 pub(crate) fn set_base_offset(buf: &mut [u8], base: i64) {
     buf[..8].copy_from_slice(&base.to_be_bytes());
 }
+
+/// The producer fields of a batch: who wrote it, in which epoch, its first sequence number,
+/// and whether it belongs to a transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProducerFields {
+    /// Producer id.
+    pub producer_id: i64,
+    /// Producer epoch.
+    pub epoch: i16,
+    /// Sequence number of the first record (-1 for none).
+    pub base_sequence: i32,
+    /// Sets the transactional attribute bit.
+    pub transactional: bool,
+}
+
+/// Stamps the batch at the start of `buf` with `p` (producer id, epoch, base sequence and
+/// the transactional bit) and recomputes its CRC.
+///
+/// # Panics
+///
+/// If `buf` is shorter than its batch header or than the batch its length field announces.
+pub fn set_producer(buf: &mut [u8], p: ProducerFields) {
+    let end = LOG_OVERHEAD + i32::from_be_bytes([buf[8], buf[9], buf[10], buf[11]]) as usize;
+    let mut attrs = i16::from_be_bytes([buf[21], buf[22]]);
+    if p.transactional {
+        attrs |= crate::producers::ATTR_TRANSACTIONAL;
+    } else {
+        attrs &= !crate::producers::ATTR_TRANSACTIONAL;
+    }
+    buf[21..23].copy_from_slice(&attrs.to_be_bytes());
+    buf[43..51].copy_from_slice(&p.producer_id.to_be_bytes());
+    buf[51..53].copy_from_slice(&p.epoch.to_be_bytes());
+    buf[53..57].copy_from_slice(&p.base_sequence.to_be_bytes());
+    let crc = crc32c::crc32c(&buf[CRC_START..end]);
+    buf[17..21].copy_from_slice(&crc.to_be_bytes());
+}
+
+/// A control batch ending a transaction, Kafka's format: one record whose key is
+/// `version: i16 = 0, type: i16` (0 abort, 1 commit) and whose value is
+/// `version: i16 = 0, coordinatorEpoch: i32`; attributes transactional and control.
+pub fn encode_marker(
+    producer_id: i64,
+    epoch: i16,
+    commit: bool,
+    coordinator_epoch: i32,
+    now_ms: i64,
+) -> Vec<u8> {
+    let key = [0u8, 0, 0, u8::from(commit)];
+    let mut value = [0u8; 6];
+    value[2..].copy_from_slice(&coordinator_epoch.to_be_bytes());
+    let rec = Record {
+        key: Some(&key),
+        value: Some(&value),
+        headers: &[],
+        timestamp_ms: Some(now_ms),
+    };
+    let mut buf = encode(std::slice::from_ref(&rec), now_ms);
+    let attrs = crate::producers::ATTR_TRANSACTIONAL | crate::producers::ATTR_CONTROL;
+    buf[21..23].copy_from_slice(&attrs.to_be_bytes());
+    set_producer(
+        &mut buf,
+        ProducerFields {
+            producer_id,
+            epoch,
+            base_sequence: -1,
+            transactional: true,
+        },
+    );
+    buf
+}

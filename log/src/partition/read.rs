@@ -38,6 +38,19 @@ impl Partition {
         max_bytes: usize,
         dst: &mut dyn ReadBuffer,
     ) -> Result<ReadInto, ReadError> {
+        self.read_into_until(from_offset, max_bytes, i64::MAX, dst)
+    }
+
+    /// [`read_into`](Self::read_into) that stops before the batch starting at `limit`
+    /// (when `limit` is below the high watermark it must be a batch's base offset, as the
+    /// last stable offset is). [`ReadInto::high_watermark`] is still the high watermark.
+    pub(crate) fn read_into_until(
+        &self,
+        from_offset: i64,
+        max_bytes: usize,
+        limit: i64,
+        dst: &mut dyn ReadBuffer,
+    ) -> Result<ReadInto, ReadError> {
         let hw = self.high_watermark();
         let start = self.log_start_offset();
         let out_of_range = || ReadError::OffsetOutOfRange {
@@ -54,7 +67,8 @@ impl Partition {
             log_start_offset: start,
             next_offset: from_offset,
         };
-        if from_offset == hw {
+        let stop = limit.min(hw);
+        if from_offset >= stop {
             return Ok(result);
         }
         let seg = {
@@ -66,8 +80,11 @@ impl Partition {
                 None => return Err(out_of_range()),
             }
         };
-        let end = seg.published.load(Ordering::Acquire);
+        let mut end = seg.published.load(Ordering::Acquire);
         let pos = self.locate(&seg, from_offset, end)?;
+        if stop < hw && stop < seg.end_offset.load(Ordering::Acquire) {
+            end = self.locate(&seg, stop, end)?;
+        }
         let (len, next) = read_batches(&seg, pos, end, max_bytes, dst)?;
         result.len = len;
         result.next_offset = next.unwrap_or(from_offset);

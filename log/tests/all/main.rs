@@ -8,3 +8,4 @@ mod model;
 mod offsets;
 mod recovery;
 mod regression;
+mod transactions;
