@@ -62,6 +62,12 @@ pub(crate) const SUPPORTED: &[Supported] = &[
     api(ApiKey::ApiVersions, 0, 4),
     api(ApiKey::CreateTopics, 2, 7),
     api(ApiKey::InitProducerId, 0, 5),
+    // The client forms: v4+ of AddPartitionsToTxn is broker-to-broker, and EndTxn v5 and
+    // TxnOffsetCommit v4+ belong to transaction protocol v2 (KIP-890), which is not served.
+    api(ApiKey::AddPartitionsToTxn, 0, 3),
+    api(ApiKey::AddOffsetsToTxn, 0, 4),
+    api(ApiKey::EndTxn, 0, 4),
+    api(ApiKey::TxnOffsetCommit, 0, 3),
     api(ApiKey::DescribeConfigs, 1, 4),
     api(ApiKey::DeleteTopics, 1, 6),
     api(ApiKey::DeleteGroups, 0, 2),
@@ -131,6 +137,10 @@ mod tests {
                 ApiKey::ApiVersions => range::<ApiVersionsRequest>(),
                 ApiKey::CreateTopics => range::<CreateTopicsRequest>(),
                 ApiKey::InitProducerId => range::<InitProducerIdRequest>(),
+                ApiKey::AddPartitionsToTxn => range::<AddPartitionsToTxnRequest>(),
+                ApiKey::AddOffsetsToTxn => range::<AddOffsetsToTxnRequest>(),
+                ApiKey::EndTxn => range::<EndTxnRequest>(),
+                ApiKey::TxnOffsetCommit => range::<TxnOffsetCommitRequest>(),
                 ApiKey::DescribeConfigs => range::<DescribeConfigsRequest>(),
                 ApiKey::DeleteTopics => range::<DeleteTopicsRequest>(),
                 ApiKey::DeleteGroups => range::<DeleteGroupsRequest>(),

@@ -173,7 +173,6 @@ pub fn decode_request(frame: &[u8], max_request_bytes: usize) -> Result<(), Stri
         ApiKey::Fetch => body!(FetchRequest),
         ApiKey::ListOffsets => body!(ListOffsetsRequest),
         ApiKey::CreateTopics => body!(CreateTopicsRequest),
-        ApiKey::InitProducerId => body!(InitProducerIdRequest),
         ApiKey::FindCoordinator => body!(FindCoordinatorRequest),
         ApiKey::JoinGroup => body!(JoinGroupRequest),
         ApiKey::SyncGroup => body!(SyncGroupRequest),
@@ -183,6 +182,7 @@ pub fn decode_request(frame: &[u8], max_request_bytes: usize) -> Result<(), Stri
         ApiKey::ListGroups => body!(ListGroupsRequest),
         ApiKey::OffsetCommit => body!(OffsetCommitRequest),
         ApiKey::OffsetFetch => body!(OffsetFetchRequest),
+        k if crate::txn::serves(k) => crate::txn::decode_only(k, version, whole),
         k => crate::admin::decode_only(k, version, whole),
     }
 }
@@ -262,12 +262,6 @@ async fn handle(
                 version
             ))
         }
-        ApiKey::InitProducerId => {
-            reply!(produce::init_producer_id(
-                broker,
-                decode!(InitProducerIdRequest)
-            ))
-        }
         ApiKey::FindCoordinator => {
             reply!(groups::api::find_coordinator(
                 broker,
@@ -312,6 +306,9 @@ async fn handle(
                 version
             ))
         }
+        k if crate::txn::serves(k) => crate::txn::handle(broker, k, version, correlation_id, body)
+            .await
+            .map(Some),
         k if crate::admin::serves(k) => {
             crate::admin::handle(broker, k, version, correlation_id, body).map(Some)
         }

@@ -18,9 +18,11 @@ use std::time::Duration;
 use bytes::Bytes;
 use event_listener::EventListener;
 use kafka_protocol::ResponseError;
-use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
-use kafka_protocol::messages::{FetchRequest, FetchResponse};
-use rill_log::{Partition, ReadError};
+use kafka_protocol::messages::fetch_response::{
+    AbortedTransaction, FetchableTopicResponse, PartitionData,
+};
+use kafka_protocol::messages::{FetchRequest, FetchResponse, ProducerId};
+use rill_log::{AbortedTxn, Partition, ReadError, ReadResult};
 use tokio::time::Instant;
 
 use crate::server::Broker;
@@ -43,7 +45,10 @@ struct Outcome {
     error: Option<ResponseError>,
     records: Bytes,
     high_watermark: i64,
+    last_stable_offset: i64,
     log_start_offset: i64,
+    /// read_committed only: the aborted transactions of the records returned.
+    aborted: Option<Vec<AbortedTxn>>,
 }
 
 fn read_error_code(e: &ReadError) -> ResponseError {
@@ -56,7 +61,7 @@ fn read_error_code(e: &ReadError) -> ResponseError {
 
 /// Reads every target within the response budget. Returns the outcomes, the bytes read and
 /// whether any partition has an error (which, as in Kafka, answers at once).
-fn read_all(targets: &[Target], max_bytes: usize) -> (Vec<Outcome>, usize, bool) {
+fn read_all(targets: &[Target], max_bytes: usize, committed: bool) -> (Vec<Outcome>, usize, bool) {
     let mut total = 0usize;
     let mut errors = false;
     let outcomes = targets
@@ -70,7 +75,9 @@ fn read_all(targets: &[Target], max_bytes: usize) -> (Vec<Outcome>, usize, bool)
                         error: Some(*e),
                         records: Bytes::new(),
                         high_watermark: -1,
+                        last_stable_offset: -1,
                         log_start_offset: -1,
+                        aborted: None,
                     };
                 }
             };
@@ -78,14 +85,24 @@ fn read_all(targets: &[Target], max_bytes: usize) -> (Vec<Outcome>, usize, bool)
             let mut out = Outcome {
                 error: None,
                 records: Bytes::new(),
+                last_stable_offset: p.last_stable_offset(),
                 high_watermark: p.high_watermark(),
                 log_start_offset: p.log_start_offset(),
+                aborted: committed.then(Vec::new),
             };
-            if budget == 0 || t.offset == out.high_watermark {
+            let end = if committed {
+                out.last_stable_offset
+            } else {
+                out.high_watermark
+            };
+            if budget == 0 || t.offset == end {
                 return out;
             }
-            match p.read(t.offset, budget) {
+            match read(p, t.offset, budget, committed) {
                 Ok(r) => {
+                    if committed {
+                        out.aborted = Some(p.aborted_transactions(t.offset, r.next_offset));
+                    }
                     out.high_watermark = r.high_watermark;
                     out.log_start_offset = r.log_start_offset;
                     // The log returns at least one batch even if it is larger than the
@@ -112,6 +129,27 @@ fn read_all(targets: &[Target], max_bytes: usize) -> (Vec<Outcome>, usize, bool)
         })
         .collect();
     (outcomes, total, errors)
+}
+
+/// Whole batches from `offset`: below the last stable offset for a read_committed reader.
+fn read(
+    p: &Partition,
+    offset: i64,
+    budget: usize,
+    committed: bool,
+) -> Result<ReadResult, ReadError> {
+    if !committed {
+        return p.read(offset, budget);
+    }
+    let mut buf = Vec::new();
+    let r = p.read_committed_into(offset, budget, &mut buf)?;
+    buf.truncate(r.len);
+    Ok(ReadResult {
+        bytes: Bytes::from(buf),
+        high_watermark: r.high_watermark,
+        log_start_offset: r.log_start_offset,
+        next_offset: r.next_offset,
+    })
 }
 
 /// Resolves once any listener fires.
@@ -162,6 +200,8 @@ pub(crate) async fn handle(broker: &Arc<Broker>, req: FetchRequest, version: i16
     let min_bytes = usize::try_from(req.min_bytes).unwrap_or(0);
     let wait = Duration::from_millis(u64::try_from(req.max_wait_ms).unwrap_or(0)).min(MAX_WAIT);
     let deadline = Instant::now() + wait;
+    // READ_COMMITTED (1): only below the last stable offset, with the aborted transactions.
+    let committed = req.isolation_level == 1;
 
     let outcomes = loop {
         // Listen before reading, so an append between the read and the wait still wakes us.
@@ -169,14 +209,14 @@ pub(crate) async fn handle(broker: &Arc<Broker>, req: FetchRequest, version: i16
             .iter()
             .filter_map(|t| t.partition.as_ref().ok().map(|p| p.listen()))
             .collect();
-        let (outcomes, total, errors) = read_all(&targets, max_bytes);
+        let (outcomes, total, errors) = read_all(&targets, max_bytes, committed);
         if total >= min_bytes || errors || listeners.is_empty() || Instant::now() >= deadline {
             break outcomes;
         }
         tokio::select! {
             () = any_of(listeners) => {}
             () = tokio::time::sleep_until(deadline) => {
-                break read_all(&targets, max_bytes).0;
+                break read_all(&targets, max_bytes, committed).0;
             }
         }
     };
@@ -185,8 +225,17 @@ pub(crate) async fn handle(broker: &Arc<Broker>, req: FetchRequest, version: i16
         let mut pd = PartitionData::default()
             .with_partition_index(t.index)
             .with_high_watermark(o.high_watermark)
-            .with_last_stable_offset(o.high_watermark)
-            .with_log_start_offset(o.log_start_offset);
+            .with_last_stable_offset(o.last_stable_offset)
+            .with_log_start_offset(o.log_start_offset)
+            .with_aborted_transactions(o.aborted.map(|list| {
+                list.into_iter()
+                    .map(|a| {
+                        AbortedTransaction::default()
+                            .with_producer_id(ProducerId(a.producer_id))
+                            .with_first_offset(a.first_offset)
+                    })
+                    .collect()
+            }));
         if let Some(e) = o.error {
             broker.stats.count_error(e.code());
             pd = pd.with_error_code(e.code());

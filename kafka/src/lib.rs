@@ -54,6 +54,7 @@ mod produce;
 mod server;
 mod stats;
 mod topics;
+mod txn;
 
 use std::future::Future;
 use std::sync::Arc;

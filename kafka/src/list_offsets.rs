@@ -34,6 +34,8 @@ pub(crate) fn handle(
     version: i16,
 ) -> ListOffsetsResponse {
     let _ = version;
+    // READ_COMMITTED (1): "latest" is the last stable offset.
+    let committed = req.isolation_level == 1;
     let topics = req
         .topics
         .into_iter()
@@ -54,6 +56,9 @@ pub(crate) fn handle(
                         return r.with_error_code(code).with_offset(-1).with_timestamp(-1);
                     };
                     match p.timestamp {
+                        LATEST if committed => {
+                            r.with_offset(part.last_stable_offset()).with_timestamp(-1)
+                        }
                         LATEST => r.with_offset(part.high_watermark()).with_timestamp(-1),
                         EARLIEST => r.with_offset(part.log_start_offset()).with_timestamp(-1),
                         ts if ts >= 0 => match part.find_timestamp(ts) {

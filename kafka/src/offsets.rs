@@ -137,6 +137,15 @@ pub(crate) fn offset_fetch(
     version: i16,
 ) -> OffsetFetchResponse {
     let empty_meta = || Some(StrBytes::from_static_str(""));
+    // KIP-447: a read_committed consumer asks for stable offsets; one an open transaction
+    // is about to change is answered UNSTABLE_OFFSET_COMMIT (retriable) instead.
+    let unstable = |group: &str, topic: &str, p: i32| {
+        req.require_stable
+            && broker
+                .log
+                .pending_txn_offset(group, topic, u32::try_from(p).unwrap_or(u32::MAX))
+    };
+    let unstable_code = ResponseError::UnstableOffsetCommit.code();
     if version >= 8 {
         let groups = req
             .groups
@@ -147,16 +156,21 @@ pub(crate) fn offset_fetch(
                         .map(|t| (t.name, t.partition_indexes))
                         .collect()
                 });
-                let topics = lookup(broker, g.group_id.0.as_str(), topics)
+                let group = g.group_id.0.as_str();
+                let topics = lookup(broker, group, topics)
                     .into_iter()
                     .map(|(name, parts)| {
                         let partitions = parts
                             .into_iter()
                             .map(|(p, o)| {
-                                OffsetFetchResponsePartitions::default()
+                                let r = OffsetFetchResponsePartitions::default()
                                     .with_partition_index(p)
-                                    .with_committed_offset(o)
-                                    .with_metadata(empty_meta())
+                                    .with_metadata(empty_meta());
+                                if unstable(group, &name, p) {
+                                    r.with_committed_offset(-1).with_error_code(unstable_code)
+                                } else {
+                                    r.with_committed_offset(o)
+                                }
                             })
                             .collect();
                         OffsetFetchResponseTopics::default()
@@ -176,16 +190,21 @@ pub(crate) fn offset_fetch(
             .map(|t| (t.name, t.partition_indexes))
             .collect()
     });
-    let topics = lookup(broker, req.group_id.0.as_str(), topics)
+    let group = req.group_id.0.as_str();
+    let topics = lookup(broker, group, topics)
         .into_iter()
         .map(|(name, parts)| {
             let partitions = parts
                 .into_iter()
                 .map(|(p, o)| {
-                    OffsetFetchResponsePartition::default()
+                    let r = OffsetFetchResponsePartition::default()
                         .with_partition_index(p)
-                        .with_committed_offset(o)
-                        .with_metadata(empty_meta())
+                        .with_metadata(empty_meta());
+                    if unstable(group, &name, p) {
+                        r.with_committed_offset(-1).with_error_code(unstable_code)
+                    } else {
+                        r.with_committed_offset(o)
+                    }
                 })
                 .collect();
             OffsetFetchResponseTopic::default()

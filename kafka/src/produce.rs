@@ -1,4 +1,4 @@
-//! Produce (0) and InitProducerId (22).
+//! Produce (0).
 //!
 //! Batches are stored exactly as the producer sent them, whatever their codec; the log
 //! assigns offsets by overwriting each batch's baseOffset (not covered by the CRC).
@@ -10,141 +10,18 @@
 //! `interval:N` and `never` it returns once the bytes are in the page cache and visible to
 //! readers. acks=0 appends the same way but sends no response, as Kafka does.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
-use kafka_protocol::messages::{
-    InitProducerIdRequest, InitProducerIdResponse, ProduceRequest, ProduceResponse, ProducerId,
-};
+use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use kafka_protocol::protocol::StrBytes;
-use rill_log::{AppendError, AppendInfo, FlushPolicy, Partition};
+use rill_log::{AppendError, AppendInfo, FlushPolicy, Partition, ProducerError};
 
 use crate::server::Broker;
 use crate::stats;
 use crate::topics;
-
-/// Bound on remembered (producer, partition) sequence states; past it the table is cleared,
-/// which only means the next batch of each producer is accepted without a sequence check.
-const MAX_SEQUENCE_STATES: usize = 100_000;
-
-/// Producer ids handed out by InitProducerId, and the last batch seen per producer and
-/// partition, to drop retried duplicates of idempotent producers.
-#[derive(Debug)]
-pub(crate) struct Producers {
-    next_id: AtomicI64,
-    seqs: Mutex<HashMap<(i64, String, u32), SeqState>>,
-}
-
-#[derive(Debug, Clone, Copy)]
-struct SeqState {
-    epoch: i16,
-    first_seq: i32,
-    last_seq: i32,
-    base_offset: i64,
-}
-
-impl Producers {
-    pub(crate) fn new() -> Self {
-        // Start from the clock so ids from before a restart are not handed out again:
-        // sequence state is not persisted, and a reused id would look like a restarted
-        // producer's.
-        let now_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(1, |d| d.as_millis() as i64);
-        Producers {
-            next_id: AtomicI64::new(now_ms.saturating_mul(1000)),
-            seqs: Mutex::new(HashMap::new()),
-        }
-    }
-}
-
-/// The idempotence header fields of a v2 batch: producer id, epoch, base sequence, records.
-fn idempotence_fields(batch: &[u8]) -> Option<(i64, i16, i32, i32)> {
-    let h = batch.get(..61)?;
-    let pid = i64::from_be_bytes(h[43..51].try_into().ok()?);
-    let epoch = i16::from_be_bytes(h[51..53].try_into().ok()?);
-    let seq = i32::from_be_bytes(h[53..57].try_into().ok()?);
-    let count = i32::from_be_bytes(h[57..61].try_into().ok()?);
-    Some((pid, epoch, seq, count))
-}
-
-/// What to do with a batch from an idempotent producer.
-enum SeqCheck {
-    /// Not idempotent, or in sequence: append it.
-    Append(Option<(i64, i16, i32, i32)>),
-    /// A retry of the last batch: answer with its original offset and append nothing.
-    Duplicate(i64),
-    /// A sequence gap or a fenced epoch.
-    Reject(ResponseError),
-}
-
-fn check_sequence(broker: &Broker, topic: &str, partition: u32, records: &[u8]) -> SeqCheck {
-    let Some(f @ (pid, epoch, seq, _)) = idempotence_fields(records) else {
-        return SeqCheck::Append(None);
-    };
-    if pid < 0 || seq < 0 {
-        return SeqCheck::Append(None);
-    }
-    let seqs = broker
-        .producers
-        .seqs
-        .lock()
-        .unwrap_or_else(|e| e.into_inner());
-    let Some(s) = seqs.get(&(pid, topic.to_string(), partition)) else {
-        return SeqCheck::Append(Some(f));
-    };
-    if epoch < s.epoch {
-        return SeqCheck::Reject(ResponseError::InvalidProducerEpoch);
-    }
-    if epoch > s.epoch {
-        return SeqCheck::Append(Some(f));
-    }
-    if seq == s.first_seq {
-        return SeqCheck::Duplicate(s.base_offset);
-    }
-    let expected = if s.last_seq == i32::MAX {
-        0
-    } else {
-        s.last_seq + 1
-    };
-    if seq == expected {
-        SeqCheck::Append(Some(f))
-    } else {
-        SeqCheck::Reject(ResponseError::OutOfOrderSequenceNumber)
-    }
-}
-
-fn remember_sequence(
-    broker: &Broker,
-    topic: &str,
-    partition: u32,
-    f: (i64, i16, i32, i32),
-    base_offset: i64,
-) {
-    let (pid, epoch, seq, count) = f;
-    let last_seq = ((i64::from(seq) + i64::from(count) - 1) % (i64::from(i32::MAX) + 1)) as i32;
-    let mut seqs = broker
-        .producers
-        .seqs
-        .lock()
-        .unwrap_or_else(|e| e.into_inner());
-    if seqs.len() >= MAX_SEQUENCE_STATES {
-        seqs.clear();
-    }
-    seqs.insert(
-        (pid, topic.to_string(), partition),
-        SeqState {
-            epoch,
-            first_seq: seq,
-            last_seq,
-            base_offset,
-        },
-    );
-}
 
 fn append_error_code(e: &AppendError) -> ResponseError {
     match e {
@@ -153,6 +30,8 @@ fn append_error_code(e: &AppendError) -> ResponseError {
             ResponseError::MessageTooLarge
         }
         AppendError::Closed => ResponseError::NotLeaderOrFollower,
+        AppendError::Producer(ProducerError::Fenced { .. }) => ResponseError::InvalidProducerEpoch,
+        AppendError::Producer(_) => ResponseError::OutOfOrderSequenceNumber,
         _ => ResponseError::KafkaStorageError,
     }
 }
@@ -172,7 +51,6 @@ struct Slot {
     name: String,
     partition: Option<Arc<Partition>>,
     flush: FlushPolicy,
-    seq: Option<(i64, i16, i32, i32)>,
     pending: Pending,
 }
 
@@ -189,11 +67,8 @@ pub(crate) async fn handle(
     for (ti, td) in req.topic_data.into_iter().enumerate() {
         let name = td.name.0.as_str().to_string();
         topics_out.push(TopicProduceResponse::default().with_name(td.name.clone()));
-        let topic = if req.transactional_id.is_some() {
-            // Transactions are not implemented; say so instead of storing records whose
-            // commit markers would never come.
-            Err(ResponseError::TransactionalIdAuthorizationFailed)
-        } else if !matches!(acks, -1..=1) {
+        let transactional = req.transactional_id.as_ref().is_some_and(|t| !t.is_empty());
+        let topic = if !matches!(acks, -1..=1) {
             Err(ResponseError::InvalidRequiredAcks)
         } else {
             topics::get_or_create(broker, &name, true)
@@ -207,7 +82,6 @@ pub(crate) async fn handle(
                 flush: topic
                     .as_ref()
                     .map_or(FlushPolicy::Never, |t| t.config().flush),
-                seq: None,
                 pending: Pending::Done(Err(ResponseError::UnknownTopicOrPartition)),
             };
             let part = match &topic {
@@ -221,7 +95,10 @@ pub(crate) async fn handle(
                 (Ok(_), None) => Pending::Done(Err(ResponseError::CorruptMessage)),
                 (Ok(p), Some(records)) => {
                     slot.partition = Some(p.clone());
-                    start_append(broker, &mut slot, p, records)
+                    match check_transactional(broker, transactional, &name, pd.index, &records) {
+                        Ok(()) => start_append(&slot, p, records),
+                        Err(e) => Pending::Done(Err(e)),
+                    }
                 }
             };
             slots.push(slot);
@@ -245,15 +122,6 @@ pub(crate) async fn handle(
                         (info.last_offset - info.base_offset + 1) as u64,
                     );
                     stats::add(&broker.stats.produce_bytes, len as u64);
-                    if let Some(f) = slot.seq {
-                        remember_sequence(
-                            broker,
-                            &slot.name,
-                            slot.index as u32,
-                            f,
-                            info.base_offset,
-                        );
-                    }
                 }
                 pr = pr.with_base_offset(info.base_offset);
                 if let Some(p) = &slot.partition {
@@ -282,7 +150,10 @@ fn error_text(code: ResponseError) -> &'static str {
         ResponseError::MessageTooLarge => "record batch larger than the topic's max.message.bytes",
         ResponseError::UnknownTopicOrPartition => "unknown topic or partition",
         ResponseError::OutOfOrderSequenceNumber => "out-of-order sequence number",
-        ResponseError::TransactionalIdAuthorizationFailed => crate::groups::api::TXN_UNSUPPORTED,
+        ResponseError::InvalidProducerEpoch => "producer fenced by a newer epoch",
+        ResponseError::InvalidTxnState => {
+            "transactional batch for a partition not added to an open transaction"
+        }
         _ => "produce failed",
     }
 }
@@ -301,22 +172,44 @@ fn log_append_error(topic: &str, partition: i32, e: &AppendError) -> ResponseErr
     code
 }
 
-/// Checks sequences and starts the append: inline for page-cache appends (a memcpy and a
-/// write), on the blocking pool under flush `always`, where the append waits for fsync.
-fn start_append(broker: &Broker, slot: &mut Slot, p: Arc<Partition>, records: Bytes) -> Pending {
-    let seq = match check_sequence(broker, &slot.name, slot.index as u32, &records) {
-        SeqCheck::Append(f) => f,
-        SeqCheck::Duplicate(base_offset) => {
-            let info = AppendInfo {
-                base_offset,
-                last_offset: base_offset,
-                log_append_time_ms: -1,
-            };
-            return Pending::Done(Ok((info, 0)));
-        }
-        SeqCheck::Reject(e) => return Pending::Done(Err(e)),
+/// A transactional request's batches may only go to partitions added to the producer's
+/// open transaction (Kafka verifies this too, KIP-890); a non-transactional request may not
+/// carry transactional batches. Sequences are the log's to check.
+fn check_transactional(
+    broker: &Broker,
+    transactional: bool,
+    topic: &str,
+    partition: i32,
+    records: &[u8],
+) -> Result<(), ResponseError> {
+    let Ok((b, _)) = rill_log::RecordBatch::parse(records) else {
+        return Ok(());
     };
-    slot.seq = seq;
+    let in_txn = b.attributes() & (1 << 4) != 0;
+    if in_txn != transactional {
+        return Err(ResponseError::InvalidRecord);
+    }
+    if !in_txn {
+        return Ok(());
+    }
+    let epoch = i16::from_be_bytes([records[51], records[52]]);
+    let partition = u32::try_from(partition).unwrap_or(u32::MAX);
+    broker
+        .log
+        .verify_txn_partition(b.producer_id(), epoch, topic, partition)
+        .map_err(|e| match e {
+            rill_log::TxnError::ProducerFenced(_) => ResponseError::InvalidProducerEpoch,
+            rill_log::TxnError::InvalidProducerIdMapping { .. } => {
+                ResponseError::InvalidProducerIdMapping
+            }
+            _ => ResponseError::InvalidTxnState,
+        })
+}
+
+/// Starts the append: inline for page-cache appends (a memcpy and a write), on the blocking
+/// pool under flush `always`, where the append waits for fsync. Idempotence (a retried batch
+/// answered with its first offsets, a gap or a fenced epoch refused) is the log's.
+fn start_append(slot: &Slot, p: Arc<Partition>, records: Bytes) -> Pending {
     // The log writes the offsets into the batch, so it needs a mutable copy of the bytes,
     // which share the request frame's buffer.
     let mut buf = records.to_vec();
@@ -334,33 +227,4 @@ fn start_append(broker: &Broker, slot: &mut Slot, p: Arc<Partition>, records: By
                 .map_err(|e| log_append_error(&slot.name, slot.index, &e)),
         )
     }
-}
-
-/// InitProducerId: hands out a producer id (and bumps the epoch when a producer asks to be
-/// re-initialised). Transactional ids are refused: Rill has no transactions.
-pub(crate) fn init_producer_id(
-    broker: &Broker,
-    req: InitProducerIdRequest,
-) -> InitProducerIdResponse {
-    let resp = InitProducerIdResponse::default();
-    if req
-        .transactional_id
-        .as_ref()
-        .is_some_and(|t| !t.0.is_empty())
-    {
-        let code = ResponseError::TransactionalIdAuthorizationFailed.code();
-        broker.stats.count_error(code);
-        return resp
-            .with_error_code(code)
-            .with_producer_id(ProducerId(-1))
-            .with_producer_epoch(-1);
-    }
-    let (pid, epoch) =
-        if req.producer_id.0 >= 0 && req.producer_epoch >= 0 && req.producer_epoch < i16::MAX - 1 {
-            (req.producer_id.0, req.producer_epoch + 1)
-        } else {
-            (broker.producers.next_id.fetch_add(1, Ordering::Relaxed), 0)
-        };
-    resp.with_producer_id(ProducerId(pid))
-        .with_producer_epoch(epoch)
 }

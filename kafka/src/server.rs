@@ -13,7 +13,6 @@ use tokio::task::JoinSet;
 use crate::config::KafkaConfig;
 use crate::error::KafkaError;
 use crate::groups::Coordinator;
-use crate::produce::Producers;
 use crate::stats::{self, KafkaStats};
 
 /// How long shutdown waits for open connections to finish their current request.
@@ -33,7 +32,6 @@ pub struct Broker {
     pub(crate) groups: Coordinator,
     /// Request memory, in KiB units: a frame's bytes are reserved before it is read.
     pub(crate) request_memory: Arc<Semaphore>,
-    pub(crate) producers: Producers,
 }
 
 impl Broker {
@@ -65,7 +63,6 @@ impl Broker {
             stats: KafkaStats::default(),
             advertised: OnceLock::new(),
             groups,
-            producers: Producers::new(),
         }))
     }
 

@@ -160,6 +160,36 @@ fn requests(key: ApiKey, v: i16, batch: &Bytes) -> Option<Bytes> {
             };
             body(&r, v)
         }
+        ApiKey::AddPartitionsToTxn => body(
+            &AddPartitionsToTxnRequest::default()
+                .with_v3_and_below_transactional_id(TransactionalId(StrBytes::from_static_str(
+                    "tx",
+                )))
+                .with_v3_and_below_topics(vec![
+                    add_partitions_to_txn_request::AddPartitionsToTxnTopic::default()
+                        .with_name(topic())
+                        .with_partitions(vec![0]),
+                ]),
+            v,
+        ),
+        ApiKey::AddOffsetsToTxn => body(
+            &AddOffsetsToTxnRequest::default()
+                .with_transactional_id(TransactionalId(StrBytes::from_static_str("tx")))
+                .with_group_id(group),
+            v,
+        ),
+        ApiKey::EndTxn => body(
+            &EndTxnRequest::default()
+                .with_transactional_id(TransactionalId(StrBytes::from_static_str("tx")))
+                .with_committed(true),
+            v,
+        ),
+        ApiKey::TxnOffsetCommit => body(
+            &TxnOffsetCommitRequest::default()
+                .with_transactional_id(TransactionalId(StrBytes::from_static_str("tx")))
+                .with_group_id(group),
+            v,
+        ),
         k => crate::admin::sample_request(k, v),
     }
 }

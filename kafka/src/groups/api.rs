@@ -26,7 +26,7 @@ fn code(broker: &Broker, e: Option<ResponseError>) -> i16 {
     c
 }
 
-/// FindCoordinator: this broker coordinates every group. Transactions have no coordinator.
+/// FindCoordinator: this broker coordinates every group and every transactional id.
 pub(crate) fn find_coordinator(
     broker: &Broker,
     req: FindCoordinatorRequest,
@@ -34,16 +34,9 @@ pub(crate) fn find_coordinator(
 ) -> FindCoordinatorResponse {
     let (host, port) = broker.advertised();
     let node = BrokerId(broker.cfg.node_id);
-    // key_type 0 = consumer group, 1 = transaction. Rill has no transaction coordinator;
-    // COORDINATOR_NOT_AVAILABLE is retriable, and clients retried it forever (a
-    // transactional producer never returned from its init). A non-retriable authorization
-    // error makes them fail at once with our message.
+    // key_type 0 = consumer group, 1 = transaction.
     let (err, msg) = match req.key_type {
-        0 => (None, None),
-        1 => (
-            Some(ResponseError::TransactionalIdAuthorizationFailed),
-            Some(TXN_UNSUPPORTED),
-        ),
+        0 | 1 => (None, None),
         _ => (
             Some(ResponseError::InvalidRequest),
             Some("unknown coordinator key type"),
@@ -78,10 +71,6 @@ pub(crate) fn find_coordinator(
     }
     r
 }
-
-/// What a transactional client is told, wherever it asks for a transaction coordinator.
-pub(crate) const TXN_UNSUPPORTED: &str =
-    "Rill does not support transactions yet: use an idempotent producer without transactional.id";
 
 /// JoinGroup: waits until the rebalance step completes.
 pub(crate) async fn join_group(
