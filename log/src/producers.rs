@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use crate::batch::RecordBatch;
 use crate::error::ProducerError;
-use crate::io::{Io, read_full_at, write_file_atomic};
+use crate::io::{Io, read_full_at, write_all_at};
 use crate::partition::Partition;
 
 /// How many recent batches per producer are remembered to answer retries (Kafka's 5, the
@@ -412,7 +412,8 @@ pub(crate) fn read_snapshots(io: &dyn Io, data: &Path) -> std::io::Result<Snapsh
     }))
 }
 
-/// Writes every partition's producer state to `<data>/producer-state`, atomically.
+/// Writes every partition's producer state to `<data>/producer-state` (a new file renamed
+/// over the old one).
 pub(crate) fn write_snapshots(
     io: &dyn Io,
     data: &Path,
@@ -426,7 +427,15 @@ pub(crate) fn write_snapshots(
             ((p.topic(), p.id()), body)
         })
         .collect();
-    write_file_atomic(io, &data.join(SNAPSHOT_FILE), &encode_snapshots(&encoded))
+    // Replaced by rename but not fsynced: a snapshot lost or torn by a power loss fails its
+    // CRC, and recovery then replays the partitions from their start: slower, never wrong.
+    let path = data.join(SNAPSHOT_FILE);
+    let tmp = path.with_extension("tmp");
+    let f = io.open(&tmp, true)?;
+    f.set_len(0)?;
+    write_all_at(&*f, &encode_snapshots(&encoded), 0)?;
+    drop(f);
+    io.rename(&tmp, &path)
 }
 
 struct Reader<'a>(&'a [u8]);
