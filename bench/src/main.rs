@@ -18,6 +18,7 @@
 //! (`cluster.rs`; `bench/cluster.sh` starts the cluster and runs it).
 
 mod cluster;
+mod guarantee;
 mod host;
 mod http;
 mod latency;
@@ -60,7 +61,7 @@ struct Args {
     /// Size of the log for the restart run, in MiB (default 10,240; quick 64).
     #[arg(long)]
     restart_mib: Option<u64>,
-    /// Scenarios to run: throughput, latency, wide, many, restart (default all).
+    /// Scenarios to run: throughput, guarantee, latency, wide, many, restart (default all).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// The `runtime` binary (default: next to this one, or RILL_BIN).
@@ -178,8 +179,9 @@ fn run(args: Args) -> anyhow::Result<()> {
     let started = Instant::now();
     let mut report = report::Report::default();
     type Scenario = fn(&Ctx, &Progress, &mut report::Report) -> anyhow::Result<()>;
-    let scenarios: [(&str, Scenario); 5] = [
+    let scenarios: [(&str, Scenario); 6] = [
         ("throughput", throughput::run),
+        ("guarantee", guarantee::run),
         ("latency", latency::run),
         ("wide", scale::wide),
         ("many", scale::many),

@@ -159,9 +159,20 @@ impl Rng {
 /// `RILL_REQUIRE_KAFKA_CLIENTS` is set (as in CI), which it inherits and then fails.
 #[test]
 fn crash_loop() {
+    crash_loop_with("at-least-once");
+}
+
+/// The crash loop with the notifier exactly-once: its emails, read committed, hold every
+/// order exactly once after every kill.
+#[test]
+fn crash_loop_exactly_once() {
+    crash_loop_with("exactly-once");
+}
+
+fn crash_loop_with(guarantee: &str) {
     let kills = std::env::var("RILL_CRASHLOOP_KILLS").unwrap_or_else(|_| "5".into());
     let out = Command::new(env!("CARGO_BIN_EXE_crashloop"))
-        .args(["--kills", &kills])
+        .args(["--kills", &kills, "--guarantee", guarantee])
         .env("RILL_BIN", rill_tests::host::runtime_bin())
         .output()
         .expect("run crashloop");

@@ -13,7 +13,9 @@
 //! - once the deployment has caught up, every record in the log was processed (has an
 //!   email) at least once;
 //! - the duplicates one kill adds to a partition are at most one invocation's worth
-//!   (`--batch` records): only the last invocation per partition may run again.
+//!   (`--batch` records): only the last invocation per partition may run again;
+//! - with `--guarantee exactly-once`, the emails are read as a read_committed consumer
+//!   reads them, and no order is mailed twice.
 //!
 //! ```text
 //! cargo build -p rill-runtime --bin runtime && cargo build -p rill-tests --bin crashloop
@@ -22,6 +24,7 @@
 //! target/debug/crashloop --kills 50 --seed 7
 //! target/debug/crashloop --kills 100 --producer kafka
 //! target/debug/crashloop --kills 50 --producer kafka --kafka-codec zstd
+//! target/debug/crashloop --kills 300 --guarantee exactly-once
 //! ```
 //!
 //! Exits 0 and prints one `crashloop ok ...` summary line, or panics naming the violation.
@@ -73,6 +76,9 @@ struct Args {
     producer_explicit: bool,
     /// librdkafka's `compression.type` for the Kafka producer.
     codec: String,
+    /// The notifier's delivery guarantee. Under exactly-once the emails are read committed
+    /// and no order may be mailed twice.
+    exactly_once: bool,
 }
 
 fn parse_args() -> Args {
@@ -87,6 +93,7 @@ fn parse_args() -> Args {
         kafka: true,
         producer_explicit: false,
         codec: "none".to_owned(),
+        exactly_once: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -114,10 +121,18 @@ fn parse_args() -> Args {
                     panic!("--kafka-codec needs none, gzip, snappy, lz4 or zstd")
                 });
             }
+            "--guarantee" => {
+                a.exactly_once = match it.next().as_deref() {
+                    Some("exactly-once") => true,
+                    Some("at-least-once") => false,
+                    other => panic!("--guarantee needs at-least-once or exactly-once, not {other:?}"),
+                };
+            }
             "-h" | "--help" => {
                 println!(
                     "usage: crashloop [--long | --kills N] [--seed S] [--batch B] \
-                     [--producer http|kafka|both] [--kafka-codec none|gzip|snappy|lz4|zstd]"
+                     [--producer http|kafka|both] [--kafka-codec none|gzip|snappy|lz4|zstd] \
+                     [--guarantee at-least-once|exactly-once]"
                 );
                 std::process::exit(0);
             }
@@ -420,28 +435,40 @@ fn stable_port(rng: &mut Rng) -> u16 {
     panic!("no free loopback port below {ephemeral}");
 }
 
-fn fetch_from(client: &Client, topic: &str, positions: &BTreeMap<u32, i64>) -> Fetched {
+fn fetch_from(
+    client: &Client,
+    topic: &str,
+    positions: &BTreeMap<u32, i64>,
+    read_committed: bool,
+) -> Fetched {
     client
         .post(
             &format!("/v1/topics/{topic}/fetch"),
             &Fetch {
                 positions: Some(positions.clone()),
                 max_records: 20_000,
+                read_committed,
                 ..Fetch::default()
             },
         )
         .unwrap_or_else(|e| panic!("fetch {topic}: {e}"))
 }
 
-/// Reads `topic` from `positions` to its end, advancing `positions`.
-fn read_to_end(client: &Client, topic: &str, positions: &mut BTreeMap<u32, i64>) -> Fetched {
+/// Reads `topic` from `positions` to its end (its last stable offset when
+/// `read_committed`), advancing `positions`.
+fn read_to_end(
+    client: &Client,
+    topic: &str,
+    positions: &mut BTreeMap<u32, i64>,
+    read_committed: bool,
+) -> Fetched {
     let mut all = Fetched {
         records: Vec::new(),
         positions: BTreeMap::new(),
         ends: BTreeMap::new(),
     };
     loop {
-        let f = fetch_from(client, topic, positions);
+        let f = fetch_from(client, topic, positions, read_committed);
         let done = f.records.is_empty();
         *positions = f.positions.clone();
         all.ends = f.ends.clone();
@@ -506,7 +533,7 @@ impl Model {
         }
         if full {
             let mut from: BTreeMap<u32, i64> = (0..PARTITIONS).map(|p| (p, 0)).collect();
-            let all = read_to_end(client, "orders", &mut from);
+            let all = read_to_end(client, "orders", &mut from, false);
             let mut seen: BTreeMap<u32, usize> = BTreeMap::new();
             for r in &all.records {
                 let id = parse_order(r.value.as_deref().expect("text value"));
@@ -523,7 +550,7 @@ impl Model {
             }
         }
         let mut pos = self.orders_pos.clone();
-        let fresh = read_to_end(client, "orders", &mut pos);
+        let fresh = read_to_end(client, "orders", &mut pos, false);
         for r in &fresh.records {
             let ids = self.ids.get_mut(&r.partition).expect("known partition");
             assert_eq!(
@@ -582,7 +609,7 @@ impl Model {
 
     /// Waits until the notifier caught up, reads the new emails, and checks every record
     /// was processed and this kill added at most one invocation of duplicates per partition.
-    fn check_processing(&mut self, h: &TestHost, batch: u32) {
+    fn check_processing(&mut self, h: &TestHost, batch: u32, exactly_once: bool) {
         let client = h.client();
         h.wait_for(WAIT, || {
             let d: DeploymentInfo = client.get("/v1/deployments/n").ok()?;
@@ -596,7 +623,7 @@ impl Model {
         })
         .unwrap_or_else(|| panic!("the notifier did not catch up; host log:\n{}", h.log()));
         let mut pos = self.emails_pos.clone();
-        let new = read_to_end(&client, "emails", &mut pos);
+        let new = read_to_end(&client, "emails", &mut pos, exactly_once);
         self.emails_pos = pos;
         let mut added: BTreeMap<u32, u64> = BTreeMap::new();
         for r in &new.records {
@@ -609,6 +636,10 @@ impl Model {
                 .unwrap_or_else(|| panic!("email for order {id}, which is not in the log"));
             let n = self.emails.entry(id).or_default();
             *n += 1;
+            assert!(
+                !(exactly_once && *n > 1),
+                "order {id} (partition {p}) was mailed {n} times under exactly-once"
+            );
             if *n > 1 {
                 *added.entry(p).or_default() += 1;
             }
@@ -677,6 +708,12 @@ fn main() {
         "emails",
         "--batch",
         &args.batch.to_string(),
+        "--guarantee",
+        if args.exactly_once {
+            "exactly-once"
+        } else {
+            "at-least-once"
+        },
     ]);
     let shared = Arc::new(Mutex::new(Shared::default()));
     let mut kafka = args.kafka.then(|| {
@@ -723,7 +760,7 @@ fn main() {
         let full = kills.is_multiple_of(50) || kills == args.kills;
         model.check_log(&client, &s, full);
         drop(s);
-        model.check_processing(&h, args.batch);
+        model.check_processing(&h, args.batch, args.exactly_once);
         model.check_commits(&client);
         if kills.is_multiple_of(25) {
             eprintln!(
@@ -757,10 +794,15 @@ fn main() {
         .collect();
     let dups: u64 = model.dups.values().sum();
     println!(
-        "crashloop ok producer={} kafka_codec={} kills={kills} acked={acked} acked_kafka={} \
+        "crashloop ok guarantee={} producer={} kafka_codec={} kills={kills} acked={acked} acked_kafka={} \
          records_in_log={} kafka_records_in_log={kafka_in_log} kafka_delivery_errors={} \
          kafka_errors_in_log={failed_in_log} records_checked={} processed={} duplicates={dups} \
          max_duplicates_per_partition_per_kill={} batch={} seed={} elapsed_s={:.1}",
+        if args.exactly_once {
+            "exactly-once"
+        } else {
+            "at-least-once"
+        },
         match (args.http, args.kafka) {
             (true, true) => "both",
             (false, true) => "kafka",

@@ -110,6 +110,10 @@ pub struct Fetch {
     pub max_records: usize,
     /// How long to wait when nothing is available.
     pub wait_ms: u64,
+    /// Read as a read_committed Kafka consumer: only below the last stable offset, records
+    /// of aborted transactions skipped.
+    #[serde(default)]
+    pub read_committed: bool,
 }
 
 /// A fetched record. `value` is text when the bytes are UTF-8, else `value_b64` is set.

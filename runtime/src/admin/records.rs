@@ -33,10 +33,13 @@ pub enum CollectError {
 }
 
 /// Reads up to `max` records across partitions from `positions`, advancing them.
+/// Transaction markers are never records. `committed` reads as a read_committed Kafka
+/// consumer does: below the last stable offset, aborted transactions skipped.
 pub fn collect(
     topic: &Topic,
     positions: &mut BTreeMap<u32, i64>,
     max: usize,
+    committed: bool,
 ) -> Result<Vec<FetchedRecord>, CollectError> {
     let b64 = base64::engine::general_purpose::STANDARD;
     let mut out = Vec::new();
@@ -48,15 +51,32 @@ pub fn collect(
         let Some(pos) = positions.get_mut(&id) else {
             continue;
         };
-        if *pos >= p.high_watermark() {
+        let end = if committed {
+            p.last_stable_offset()
+        } else {
+            p.high_watermark()
+        };
+        if *pos >= end {
             continue;
         }
-        let read = p.read(*pos, 1 << 20).map_err(|source| CollectError::Read {
+        let mut buf = Vec::new();
+        let read = if committed {
+            p.read_committed_into(*pos, 1 << 20, &mut buf)
+        } else {
+            p.read_into(*pos, 1 << 20, &mut buf)
+        }
+        .map_err(|source| CollectError::Read {
             partition: id,
             source,
         })?;
+        buf.truncate(read.len);
+        let aborted = if committed {
+            p.aborted_transactions(*pos, read.next_offset)
+        } else {
+            Vec::new()
+        };
         let bytes =
-            rill_kafka::decompress_batches(&read.bytes).map_err(|e| CollectError::Decode {
+            rill_kafka::decompress_batches(&buf).map_err(|e| CollectError::Decode {
                 partition: id,
                 offset: *pos,
                 message: e.to_string(),
@@ -67,6 +87,19 @@ pub fn collect(
                 offset: *pos,
                 message: e.to_string(),
             })?;
+            let skipped = batch.attributes() & (1 << 5) != 0
+                || aborted.iter().any(|a| {
+                    a.producer_id == batch.producer_id()
+                        && batch.base_offset() >= a.first_offset
+                        && batch.base_offset() < a.last_offset
+                });
+            if skipped {
+                if out.len() >= max {
+                    break 'batches;
+                }
+                *pos = (*pos).max(batch.last_offset() + 1);
+                continue;
+            }
             for rec in batch.records() {
                 let rec = rec.map_err(|e| CollectError::Decode {
                     partition: id,

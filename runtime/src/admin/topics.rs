@@ -243,7 +243,8 @@ pub(super) async fn fetch(
         // Listen before looking, so an append between the look and the wait is not missed.
         let listeners: Vec<_> = topic.partitions().iter().map(|p| p.listen()).collect();
         let records =
-            super::records::collect(&topic, &mut positions, max_records).map_err(|e| {
+            super::records::collect(&topic, &mut positions, max_records, req.read_committed)
+                .map_err(|e| {
                 Fail(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     format!("read failed: {e}"),

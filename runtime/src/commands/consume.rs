@@ -27,6 +27,10 @@ pub struct ConsumeArgs {
     /// Print each record as a JSON object (partition, offset, timestamp, key, value, headers).
     #[arg(long)]
     json: bool,
+    /// Read committed, as a Kafka consumer with isolation.level=read_committed: only below
+    /// the last stable offset, records of aborted transactions skipped.
+    #[arg(long)]
+    read_committed: bool,
 }
 
 pub fn run(client: &Client, args: ConsumeArgs) -> anyhow::Result<()> {
@@ -41,6 +45,7 @@ pub fn run(client: &Client, args: ConsumeArgs) -> anyhow::Result<()> {
             group: args.group.clone(),
             max_records: want,
             wait_ms: if args.follow { 5_000 } else { 0 },
+            read_committed: args.read_committed,
         };
         let resp: Fetched = client.post(&path, &req)?;
         for r in &resp.records {

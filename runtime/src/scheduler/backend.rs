@@ -156,6 +156,7 @@ impl Backend for Embedded {
                 let source = LogSource {
                     log: self.log.clone(),
                     partition: p.clone(),
+                    committed: false,
                 };
                 run.spawn(Arc::new(source), Box::new(outputs), run.control.clone())
             })

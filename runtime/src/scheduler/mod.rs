@@ -9,6 +9,7 @@
 mod applied;
 mod backend;
 mod cpu;
+mod exactly_once;
 mod info;
 mod lifecycle;
 mod output;

@@ -5,8 +5,11 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 
 use rill_engine::Emits;
-use rill_log::{AppendError, Header, Log, Record, Topic, TopicConfig, TopicError};
+use rill_log::{
+    AppendError, Header, Log, Partition, Record, Topic, TopicConfig, TopicError, TxnError,
+};
 
+use super::exactly_once::{Transaction, TxnStepError};
 use super::source::DeadLetter;
 use crate::metrics::DeploymentMetrics;
 
@@ -28,6 +31,10 @@ pub(super) struct Outputs {
     create_config: TopicConfig,
     /// The largest batch the log accepts; outputs are split into batches below it.
     max_batch_bytes: usize,
+    /// Exactly-once: the worker's transactional id, and its producer once initialised
+    /// (on first use, on the invocation thread; dropped after a failed commit so the next
+    /// use initialises it again, which settles whatever the failure left).
+    txn: Option<(String, Option<Transaction>)>,
 }
 
 /// Bytes a record adds to a batch beyond its key, value and header bytes: varints,
@@ -44,7 +51,88 @@ impl Outputs {
             topics: HashMap::new(),
             create_config,
             max_batch_bytes,
+            txn: None,
         }
+    }
+
+    /// Makes these outputs transactional under `transactional_id` (exactly-once).
+    pub(super) fn exactly_once(mut self, transactional_id: String) -> Self {
+        self.txn = Some((transactional_id, None));
+        self
+    }
+
+    /// The worker's transactional producer, initialised on first use.
+    fn transaction(&mut self) -> Result<Option<&mut Transaction>, TxnError> {
+        let Some((id, txn)) = &mut self.txn else {
+            return Ok(None);
+        };
+        if txn.is_none() {
+            *txn = Some(Transaction::init(self.log.clone(), id.clone())?);
+        }
+        Ok(txn.as_mut())
+    }
+
+    /// Appends `records` to `partition`: plainly, or inside the transaction.
+    fn append_records(
+        &mut self,
+        topic: &Topic,
+        partition: &Partition,
+        records: &[Record<'_>],
+    ) -> Result<(), OutputError> {
+        let txn = match self.transaction() {
+            Ok(t) => t,
+            Err(e) => return Err(OutputError::Retry(format!("transaction: {e}"))),
+        };
+        let r = match txn {
+            None => partition.append(records).map_err(TxnStepError::Append),
+            Some(t) => t.append(partition, records, crate::now_ms()),
+        };
+        match r {
+            Ok(_) => Ok(()),
+            Err(TxnStepError::Append(e)) => Err(self.append_error(topic, partition.id(), e)),
+            Err(e @ TxnStepError::Coordinator(_)) => Err(OutputError::Retry(format!(
+                "append to {}/{}: {e}",
+                topic.name(),
+                partition.id()
+            ))),
+        }
+    }
+
+    /// Exactly-once: commits the open transaction with `group`'s next offset `next` on
+    /// `topic`/`partition`. On failure the producer is dropped; the next use initialises it
+    /// again, which completes or aborts what the failure left, and the caller must read the
+    /// group's committed offset back to know which.
+    pub(super) fn commit_transaction(
+        &mut self,
+        group: &str,
+        topic: &str,
+        partition: u32,
+        next: i64,
+    ) -> Result<(), OutputError> {
+        let r = match self.transaction() {
+            Ok(Some(t)) => t.commit(group, topic, partition, next),
+            Ok(None) => return Err(OutputError::Reject("outputs are not transactional".into())),
+            Err(e) => Err(e),
+        };
+        r.map_err(|e| {
+            if let Some((_, t)) = &mut self.txn {
+                *t = None;
+            }
+            OutputError::Retry(format!("commit of the transaction failed: {e}"))
+        })
+    }
+
+    /// Exactly-once: aborts what was appended since the last commit.
+    pub(super) fn abort_transaction(&mut self) -> Result<(), String> {
+        let Some((_, Some(t))) = &mut self.txn else {
+            return Ok(());
+        };
+        t.abort().map_err(|e| {
+            if let Some((_, t)) = &mut self.txn {
+                *t = None;
+            }
+            format!("abort of the transaction failed: {e}")
+        })
     }
 
     /// The topic, created with one partition if it does not exist yet.
@@ -159,9 +247,7 @@ impl Outputs {
                 )));
             };
             for chunk in chunks(&records, self.max_batch_bytes) {
-                if let Err(e) = partition.append(chunk) {
-                    return Err(self.append_error(topic, p, e));
-                }
+                self.append_records(topic, partition, chunk)?;
                 metrics.records_out.fetch_add(chunk.len() as u64, Relaxed);
             }
         }
@@ -200,10 +286,8 @@ impl super::source::Sink for Outputs {
                 dlq.name()
             ))
         })?;
-        match partition.append(&[record]) {
-            Ok(_) => Ok(()),
-            Err(e) => Err(self.append_error(&dlq, p, e)),
-        }
+        let partition = partition.clone();
+        self.append_records(&dlq, &partition, &[record])
     }
 }
 

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use event_listener::EventListener;
 
 use rill_engine::Emits;
-use rill_log::{Log, Partition, ReadBuffer, ReadError, ReadInto, ReadResult};
+use rill_log::{AbortedTxn, Log, Partition, ReadBuffer, ReadError, ReadInto, ReadResult};
 
 use super::output::OutputError;
 use super::state::DeploymentShared;
@@ -44,6 +44,12 @@ pub(crate) trait Source: Send + Sync + 'static {
     fn start_offset(&self, dep: &DeploymentShared) -> Result<i64, String>;
     /// Commits `next` as the group's position.
     fn commit(&self, spec: &DeploymentSpec, next: i64) -> Result<(), String>;
+    /// Aborted transactions whose records a read of `[from, to)` returned and the worker
+    /// must not hand to the guest (a read_committed source; none otherwise).
+    fn aborted(&self, from: i64, to: i64) -> Vec<AbortedTxn> {
+        let _ = (from, to);
+        Vec::new()
+    }
 }
 
 /// What a failed record's dead letter says about it.
@@ -72,6 +78,9 @@ pub(crate) trait Sink: Send + Sync {
 pub(crate) struct LogSource {
     pub log: Arc<Log>,
     pub partition: Arc<Partition>,
+    /// Read committed (exactly-once deployments): up to the last stable offset, aborted
+    /// transactions skipped.
+    pub committed: bool,
 }
 
 impl Source for LogSource {
@@ -80,7 +89,11 @@ impl Source for LogSource {
     }
 
     fn high_watermark(&self) -> i64 {
-        self.partition.high_watermark()
+        if self.committed {
+            self.partition.last_stable_offset()
+        } else {
+            self.partition.high_watermark()
+        }
     }
 
     fn log_start_offset(&self) -> i64 {
@@ -97,7 +110,19 @@ impl Source for LogSource {
         budget: usize,
         dst: &mut dyn ReadBuffer,
     ) -> Result<ReadInto, ReadError> {
-        self.partition.read_into(start, budget, dst)
+        if self.committed {
+            self.partition.read_committed_into(start, budget, dst)
+        } else {
+            self.partition.read_into(start, budget, dst)
+        }
+    }
+
+    fn aborted(&self, from: i64, to: i64) -> Vec<AbortedTxn> {
+        if self.committed {
+            self.partition.aborted_transactions(from, to)
+        } else {
+            Vec::new()
+        }
     }
 
     fn read(&self, offset: i64) -> Result<ReadResult, ReadError> {

@@ -72,6 +72,15 @@ fn read_and_invoke(
         Ok(std::borrow::Cow::Owned(v)) => Some(v),
         Err(e) => return Err(InvokeError::Decompress(e.to_string())),
     };
+    // A read_committed source: drop the batches of aborted transactions (rare: only when
+    // the range holds one).
+    let aborted = source.aborted(start, read.next_offset);
+    let decompressed = if aborted.is_empty() {
+        decompressed
+    } else {
+        let bytes = decompressed.as_deref().unwrap_or(stored);
+        Some(without_aborted(bytes, &aborted))
+    };
     let len = match decompressed {
         None => read.len,
         Some(v) => match input.buffer(v.len()) {
@@ -89,6 +98,23 @@ fn read_and_invoke(
         next_offset: read.next_offset,
     };
     Ok((inv, read))
+}
+
+/// The batches of `bytes` that belong to none of the `aborted` transactions.
+fn without_aborted(bytes: &[u8], aborted: &[rill_log::AbortedTxn]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(bytes.len());
+    for b in rill_log::batch::batches(bytes) {
+        let Ok(b) = b else { break };
+        let dropped = aborted.iter().any(|a| {
+            a.producer_id == b.producer_id()
+                && b.base_offset() >= a.first_offset
+                && b.base_offset() < a.last_offset
+        });
+        if !dropped {
+            out.extend_from_slice(b.as_bytes());
+        }
+    }
+    out
 }
 
 /// The read of an invocation that failed before it had input (the guest could not provide
