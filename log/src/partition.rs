@@ -484,7 +484,7 @@ impl Partition {
         );
         w.size = pos + buf.len() as u64;
         w.next_offset = next;
-        self.apply_producers(base, batches);
+        self.apply_producers(base, batches, now);
         self.appended.fetch_add(buf.len() as u64, Ordering::AcqRel);
         seg.written.store(w.size, Ordering::Release);
         seg.end_offset.store(next, Ordering::Release);

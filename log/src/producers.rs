@@ -21,6 +21,9 @@ use crate::partition::Partition;
 /// How many recent batches per producer are remembered to answer retries (Kafka's 5, the
 /// most in-flight requests an idempotent producer may have).
 const RECENT_BATCHES: usize = 5;
+/// How long a producer without an open transaction is remembered after its last batch
+/// (Kafka's `producer.id.expiration.ms` default, one day).
+pub(crate) const PRODUCER_EXPIRY_MS: i64 = 86_400_000;
 /// Attribute bit: the batch belongs to a transaction.
 pub(crate) const ATTR_TRANSACTIONAL: i16 = 1 << 4;
 /// Attribute bit: the batch is a control batch (a transaction marker).
@@ -36,6 +39,8 @@ pub(crate) struct BatchProducer {
     pub transactional: bool,
     /// `Some(commit)` for a control batch.
     pub marker: Option<bool>,
+    /// The batch's max timestamp: when the producer was last heard of.
+    pub timestamp_ms: i64,
 }
 
 impl BatchProducer {
@@ -55,6 +60,7 @@ impl BatchProducer {
             records: b.record_count(),
             transactional: attrs & ATTR_TRANSACTIONAL != 0,
             marker,
+            timestamp_ms: b.max_timestamp(),
         })
     }
 
@@ -94,6 +100,8 @@ struct BatchMeta {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 struct Entry {
     epoch: i16,
+    /// Newest batch timestamp seen from the producer here.
+    last_ms: i64,
     recent: VecDeque<BatchMeta>,
     /// First offset of this producer's open transaction here.
     txn_first: Option<i64>,
@@ -174,9 +182,17 @@ impl ProducerState {
         Ok(Verdict::Append)
     }
 
-    /// Records a batch written at `[base_offset, last_offset]`.
-    pub(crate) fn apply(&mut self, p: &BatchProducer, base_offset: i64, last_offset: i64) {
+    /// Records a batch written at `[base_offset, last_offset]` at `seen_ms` (the append
+    /// time; when replaying the log, the batch's own max timestamp).
+    pub(crate) fn apply(
+        &mut self,
+        p: &BatchProducer,
+        base_offset: i64,
+        last_offset: i64,
+        seen_ms: i64,
+    ) {
         let e = self.producers.entry(p.producer_id).or_default();
+        e.last_ms = e.last_ms.max(seen_ms);
         if p.epoch > e.epoch {
             e.epoch = p.epoch;
             e.recent.clear();
@@ -249,8 +265,14 @@ impl ProducerState {
             .collect()
     }
 
-    /// Forgets aborted transactions wholly below `log_start` (deleted by retention).
-    pub(crate) fn trim(&mut self, log_start: i64) {
+    /// Forgets aborted transactions wholly below `log_start` (deleted by retention), and
+    /// producers without an open transaction not heard of for [`PRODUCER_EXPIRY_MS`]
+    /// before `now_ms` (Kafka's `producer.id.expiration.ms`): a retry that old is appended
+    /// again.
+    pub(crate) fn trim(&mut self, log_start: i64, now_ms: i64) {
+        let horizon = now_ms.saturating_sub(PRODUCER_EXPIRY_MS);
+        self.producers
+            .retain(|_, e| e.txn_first.is_some() || e.last_ms >= horizon);
         let i = self.aborted.partition_point(|a| a.last_offset < log_start);
         if i > 0 {
             self.aborted.drain(..i);
@@ -266,7 +288,7 @@ impl ProducerState {
                 continue;
             }
             if let Some(p) = BatchProducer::of(&b) {
-                self.apply(&p, b.base_offset(), b.last_offset());
+                self.apply(&p, b.base_offset(), b.last_offset(), p.timestamp_ms);
             }
         }
     }
@@ -280,6 +302,7 @@ impl ProducerState {
         for (pid, e) in pids {
             body.extend_from_slice(&pid.to_be_bytes());
             body.extend_from_slice(&e.epoch.to_be_bytes());
+            body.extend_from_slice(&e.last_ms.to_be_bytes());
             body.extend_from_slice(&e.txn_first.unwrap_or(-1).to_be_bytes());
             body.push(e.recent.len() as u8);
             for m in &e.recent {
@@ -305,6 +328,7 @@ impl ProducerState {
         for _ in 0..c.u32()? {
             let pid = c.i64()?;
             let epoch = c.i16()?;
+            let last_ms = c.i64()?;
             let txn_first = Some(c.i64()?).filter(|o| *o >= 0);
             let mut recent = VecDeque::new();
             for _ in 0..c.u8()? {
@@ -322,6 +346,7 @@ impl ProducerState {
                 pid,
                 Entry {
                     epoch,
+                    last_ms,
                     recent,
                     txn_first,
                 },
@@ -475,6 +500,7 @@ mod tests {
             records,
             transactional: txn,
             marker: None,
+            timestamp_ms: 0,
         }
     }
 
@@ -486,6 +512,7 @@ mod tests {
             records: 1,
             transactional: true,
             marker: Some(commit),
+            timestamp_ms: 0,
         }
     }
 
@@ -494,7 +521,7 @@ mod tests {
         let mut s = ProducerState::default();
         let b = batch(7, 0, 0, 3, false);
         assert_eq!(s.check(&b).unwrap(), Verdict::Append);
-        s.apply(&b, 10, 12);
+        s.apply(&b, 10, 12, 0);
         assert_eq!(
             s.check(&b).unwrap(),
             Verdict::Duplicate {
@@ -511,7 +538,7 @@ mod tests {
             s.check(&batch(7, 1, 4, 1, false)),
             Err(ProducerError::OutOfOrderSequence { expected: 0, .. })
         ));
-        s.apply(&batch(7, 1, 0, 1, false), 13, 13);
+        s.apply(&batch(7, 1, 0, 1, false), 13, 13, 0);
         assert!(matches!(
             s.check(&batch(7, 0, 4, 1, false)),
             Err(ProducerError::Fenced { current: 1, .. })
@@ -521,13 +548,13 @@ mod tests {
     #[test]
     fn transactions_hold_the_lso_and_aborts_are_indexed() {
         let mut s = ProducerState::default();
-        s.apply(&batch(1, 0, 0, 2, true), 0, 1);
-        s.apply(&batch(2, 0, 0, 1, true), 2, 2);
-        s.apply(&batch(1, 0, 2, 1, true), 3, 3);
+        s.apply(&batch(1, 0, 0, 2, true), 0, 1, 0);
+        s.apply(&batch(2, 0, 0, 1, true), 2, 2, 0);
+        s.apply(&batch(1, 0, 2, 1, true), 3, 3, 0);
         assert_eq!(s.first_unstable(), 0);
-        s.apply(&marker(1, 0, false), 4, 4);
+        s.apply(&marker(1, 0, false), 4, 4, 0);
         assert_eq!(s.first_unstable(), 2);
-        s.apply(&marker(2, 0, true), 5, 5);
+        s.apply(&marker(2, 0, true), 5, 5, 0);
         assert_eq!(s.first_unstable(), i64::MAX);
         assert_eq!(
             s.aborted_between(0, 6),

@@ -50,7 +50,7 @@ impl Partition {
                     }
                     .into());
                 }
-                scratch.apply(p, at, last);
+                scratch.apply(p, at, last, now_ms());
             }
             at = last + 1;
         }
@@ -59,7 +59,7 @@ impl Partition {
 
     /// Records the producer fields of batches just written from `base`, under the writer
     /// lock and before they are published.
-    pub(super) fn apply_producers(&self, base: i64, batches: &[Pending]) {
+    pub(super) fn apply_producers(&self, base: i64, batches: &[Pending], now: i64) {
         if batches.iter().all(|p| p.producer.is_none()) {
             return;
         }
@@ -68,7 +68,7 @@ impl Partition {
         for b in batches {
             let last = at + i64::from(b.delta);
             if let Some(p) = &b.producer {
-                state.apply(p, at, last);
+                state.apply(p, at, last, now);
             }
             at = last + 1;
         }
@@ -143,7 +143,7 @@ impl Partition {
     pub(crate) fn encode_producers(&self, out: &mut Vec<u8>) {
         let w = self.lock_writer();
         let mut state = lock(&self.producers);
-        state.trim(self.log_start_offset());
+        state.trim(self.log_start_offset(), now_ms());
         state.encode(w.next_offset, out);
     }
 
@@ -178,7 +178,7 @@ impl Partition {
             state.replay(&buf[..r.len], at);
             at = r.next_offset;
         }
-        state.trim(start);
+        state.trim(start, now_ms());
         self.first_unstable
             .store(state.first_unstable(), Ordering::Release);
         *lock(&self.producers) = state;

@@ -18,7 +18,13 @@ fn batch(values: &[&str], pid: i64, epoch: i16, seq: i32, txn: bool) -> Vec<u8> 
             ..Record::default()
         })
         .collect();
-    let mut b = encode(&recs, 1_000);
+    // Producers stamp batches with their clock; the log forgets a producer a day after its
+    // newest batch.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let mut b = encode(&recs, now);
     set_producer(
         &mut b,
         ProducerFields {
