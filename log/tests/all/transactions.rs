@@ -245,3 +245,50 @@ fn an_open_transaction_survives_a_crash_and_times_out() {
         Err(TxnError::ProducerFenced(_))
     ));
 }
+
+#[test]
+fn a_commit_cut_short_by_a_failed_marker_completes_at_the_next_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let io = std::sync::Arc::new(rill_log::io::FaultIo::new());
+    let opts = LogOptions {
+        io: io.clone(),
+        ..LogOptions::default()
+    };
+    let log = Log::open(dir.path(), opts).unwrap();
+    let cfg = TopicConfig {
+        flush: rill_log::FlushPolicy::Always,
+        ..TopicConfig::default()
+    };
+    log.create_topic("out", cfg).unwrap();
+    let parts = vec![("out".to_string(), 0)];
+    let (pid, e) = log.init_producer_id(Some("tx"), 60_000, None).unwrap();
+    log.add_partitions_to_txn("tx", pid, e, &parts).unwrap();
+    let p = log.topic("out").unwrap().partition(0).unwrap().clone();
+    p.append_batch(&mut batch(&["x"], pid, e, 0, true)).unwrap();
+    log.add_offsets_to_txn("tx", pid, e, "g").unwrap();
+    log.txn_offset_commit("tx", pid, e, "g", &[("in".into(), 0, 1)])
+        .unwrap();
+    // The commit marker's fsync fails: the commit was decided but is not complete.
+    io.fail_next_syncs(1);
+    assert!(matches!(
+        log.end_txn("tx", pid, e, true),
+        Err(TxnError::Storage(_))
+    ));
+    assert_eq!(log.offsets().fetch("g", "in", 0), None);
+    assert_eq!(
+        log.transactions()[0].state,
+        rill_log::TxnState::PrepareCommit
+    );
+    drop(p);
+    log.simulate_crash();
+
+    let log = open(dir.path());
+    assert_eq!(
+        log.transactions()[0].state,
+        rill_log::TxnState::CompleteCommit
+    );
+    assert_eq!(committed(&log, "out"), ["x"]);
+    assert_eq!(log.offsets().fetch("g", "in", 0), Some(1));
+    let p = log.topic("out").unwrap().partition(0).unwrap().clone();
+    assert_eq!(p.last_stable_offset(), p.high_watermark());
+}
