@@ -72,7 +72,7 @@ def send_raising(p, topic, records):
         p.flush(30)
     except KafkaException as e:
         raised = e.args[0].name()
-    return [r.name() if isinstance(r, KafkaError) else r for r in reports], raised
+    return [error_obs(r.name()) if isinstance(r, KafkaError) else r for r in reports], raised
 
 
 def poll_records(c, want, timeout):
@@ -124,14 +124,19 @@ def end_offsets(a, topic, partitions):
     return out
 
 
+def error_obs(name):
+    """An error as observed: its name and its category (see fenced_category)."""
+    return {"error": name, "category": fenced_category(name)}
+
+
 def try_call(f):
-    """None if f() succeeds, else the error's name (and whether librdkafka calls it fatal)."""
+    """None if f() succeeds, else the error (and whether librdkafka calls it fatal)."""
     try:
         f()
         return None
     except KafkaException as e:
         err = e.args[0]
-        return {"error": err.name(), "category": fenced_category(err.name()), "fatal": err.fatal()}
+        return {**error_obs(err.name()), "fatal": err.fatal()}
 
 
 # ---------------------------------------------------------------------------------------
@@ -216,10 +221,8 @@ def fencing(a):
     p2 = txn_producer(a, "zombie")
     out["p2_init"] = try_call(lambda: p2.init_transactions(30))
     reports, raised = send_raising(p1, a.topic, [(0, "p1-b")])
-    out["p1_send"] = {
-        "delivery": [fenced_category(r) if isinstance(r, str) else r for r in reports],
-        "raised": None if raised is None else fenced_category(raised),
-    }
+    out["p1_send"] = reports
+    out["p1_flush_raised"] = None if raised is None else error_obs(raised)
     out["p1_commit"] = try_call(lambda: p1.commit_transaction(30))
     p2.begin_transaction()
     out["p2_delivered"] = send(p2, a.topic, [(0, "p2-a")])
