@@ -22,10 +22,10 @@
 //! marker takes an offset of each partition the transaction wrote to, so record offsets have
 //! gaps and end offsets count the markers (see [`expected`]).
 //!
-//! Before comparing, each test checks Apache Kafka's own observation against [`expected`]:
-//! the facts that show the scenario exercised what it claims (a client that silently did
-//! nothing would otherwise make both brokers agree). The observations of Rill must then be
-//! equal to Kafka's, with no deviation allowed.
+//! Before running against Rill, each test checks Apache Kafka's own observation against
+//! [`expected`]: the facts that show the scenario exercised what it claims (a client that
+//! silently did nothing would otherwise make both brokers agree). The observations of Rill
+//! must then be equal to Kafka's, with no deviation allowed.
 //!
 //! Skips loudly without the reference broker (`RILL_TEST_APACHE_KAFKA`) or a client, and
 //! fails instead when `RILL_REQUIRE_KAFKA_CLIENTS` is set.
@@ -180,7 +180,10 @@ fn expected(scenario: Scenario) -> Vec<Expect> {
                 json!({"0": [[2, "t0"], [3, "t1"], [4, "n2"]]}),
             ),
             Is("/after_commit/end_offsets/read_committed", json!({"0": 6})),
-            Is("/after_commit/end_offsets/read_uncommitted", json!({"0": 6})),
+            Is(
+                "/after_commit/end_offsets/read_uncommitted",
+                json!({"0": 6}),
+            ),
         ],
     }
 }
@@ -213,7 +216,7 @@ fn assert_expected(client: Client, scenario: Scenario, observed: &Value) {
 }
 
 /// Runs `scenario` with `client` on both brokers, checks Apache Kafka's observation against
-/// [`expected`] and asserts that Rill's is the same.
+/// [`expected`] (before Rill's run) and asserts that Rill's is the same.
 fn check(client: Client, scenario: Scenario) {
     let Some(program) = client.program() else {
         return;
@@ -222,10 +225,11 @@ fn check(client: Client, scenario: Scenario) {
         return;
     }
     let (host, _cfg) = rill();
-    let Some(outcome) = diff::run(&program, scenario.name(), &host, &[]) else {
+    let Some(outcome) = diff::run_checked(&program, scenario.name(), &host, &[], |kafka| {
+        assert_expected(client, scenario, kafka);
+    }) else {
         return;
     };
-    assert_expected(client, scenario, &outcome.kafka);
     outcome.assert_same(&[]);
 }
 
