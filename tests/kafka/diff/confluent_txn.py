@@ -46,7 +46,7 @@ def reader(a, isolation, group=None, **extra):
 
 def send(p, topic, records):
     """records: (partition, value) in order, produced and flushed; returns the delivery
-    reports [partition, offset] (or the error name) in send order."""
+    reports, [partition, offset] or the error (see error_obs), in send order."""
     reports, raised = send_raising(p, topic, records)
     if raised is not None:
         raise RuntimeError(f"producing to {topic} raised {raised}")
