@@ -50,9 +50,10 @@ fn newest_mtime(dir: &Path, ext: &str) -> Option<SystemTime> {
         .max()
 }
 
-/// `java -cp target/diff-java:<kafka classpath> DiffClient`, compiling it first if needed;
-/// `None` (after a loud skip) without a JDK.
-fn java() -> Option<Vec<OsString>> {
+/// `java -cp target/diff-java:<kafka classpath> DiffClient`, compiling it (and the other
+/// sources beside it, such as `DiffTxn.java`) first if needed; `None` (after a loud skip)
+/// without a JDK.
+pub(crate) fn java() -> Option<Vec<OsString>> {
     static PROGRAM: OnceLock<Option<Vec<OsString>>> = OnceLock::new();
     PROGRAM
         .get_or_init(|| {
@@ -85,16 +86,23 @@ fn java() -> Option<Vec<OsString>> {
             };
             if !fresh {
                 std::fs::create_dir_all(&classes).expect("target/diff-java");
+                let mut sources: Vec<PathBuf> = std::fs::read_dir(&src)
+                    .expect("tests/kafka/java")
+                    .flatten()
+                    .map(|e| e.path())
+                    .filter(|p| p.extension().is_some_and(|x| x == "java"))
+                    .collect();
+                sources.sort();
                 let out = Command::new("javac")
                     .args(["-nowarn", "-encoding", "UTF-8", "-cp", &cp, "-d"])
                     .arg(&classes)
-                    .arg(src.join("DiffClient.java"))
+                    .args(&sources)
                     .stdin(Stdio::null())
                     .output()
                     .expect("run javac");
                 assert!(
                     out.status.success(),
-                    "javac DiffClient.java failed:\n{}",
+                    "javac {sources:?} failed:\n{}",
                     String::from_utf8_lossy(&out.stderr)
                 );
             }
@@ -115,7 +123,7 @@ fn java() -> Option<Vec<OsString>> {
 
 /// `target/diff-go/diffclient`, built with `go build` once per run; `None` (after a loud
 /// skip) without Go.
-fn go() -> Option<Vec<OsString>> {
+pub(crate) fn go() -> Option<Vec<OsString>> {
     static PROGRAM: OnceLock<Option<Vec<OsString>>> = OnceLock::new();
     PROGRAM
         .get_or_init(|| {
@@ -146,7 +154,7 @@ fn go() -> Option<Vec<OsString>> {
 }
 
 /// A Rill host with Kafka auto-creation off, as the reference broker.
-fn rill() -> (TestHost, tempfile::TempDir) {
+pub(crate) fn rill() -> (TestHost, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("temp dir");
     let cfg = dir.path().join("rill.toml");
     std::fs::write(&cfg, "[kafka]\nauto_create_topics = false\n").expect("write config");

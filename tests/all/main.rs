@@ -11,3 +11,4 @@ mod kafka;
 mod kafka_tools;
 mod perf_tools;
 mod reliability;
+mod transactions;

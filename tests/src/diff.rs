@@ -95,9 +95,28 @@ pub fn run(
     rill: &TestHost,
     extra: &[&str],
 ) -> Option<Outcome> {
+    run_checked(program, scenario, rill, extra, |_| {})
+}
+
+/// [`run`], with `check_kafka` called on Apache Kafka's observation before the scenario runs
+/// against Rill: a test asserts there what the scenario must show on the reference broker,
+/// so a scenario that does not exercise what it claims fails as such, also while Rill fails
+/// the scenario in another way.
+///
+/// # Panics
+///
+/// As [`run`], and where `check_kafka` panics.
+pub fn run_checked(
+    program: &[OsString],
+    scenario: &str,
+    rill: &TestHost,
+    extra: &[&str],
+    check_kafka: impl FnOnce(&Value),
+) -> Option<Outcome> {
     let kafka = apache::bootstrap()?;
     let on_kafka = observe_twice(program, scenario, &kafka, extra)
         .unwrap_or_else(|e| panic!("against Apache Kafka: {e}"));
+    check_kafka(&on_kafka);
     let on_rill =
         observe_twice(program, scenario, &rill.kafka.to_string(), extra).unwrap_or_else(|e| {
             let log = rill.log();

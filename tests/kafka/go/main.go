@@ -58,6 +58,10 @@ func main() {
 		"out-of-range":         outOfRange,
 		"admin":                admin,
 		"errors":               errorsScenario,
+		"txn-commit-abort":     txnCommitAbort, // txn.go
+		"txn-offsets":          txnOffsets,
+		"txn-fencing":          txnFencing,
+		"txn-lso":              txnLSO,
 		"_member":              member, // a child process of group-split-takeover
 	}
 	run, ok := scenarios[scenario]

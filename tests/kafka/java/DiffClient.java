@@ -50,7 +50,14 @@ public final class DiffClient {
             case "out-of-range": out = outOfRange(); break;
             case "admin": out = admin(); break;
             case "errors": out = errors(); break;
-            default: die("unknown scenario " + scenario); return;
+            default:
+                // Transactions: txn-commit-abort, txn-offsets, txn-fencing, txn-lso.
+                if (scenario.startsWith("txn-")) {
+                    out = DiffTxn.run(scenario);
+                    break;
+                }
+                die("unknown scenario " + scenario);
+                return;
         }
         System.out.flush();
         System.out.println(json(out));
