@@ -125,7 +125,9 @@ fn parse_args() -> Args {
                 a.exactly_once = match it.next().as_deref() {
                     Some("exactly-once") => true,
                     Some("at-least-once") => false,
-                    other => panic!("--guarantee needs at-least-once or exactly-once, not {other:?}"),
+                    other => {
+                        panic!("--guarantee needs at-least-once or exactly-once, not {other:?}")
+                    }
                 };
             }
             "-h" | "--help" => {

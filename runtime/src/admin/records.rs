@@ -75,12 +75,11 @@ pub fn collect(
         } else {
             Vec::new()
         };
-        let bytes =
-            rill_kafka::decompress_batches(&buf).map_err(|e| CollectError::Decode {
-                partition: id,
-                offset: *pos,
-                message: e.to_string(),
-            })?;
+        let bytes = rill_kafka::decompress_batches(&buf).map_err(|e| CollectError::Decode {
+            partition: id,
+            offset: *pos,
+            message: e.to_string(),
+        })?;
         'batches: for batch in rill_log::batch::batches(&bytes) {
             let batch = batch.map_err(|e| CollectError::Decode {
                 partition: id,

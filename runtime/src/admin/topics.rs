@@ -245,11 +245,11 @@ pub(super) async fn fetch(
         let records =
             super::records::collect(&topic, &mut positions, max_records, req.read_committed)
                 .map_err(|e| {
-                Fail(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    format!("read failed: {e}"),
-                )
-            })?;
+                    Fail(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        format!("read failed: {e}"),
+                    )
+                })?;
         if !records.is_empty() || tokio::time::Instant::now() >= deadline {
             let ends = topic
                 .partitions()
