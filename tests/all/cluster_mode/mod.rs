@@ -25,6 +25,8 @@ use rill_tests::host::TestHost;
 
 use crate::kafka::have_python;
 
+mod crash;
+
 /// Generous: a rebalance after a kill waits for the dead member's 6 s session to expire.
 const WAIT: Duration = Duration::from_secs(90);
 
@@ -267,97 +269,6 @@ fn two_then_three_hosts_split_the_partitions_and_mail_every_order_once() {
         want.len() as u64,
         "records processed over the three hosts"
     );
-}
-
-/// Orders flow while one of two hosts is SIGKILLed and restarted, again and again. Every
-/// acknowledged order is mailed; the only duplicates are invocations a kill cut between
-/// their outputs and their commit: at most one batch per partition the victim owned.
-#[test]
-fn killing_hosts_under_load_loses_no_order() {
-    // Six per CI run; RILL_CLUSTER_KILLS asks for a longer soak (docs/reliability.md).
-    let kills: usize = std::env::var("RILL_CLUSTER_KILLS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(6);
-    const PARTITIONS: u32 = 4;
-    const BATCH: u32 = 20;
-    let Some(bootstrap) = broker() else { return };
-    let _serial = serial();
-    let cluster = Cluster::new(&bootstrap);
-    let name = unique("crash");
-    let orders = unique("crash-orders");
-    create_topic(&bootstrap, &orders, PARTITIONS, 1, &[]);
-    let mut hosts = [
-        cluster.host(&format!("{name}-a")),
-        cluster.host(&format!("{name}-b")),
-    ];
-    deploy_notifier(
-        &hosts[0],
-        &name,
-        &orders,
-        &name,
-        &["--batch", &BATCH.to_string()],
-    );
-    wait_split(&[&hosts[0], &hosts[1]], &name);
-
-    let stream = OrderStream::start(&bootstrap, &orders, 0, 150);
-    // Kill times vary from run to run, so kills land anywhere in an invocation.
-    let mut jitter = std::process::id() as u64;
-    for k in 0..kills {
-        let victim = &mut hosts[k % 2];
-        let id = victim.host_id.clone().expect("a cluster host");
-        // Only a host that runs partitions is worth killing: wait until the victim does, as
-        // it sees itself (the owner named by a dead member is its host id too).
-        victim
-            .wait_for(WAIT, || {
-                let d = deployment(victim, &name)?;
-                d.partitions
-                    .iter()
-                    .any(|p| {
-                        p.owner.as_deref() == Some(id.as_str())
-                            && p.status != "remote"
-                            && p.status != "unassigned"
-                    })
-                    .then_some(())
-            })
-            .unwrap_or_else(|| {
-                panic!(
-                    "kill {k}: {id} never got partitions back: {:#?}\n{}",
-                    deployment(victim, &name).map(|d| d.partitions),
-                    tail(&victim.log(), 40)
-                )
-            });
-        jitter = jitter
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        std::thread::sleep(Duration::from_millis(300 + (jitter >> 33) % 1200));
-        victim.kill();
-        victim.spawn();
-    }
-    // The last victim works again before the stream ends, so both hosts finish the job.
-    wait_split(&[&hosts[0], &hosts[1]], &name);
-    let produced = stream.finish();
-    assert!(produced.failed.is_empty(), "{:?}", produced.failed);
-    let want: BTreeSet<u64> = produced.acked.iter().copied().collect();
-    assert!(want.len() > 1_000, "only {} orders produced", want.len());
-
-    let got = wait_emails(&bootstrap, &name, &want, &[&hosts[0], &hosts[1]]);
-    let stray: Vec<&u64> = got.iter().filter(|i| !want.contains(i)).take(10).collect();
-    assert!(
-        stray.is_empty(),
-        "emails for orders never acknowledged: {stray:?}"
-    );
-    let dups = duplicates(&got);
-    let bound = kills * PARTITIONS as usize * BATCH as usize;
-    eprintln!(
-        "crash loop: {kills} kills, {} orders, {dups} mailed twice or more (bound {bound})",
-        want.len()
-    );
-    assert!(
-        dups <= bound,
-        "{dups} duplicates: more than one batch per partition per kill ({bound})"
-    );
-    wait_caught_up(&hosts[0], &name);
 }
 
 /// A deploy on one host runs on the other; pause, resume and undeploy on either take effect
