@@ -18,7 +18,8 @@ use rill_runtime::cluster::ClusterStatus;
 use rill_runtime::scheduler::DeploymentInfo;
 use rill_tests::apache::{self, OwnCluster, unique};
 use rill_tests::cluster::{
-    Cluster, OrderStream, Produce, consume, create_topic, describe, produce, produce_orders,
+    Cluster, OrderStream, Produce, consume, consume_with, create_topic, describe, produce,
+    produce_orders,
 };
 use rill_tests::guests;
 use rill_tests::host::TestHost;
@@ -87,9 +88,14 @@ fn deploy_notifier(h: &TestHost, name: &str, topic: &str, tag: &str, extra: &[&s
 }
 
 /// The order ids of the emails in `emails` made with template `tag`, one per email (a
-/// duplicate appears twice), sorted.
+/// duplicate appears twice), sorted, as a read_committed reader sees them.
 fn emails(bootstrap: &str, tag: &str) -> Vec<u64> {
-    let mut ids: Vec<u64> = consume(bootstrap, "emails")
+    emails_with(bootstrap, tag, "read_committed")
+}
+
+/// [`emails`] as a reader with `isolation` (`read_committed` or `read_uncommitted`) sees them.
+fn emails_with(bootstrap: &str, tag: &str, isolation: &str) -> Vec<u64> {
+    let mut ids: Vec<u64> = consume_with(bootstrap, "emails", isolation)
         .iter()
         .filter_map(|r| {
             let v: serde_json::Value = serde_json::from_str(r.value.as_deref()?).ok()?;
