@@ -348,6 +348,17 @@ fn deployments_are_shared_by_every_host_of_the_cluster() {
 /// headers that say what failed and the record's own; the records around it are processed.
 #[test]
 fn a_poison_record_goes_to_the_clusters_dead_letter_topic_with_its_headers() {
+    poison_record("at-least-once");
+}
+
+/// The same exactly once: the trapping range's isolation aborts nothing that shows, and the
+/// dead letter commits with the offset after it, each once.
+#[test]
+fn a_poison_record_of_an_exactly_once_deployment_is_dead_lettered_once() {
+    poison_record("exactly-once");
+}
+
+fn poison_record(guarantee: &str) {
     let Some(bootstrap) = broker() else { return };
     let _serial = serial();
     let cluster = Cluster::new(&bootstrap);
@@ -372,6 +383,8 @@ fn a_poison_record_goes_to_the_clusters_dead_letter_topic_with_its_headers() {
         "10",
         "--on-failure",
         "dlq",
+        "--guarantee",
+        guarantee,
     ]);
     let ok = |i: u32| format!("{name} ok {i}");
     produce(
