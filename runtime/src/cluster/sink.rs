@@ -305,13 +305,19 @@ impl Sink for ClusterSink {
                 t.open = false;
                 Ok(())
             }
-            Err(e) => match t.failed(txn_error(t.shared.id(), "the abort", e)) {
-                OutputError::Fenced(_) => {
+            Err(e) => {
+                let e = t.failed(txn_error(t.shared.id(), "the abort", e));
+                // Fenced, nothing can be aborted (the next owner did it): the next turn
+                // finds the sink fenced and ends the worker.
+                if let OutputError::Fenced(_) = e {
                     t.open = false;
-                    Ok(())
                 }
-                OutputError::Retry(m) | OutputError::Reject(m) => Err(m),
-            },
+                match e {
+                    OutputError::Retry(m) | OutputError::Reject(m) | OutputError::Fenced(m) => {
+                        Err(m)
+                    }
+                }
+            }
         }
     }
 }

@@ -9,8 +9,8 @@ use rill_tests::cluster::{Cluster, OrderStream, Produced, consume, create_topic}
 use rill_tests::host::TestHost;
 
 use super::{
-    WAIT, broker, deploy_notifier, deployment, duplicates, emails, emails_with, serial, tail,
-    wait_caught_up, wait_emails, wait_split,
+    WAIT, broker, deploy_notifier, deployment, duplicates, emails, emails_with, serial,
+    split_among, tail, wait_caught_up, wait_emails, wait_split,
 };
 
 const PARTITIONS: u32 = 4;
@@ -168,6 +168,69 @@ fn killing_hosts_of_an_exactly_once_deployment_mails_every_order_exactly_once() 
         "emails for orders never acknowledged: {stray:?}"
     );
     assert_eq!(dups, 0, "emails a read_committed reader sees twice");
+    assert_in_order(&bootstrap, &name);
+}
+
+/// A host frozen (SIGSTOP) in the middle of an exactly-once deployment's work is a zombie:
+/// its session expires, its partitions move to the other host, whose producers initialise
+/// the same transactional ids and so fence it. Thawed, it finishes the turns it was in and
+/// cannot commit them: read_committed readers still see every order's email once.
+#[test]
+fn a_frozen_host_of_an_exactly_once_deployment_is_fenced_when_it_thaws() {
+    let Some(bootstrap) = broker() else { return };
+    let _serial = serial();
+    let cluster = Cluster::new(&bootstrap);
+    let name = rill_tests::apache::unique("zombie");
+    let orders = format!("{name}-orders");
+    create_topic(&bootstrap, &orders, 2, 1, &[]);
+    let (a, b) = (
+        cluster.host(&format!("{name}-a")),
+        cluster.host(&format!("{name}-b")),
+    );
+    let flags = ["--batch", "20", "--guarantee", "exactly-once"];
+    deploy_notifier(&a, &name, &orders, &name, &flags);
+    wait_split(&[&a, &b], &name);
+    let stream = OrderStream::start(&bootstrap, &orders, 0, 300);
+    let only_b: BTreeSet<String> = b.host_id.iter().cloned().collect();
+    // A freeze bites only if it lands inside a turn; a few tries usually see one.
+    let mut fenced = false;
+    for _ in 0..3 {
+        std::thread::sleep(Duration::from_millis(1500));
+        a.signal("STOP");
+        b.wait_for(WAIT, || split_among(&b, &name, &only_b).then_some(()))
+            .unwrap_or_else(|| panic!("B never took A's partitions\n{}", tail(&b.log(), 40)));
+        std::thread::sleep(Duration::from_secs(1));
+        a.signal("CONT");
+        wait_split(&[&a, &b], &name);
+        fenced = a.log().lines().any(|l| l.contains("fenced"));
+        if fenced {
+            break;
+        }
+    }
+    let produced = stream.finish();
+    assert!(produced.failed.is_empty(), "{:?}", produced.failed);
+    let want: BTreeSet<u64> = produced.acked.iter().copied().collect();
+    wait_emails(&bootstrap, &name, &want, &[&a, &b]);
+    wait_caught_up(&b, &name);
+    let got = emails(&bootstrap, &name);
+    if let Some(l) = a.log().lines().find(|l| l.contains("fenced")) {
+        eprintln!("zombie: the thawed host says: {l}");
+    }
+    eprintln!(
+        "zombie: {} orders, {} emails, {} duplicated; the thawed host {} fenced in its log \
+         (read_uncommitted: {} duplicated)",
+        want.len(),
+        got.len(),
+        duplicates(&got),
+        if fenced { "was" } else { "was not" },
+        duplicates(&emails_with(&bootstrap, &name, "read_uncommitted"))
+    );
+    assert_eq!(got.iter().copied().collect::<BTreeSet<u64>>(), want);
+    assert_eq!(
+        duplicates(&got),
+        0,
+        "emails a read_committed reader sees twice"
+    );
     assert_in_order(&bootstrap, &name);
 }
 
