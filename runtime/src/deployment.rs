@@ -90,6 +90,50 @@ impl std::str::FromStr for OnFailure {
     }
 }
 
+/// What a deployment promises about its outputs and its position after a crash
+/// (docs/delivery.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Guarantee {
+    /// Outputs are written, then the position committed: a crash between the two runs the
+    /// invocation again, so its outputs may appear twice.
+    #[default]
+    AtLeastOnce,
+    /// An invocation's outputs, its dead letters and the position after it become visible
+    /// together in one transaction, or not at all: a read_committed consumer sees each
+    /// input's effects once.
+    ExactlyOnce,
+}
+
+impl Guarantee {
+    /// `at-least-once` or `exactly-once`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Guarantee::AtLeastOnce => "at-least-once",
+            Guarantee::ExactlyOnce => "exactly-once",
+        }
+    }
+}
+
+impl std::fmt::Display for Guarantee {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Guarantee {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "at-least-once" => Ok(Guarantee::AtLeastOnce),
+            "exactly-once" => Ok(Guarantee::ExactlyOnce),
+            _ => Err(format!(
+                "invalid guarantee '{s}' (want at-least-once or exactly-once)"
+            )),
+        }
+    }
+}
+
 /// Everything a deployment was created with.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DeploymentSpec {
@@ -114,6 +158,9 @@ pub struct DeploymentSpec {
     /// What happens after the last try.
     #[serde(default)]
     pub on_failure: OnFailure,
+    /// At least once (the default) or exactly once.
+    #[serde(default)]
+    pub guarantee: Guarantee,
     /// Largest number of records per invocation.
     pub max_batch_records: u32,
     /// Largest number of bytes read per invocation.
@@ -371,6 +418,44 @@ mod tests {
             StartFrom::Timestamp(1000)
         );
         assert!("soon".parse::<StartFrom>().is_err());
+    }
+
+    #[test]
+    fn a_spec_saved_before_guarantees_existed_is_at_least_once() {
+        let spec = DeploymentSpec {
+            name: "n".into(),
+            topic: "t".into(),
+            group: "g".into(),
+            from: StartFrom::Earliest,
+            outputs: Vec::new(),
+            env: Vec::new(),
+            limits: Limits::default(),
+            max_attempts: 3,
+            on_failure: OnFailure::default(),
+            guarantee: Guarantee::ExactlyOnce,
+            max_batch_records: 10,
+            max_batch_bytes: 100,
+            linger_ms: 0,
+            backoff_initial_ms: 1,
+            backoff_max_ms: 2,
+            module_hash: "h".into(),
+            paused: false,
+            stopped: Vec::new(),
+        };
+        let text = toml::to_string(&spec).unwrap();
+        assert!(text.contains("guarantee = \"exactly-once\""), "{text}");
+        let back: DeploymentSpec = toml::from_str(&text).unwrap();
+        assert_eq!(back.guarantee, Guarantee::ExactlyOnce);
+        let old: Vec<&str> = text
+            .lines()
+            .filter(|l| !l.starts_with("guarantee"))
+            .collect();
+        let back: DeploymentSpec = toml::from_str(&old.join("\n")).unwrap();
+        assert_eq!(back.guarantee, Guarantee::AtLeastOnce);
+        let json = serde_json::to_value(&spec).unwrap();
+        assert_eq!(json["guarantee"], "exactly-once");
+        assert_eq!("at-least-once".parse(), Ok(Guarantee::AtLeastOnce));
+        assert!("once".parse::<Guarantee>().is_err());
     }
 
     #[test]

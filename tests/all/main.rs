@@ -1,6 +1,7 @@
 //! Host-level integration tests, one module per area, in one test binary (it links faster).
 
 mod cluster_mode;
+mod delivery;
 mod diff_java_go;
 mod differential;
 mod engine;

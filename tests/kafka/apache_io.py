@@ -15,11 +15,13 @@ through Rill.
           one (`err ID NAME`)
   describe --topic T     {"partitions": [{"partition", "leader", "replicas": [...]}]} or
                          {"error": NAME} if T is missing
-  consume --topic T [--missing-ok]
+  consume --topic T [--missing-ok] [--isolation read_committed|read_uncommitted]
                          every record of T from the beginning of each partition to its high
                          watermark at the start, one JSON line each:
                          {"partition", "offset", "key", "value", "headers": {K: V}}
-                         (nothing, with --missing-ok, if T does not exist)
+                         (nothing, with --missing-ok, if T does not exist); read_committed
+                         (the default) stops at each partition's end as it reads it then:
+                         records of transactions still open are not seen
 
 Every command takes --bootstrap HOST:PORT[,HOST:PORT...].
 """
@@ -30,7 +32,7 @@ import sys
 import threading
 import time
 
-from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 
@@ -171,6 +173,7 @@ def consume(a):
         "group.id": "rill-tests-reader",
         "enable.auto.commit": False,
         "enable.partition.eof": True,
+        "isolation.level": a.isolation,
     })
     deadline = time.time() + 60
     md = retrying(a.topic, deadline, lambda: c.list_topics(a.topic, timeout=10)).topics[a.topic]
@@ -193,7 +196,13 @@ def consume(a):
         if m is None:
             continue
         if m.error():
-            # End of a partition, or a transient error the consumer recovers from by itself.
+            # The end of a partition: its high watermark, or read_committed, the end of what
+            # is committed now (the last offset may be a transaction marker, never
+            # delivered). Otherwise a transient error the consumer recovers from by itself.
+            pid = m.partition()
+            if m.error().code() == KafkaError._PARTITION_EOF and pid in ends and (
+                    m.offset() >= ends[pid] or a.isolation == "read_committed"):
+                del ends[pid]
             continue
         pid = m.partition()
         if pid not in ends or m.offset() >= ends[pid]:
@@ -223,6 +232,8 @@ def main():
     p.add_argument("--count", type=int)
     p.add_argument("--rate", type=float)
     p.add_argument("--missing-ok", action="store_true")
+    p.add_argument("--isolation", choices=["read_committed", "read_uncommitted"],
+                   default="read_committed")
     a = p.parse_args()
     {"create": create, "produce": produce, "orders": orders, "describe": describe,
      "consume": consume}[a.command](a)

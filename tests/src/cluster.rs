@@ -214,11 +214,17 @@ pub fn describe(bootstrap: &str, topic: &str) -> Option<Vec<PartitionMeta>> {
     )
 }
 
-/// Every record of `topic`, from the start of each partition to its high watermark; none
-/// if the topic does not exist (yet).
+/// Every record of `topic`, from the start of each partition to its high watermark, as a
+/// read_committed consumer sees it; none if the topic does not exist (yet).
 pub fn consume(bootstrap: &str, topic: &str) -> Vec<Record> {
+    consume_with(bootstrap, topic, "read_committed")
+}
+
+/// [`consume`] with an `isolation.level`: `read_committed` (up to the end of what is
+/// committed when each partition's end is reached) or `read_uncommitted`.
+pub fn consume_with(bootstrap: &str, topic: &str, isolation: &str) -> Vec<Record> {
     let out = io("consume", bootstrap, topic)
-        .arg("--missing-ok")
+        .args(["--missing-ok", "--isolation", isolation])
         .stdin(Stdio::null())
         .output()
         .expect("run python3");

@@ -236,6 +236,18 @@ impl TestHost {
         }
     }
 
+    /// Sends the process a signal by name (`STOP` freezes it, `CONT` thaws it).
+    pub fn signal(&self, name: &str) {
+        if let Some(c) = &self.child {
+            let ok = Command::new("kill")
+                .arg(format!("-{name}"))
+                .arg(c.id().to_string())
+                .status()
+                .is_ok_and(|s| s.success());
+            assert!(ok, "kill -{name} {}", c.id());
+        }
+    }
+
     /// SIGTERM, then waits for a clean exit; returns whether it exited successfully.
     pub fn stop(&mut self) -> bool {
         let Some(mut c) = self.child.take() else {

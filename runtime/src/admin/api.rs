@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use rill_engine::Limits;
 
-use crate::deployment::{OnFailure, StartFrom};
+use crate::deployment::{Guarantee, OnFailure, StartFrom};
 
 /// `POST /v1/topics`
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -189,6 +189,9 @@ pub struct Deploy {
     /// After the last try.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_failure: Option<OnFailure>,
+    /// `at-least-once` or `exactly-once`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guarantee: Option<Guarantee>,
     /// Records per invocation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_batch_records: Option<u32>,

@@ -78,6 +78,10 @@ fn resolve(req: Deploy, existing: Option<&DeploymentSpec>, d: &Defaults) -> Depl
             .on_failure
             .or(existing.map(|e| e.on_failure))
             .unwrap_or_default(),
+        guarantee: req
+            .guarantee
+            .or(existing.map(|e| e.guarantee))
+            .unwrap_or_default(),
         max_batch_records: req
             .max_batch_records
             .or(existing.map(|e| e.max_batch_records))

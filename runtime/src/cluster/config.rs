@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 use rdkafka::ClientConfig;
 use serde::Deserialize;
 
+use crate::deployment::Guarantee;
+
 /// The default name of the compacted topic deployments are kept in.
 pub const DEFAULT_CATALOG_TOPIC: &str = "_rill-deployments";
 
@@ -69,6 +71,8 @@ impl ClusterConfig {
         "request.required.acks",
         "group.id",
         "partition.assignment.strategy",
+        "isolation.level",
+        "transactional.id",
         "bootstrap.servers",
         "metadata.broker.list",
     ];
@@ -125,8 +129,28 @@ impl ClusterConfig {
         c
     }
 
-    /// A deployment's group member: manual commits only, cooperative rebalancing.
-    pub(crate) fn member(&self, host_id: &str, group: &str, reset: &str) -> ClientConfig {
+    /// An exactly-once deployment's producer (its `transactional.id` is added per partition,
+    /// `txn.rs`): the producer above, with transactions that the broker aborts after 10 s
+    /// if their producer goes silent (Kafka Streams' choice for exactly-once; passthrough
+    /// `transaction.timeout.ms` overrides it).
+    pub(crate) fn transactional(&self, host_id: &str) -> ClientConfig {
+        let mut c = ClientConfig::new();
+        c.set("transaction.timeout.ms", "10000");
+        merge(&mut c, self.producer(host_id));
+        c
+    }
+
+    /// A deployment's group member: manual commits only, cooperative rebalancing. It reads
+    /// committed records only (librdkafka's default, pinned): an exactly-once deployment
+    /// needs it, so that aborted outputs of an upstream transaction are never processed and
+    /// the committed offset it starts from is stable; an at-least-once one keeps it too.
+    pub(crate) fn member(
+        &self,
+        host_id: &str,
+        group: &str,
+        reset: &str,
+        guarantee: Guarantee,
+    ) -> ClientConfig {
         let mut c = ClientConfig::new();
         c.set("auto.offset.reset", reset)
             .set(
@@ -141,13 +165,19 @@ impl ClusterConfig {
         c.set("group.id", group)
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
-            .set("partition.assignment.strategy", "cooperative-sticky");
+            .set("partition.assignment.strategy", "cooperative-sticky")
+            .set(
+                "isolation.level",
+                match guarantee {
+                    Guarantee::ExactlyOnce | Guarantee::AtLeastOnce => "read_committed",
+                },
+            );
         c
     }
 
     /// A consumer outside any group (the catalog's reader, metadata and watermarks).
     pub(crate) fn reader(&self, host_id: &str) -> ClientConfig {
-        let mut c = self.member(host_id, "rill-reader", "earliest");
+        let mut c = self.member(host_id, "rill-reader", "earliest", Guarantee::AtLeastOnce);
         c.remove("partition.assignment.strategy");
         c.set("enable.partition.eof", "false");
         c
@@ -182,8 +212,12 @@ mod tests {
         assert_eq!(p.get("security.protocol"), Some("SASL_SSL"));
         assert_eq!(p.get("acks"), Some("all"));
         assert_eq!(p.get("client.id"), Some("h"));
-        let m = c.member("h", "g", "latest");
+        let m = c.member("h", "g", "latest", Guarantee::ExactlyOnce);
         assert_eq!(m.get("group.id"), Some("g"));
+        assert_eq!(m.get("isolation.level"), Some("read_committed"));
+        let t = c.transactional("h");
+        assert_eq!(t.get("transaction.timeout.ms"), Some("10000"));
+        assert_eq!(t.get("enable.idempotence"), Some("true"));
         assert_eq!(m.get("enable.auto.commit"), Some("false"));
         assert_eq!(m.get("auto.offset.reset"), Some("latest"));
         c.bootstrap.clear();

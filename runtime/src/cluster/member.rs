@@ -27,7 +27,8 @@ use super::Cluster;
 use super::commit::GroupCommit;
 use super::sink::ClusterSink;
 use super::source::ClusterSource;
-use crate::deployment::StartFrom;
+use super::txn::{Transactions, transactional_id};
+use crate::deployment::{Guarantee, StartFrom};
 use crate::scheduler::{Control, Run};
 
 /// Buffered bytes above which a partition's fetching is paused, and below which it resumes.
@@ -83,9 +84,24 @@ impl MemberContext {
             if slots.contains_key(&p) {
                 continue;
             }
-            let source = Arc::new(ClusterSource::new(&self.topic, p, consumer.clone()));
+            let spec = self.run.shared.spec();
+            let (source, sink) = match spec.guarantee {
+                Guarantee::AtLeastOnce => (
+                    ClusterSource::new(&self.topic, p, consumer.clone(), None),
+                    ClusterSink::new(self.cluster.clone()),
+                ),
+                Guarantee::ExactlyOnce => {
+                    let id = transactional_id(&spec.group, &self.topic, p);
+                    let config = self.cluster.config.transactional(self.cluster.host_id());
+                    let txn = Arc::new(Transactions::new(id, config));
+                    (
+                        ClusterSource::new(&self.topic, p, consumer.clone(), Some(txn.clone())),
+                        ClusterSink::transactional(self.cluster.clone(), txn, consumer.clone()),
+                    )
+                }
+            };
+            let (source, sink) = (Arc::new(source), Box::new(sink));
             let (tx, rx) = watch::channel(control);
-            let sink = Box::new(ClusterSink::new(self.cluster.clone()));
             let task = self.run.spawn(source.clone(), sink, rx);
             tracing::info!(deployment = %self.name(), partition = p, host = %self.cluster.host_id(),
                 "partition assigned");
@@ -193,7 +209,7 @@ impl Member {
         };
         let consumer: BaseConsumer<MemberContext> = cluster
             .config
-            .member(cluster.host_id(), &spec.group, reset)
+            .member(cluster.host_id(), &spec.group, reset, spec.guarantee)
             .create_with_context(ctx)
             .map_err(|e| format!("cannot create the group member of '{}': {e}", spec.name))?;
         let consumer = Arc::new(consumer);

@@ -19,6 +19,7 @@ mod member;
 mod sink;
 mod source;
 mod status;
+mod txn;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

@@ -1,19 +1,26 @@
 //! Outputs and dead letters produced to the cluster: every record of an invocation is
 //! sent, then every acknowledgement (acks=all, idempotent producer) awaited, before the
-//! worker commits the input offset.
+//! worker commits the input offset. An exactly-once deployment's sink produces with its
+//! partition's transactional producer (`txn.rs`) instead, and commits the input offset in
+//! the same transaction.
 
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{DeliveryFuture, FutureRecord};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
+use rdkafka::{Offset, TopicPartitionList};
 
 use rill_engine::Emits;
 
-use super::Cluster;
+use super::member::MemberContext;
+use super::txn::{Transactions, txn_error};
+use super::{Cluster, REQUEST_TIMEOUT};
+use crate::deployment::DeploymentSpec;
 use crate::metrics::DeploymentMetrics;
 use crate::scheduler::{DeadLetter, DeadLetterRecord, OutputError, Sink};
 
@@ -22,6 +29,19 @@ use crate::scheduler::{DeadLetter, DeadLetterRecord, OutputError, Sink};
 pub(crate) struct ClusterSink {
     cluster: Arc<Cluster>,
     known: HashSet<String>,
+    /// Exactly once: the partition's transactions.
+    txn: Option<Txn>,
+}
+
+/// An exactly-once sink's transaction state.
+struct Txn {
+    shared: Arc<Transactions>,
+    /// The group member, whose group metadata goes with the offsets.
+    consumer: Arc<BaseConsumer<MemberContext>>,
+    /// A transaction is open: begun, neither committed nor aborted.
+    open: bool,
+    /// The producer was fenced (or failed fatally): nothing more can be committed.
+    fatal: Option<String>,
 }
 
 impl ClusterSink {
@@ -29,7 +49,45 @@ impl ClusterSink {
         ClusterSink {
             cluster,
             known: HashSet::new(),
+            txn: None,
         }
+    }
+
+    /// An exactly-once deployment's sink, producing with `shared`'s producer once the
+    /// partition's source has initialised it.
+    pub(crate) fn transactional(
+        cluster: Arc<Cluster>,
+        shared: Arc<Transactions>,
+        consumer: Arc<BaseConsumer<MemberContext>>,
+    ) -> Self {
+        ClusterSink {
+            txn: Some(Txn {
+                shared,
+                consumer,
+                open: false,
+                fatal: None,
+            }),
+            ..ClusterSink::new(cluster)
+        }
+    }
+
+    /// The producer to send with: the host's, or the partition's transactional one with a
+    /// transaction begun.
+    fn producer(&mut self) -> Result<FutureProducer, OutputError> {
+        let Some(t) = self.txn.as_mut() else {
+            return Ok(self.cluster.producer.clone());
+        };
+        if let Some(f) = &t.fatal {
+            return Err(OutputError::Fenced(f.clone()));
+        }
+        let p = t.shared.producer()?.clone();
+        if !t.open {
+            if let Err(e) = p.begin_transaction() {
+                return Err(t.failed(txn_error(t.shared.id(), "the beginning", e)));
+            }
+            t.open = true;
+        }
+        Ok(p)
     }
 
     fn ensure(&mut self, topic: &str) -> Result<(), OutputError> {
@@ -52,10 +110,13 @@ impl ClusterSink {
     }
 
     /// Queues one record, waiting for room if the producer's queue is full.
-    fn send(&self, record: FutureRecord<'_, [u8], [u8]>) -> Result<DeliveryFuture, OutputError> {
+    fn send(
+        producer: &FutureProducer,
+        record: FutureRecord<'_, [u8], [u8]>,
+    ) -> Result<DeliveryFuture, OutputError> {
         let mut record = record;
         loop {
-            match self.cluster.producer.send_result(record) {
+            match producer.send_result(record) {
                 Ok(f) => return Ok(f),
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
                     record = r;
@@ -135,6 +196,7 @@ impl Sink for ClusterSink {
         for t in emits.topics() {
             self.ensure(t)?;
         }
+        let producer = self.producer()?;
         let mut pending = Vec::with_capacity(emits.len());
         for e in emits.iter() {
             let topic = &emits.topics()[e.topic_index];
@@ -148,7 +210,7 @@ impl Sink for ClusterSink {
             if let Some(h) = headers(e.headers()) {
                 r = r.headers(h);
             }
-            match self.send(r) {
+            match Self::send(&producer, r) {
                 Ok(f) => pending.push(f),
                 Err(err) => {
                     // Settle what was sent before failing the invocation.
@@ -182,8 +244,91 @@ impl Sink for ClusterSink {
         ) {
             r = r.headers(h);
         }
-        let f = self.send(r)?;
+        let producer = self.producer()?;
+        let f = Self::send(&producer, r)?;
         self.settle(vec![f])
+    }
+
+    fn commit_transaction(
+        &mut self,
+        spec: &DeploymentSpec,
+        partition: u32,
+        next: i64,
+    ) -> Result<(), OutputError> {
+        if self.txn.is_none() {
+            return Err(OutputError::Reject(
+                "an at-least-once sink commits no transaction".into(),
+            ));
+        }
+        // An invocation without outputs commits its offset in a transaction of its own.
+        let p = self.producer()?;
+        let Some(t) = self.txn.as_mut() else {
+            unreachable!("checked above")
+        };
+        let Some(cgm) = t.consumer.group_metadata() else {
+            return Err(OutputError::Retry(
+                "the group member has no group metadata yet".into(),
+            ));
+        };
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(&spec.topic, partition as i32, Offset::Offset(next))
+            .map_err(|e| OutputError::Retry(format!("offset {next}: {e}")))?;
+        if let Err(e) = p.send_offsets_to_transaction(&tpl, &cgm, REQUEST_TIMEOUT) {
+            return Err(t.failed(txn_error(t.shared.id(), "sending the offsets", e)));
+        }
+        if let Err(e) = p.commit_transaction(REQUEST_TIMEOUT) {
+            return Err(t.failed(txn_error(t.shared.id(), "the commit", e)));
+        }
+        t.open = false;
+        Ok(())
+    }
+
+    fn abort_transaction(&mut self) -> Result<(), String> {
+        let Some(t) = self.txn.as_mut() else {
+            return Err("an at-least-once sink has no transaction to abort".into());
+        };
+        if !t.open {
+            return Ok(());
+        }
+        if t.fatal.is_some() {
+            // Nothing of it can be committed: the partition's next owner aborts it when it
+            // initialises the same transactional id.
+            t.open = false;
+            return Ok(());
+        }
+        let p = match t.shared.producer() {
+            Ok(p) => p.clone(),
+            Err(_) => return Err("the transactional producer is not initialised".into()),
+        };
+        match p.abort_transaction(REQUEST_TIMEOUT) {
+            Ok(()) => {
+                t.open = false;
+                Ok(())
+            }
+            Err(e) => {
+                let e = t.failed(txn_error(t.shared.id(), "the abort", e));
+                // Fenced, nothing can be aborted (the next owner did it): the next turn
+                // finds the sink fenced and ends the worker.
+                if let OutputError::Fenced(_) = e {
+                    t.open = false;
+                }
+                match e {
+                    OutputError::Retry(m) | OutputError::Reject(m) | OutputError::Fenced(m) => {
+                        Err(m)
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Txn {
+    /// Notes a fatal error, so every later call says the sink is fenced.
+    fn failed(&mut self, e: OutputError) -> OutputError {
+        if let OutputError::Fenced(m) = &e {
+            self.fatal = Some(m.clone());
+        }
+        e
     }
 }
 

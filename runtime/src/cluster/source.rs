@@ -22,6 +22,7 @@ use rill_log::{Header, ReadBuffer, ReadError, ReadInto, ReadResult, Record};
 
 use super::REQUEST_TIMEOUT;
 use super::member::MemberContext;
+use super::txn::Transactions;
 use crate::deployment::{DeploymentSpec, StartFrom};
 use crate::scheduler::{DeploymentShared, Source};
 
@@ -81,6 +82,9 @@ pub(crate) struct ClusterSource {
     event: Event,
     /// Set when the partition is revoked: commits stop, the worker is told to stop.
     revoked: AtomicBool,
+    /// Exactly once: the partition's transactions, initialised before the start offset is
+    /// read (`txn.rs`).
+    txn: Option<Arc<Transactions>>,
 }
 
 impl ClusterSource {
@@ -88,8 +92,10 @@ impl ClusterSource {
         topic: &str,
         partition: u32,
         consumer: Arc<BaseConsumer<MemberContext>>,
+        txn: Option<Arc<Transactions>>,
     ) -> Self {
         ClusterSource {
+            txn,
             topic: topic.to_owned(),
             partition,
             consumer,
@@ -301,6 +307,11 @@ impl Source for ClusterSource {
     }
 
     fn start_offset(&self, dep: &DeploymentShared) -> Result<i64, String> {
+        // Exactly once: fence the partition's previous owner first, so what it left open is
+        // aborted and the committed offset read next is final.
+        if let Some(t) = &self.txn {
+            t.init()?;
+        }
         if let Some(o) = self.committed()? {
             return Ok(o);
         }

@@ -8,7 +8,7 @@ use clap::Args;
 
 use rill_runtime::admin::api::{Deploy, LimitsPatch};
 use rill_runtime::admin::client::Client;
-use rill_runtime::deployment::{OnFailure, StartFrom};
+use rill_runtime::deployment::{Guarantee, OnFailure, StartFrom};
 use rill_runtime::scheduler::DeploymentInfo;
 
 use super::topic::{parse_bytes, parse_duration_ms};
@@ -59,6 +59,11 @@ pub struct DeployArgs {
     /// After the last try: dlq (append to `<name>.dlq` and go on) or stop (mark failed).
     #[arg(long, value_parser = parse_on_failure)]
     on_failure: Option<OnFailure>,
+    /// at-least-once (outputs may repeat after a crash) or exactly-once (outputs and the
+    /// position commit as one transaction; cluster mode only for now). On redeploy: the
+    /// current one.
+    #[arg(long, value_parser = parse_guarantee)]
+    guarantee: Option<Guarantee>,
     /// Most records per invocation.
     #[arg(long)]
     batch: Option<u32>,
@@ -85,6 +90,10 @@ fn parse_from(s: &str) -> Result<StartFrom, String> {
 }
 
 fn parse_on_failure(s: &str) -> Result<OnFailure, String> {
+    s.parse()
+}
+
+fn parse_guarantee(s: &str) -> Result<Guarantee, String> {
     s.parse()
 }
 
@@ -129,6 +138,7 @@ pub fn run(client: &Client, args: DeployArgs) -> anyhow::Result<()> {
         limits: (limits != LimitsPatch::default()).then_some(limits),
         max_attempts: args.max_attempts,
         on_failure: args.on_failure,
+        guarantee: args.guarantee,
         max_batch_records: args.batch,
         max_batch_bytes,
         linger_ms: args.linger_ms,
@@ -139,11 +149,12 @@ pub fn run(client: &Client, args: DeployArgs) -> anyhow::Result<()> {
     };
     let info: DeploymentInfo = client.post("/v1/deployments", &req)?;
     outln!(
-        "deployed {} on topic {} (group {}, {} partition(s), module {})",
+        "deployed {} on topic {} (group {}, {} partition(s), {}, module {})",
         info.spec.name,
         info.spec.topic,
         info.spec.group,
         info.partitions.len(),
+        info.spec.guarantee,
         &info.spec.module_hash[..12.min(info.spec.module_hash.len())]
     )?;
     Ok(())

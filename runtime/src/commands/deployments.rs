@@ -52,10 +52,11 @@ pub fn list(client: &Client, args: ListArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     outln!(
-        "{:<24} {:<16} {:<9} {:>10} {:>12} {:>12} {:>7} {:>5}",
+        "{:<24} {:<16} {:<9} {:<13} {:>10} {:>12} {:>12} {:>7} {:>5}",
         "NAME",
         "TOPIC",
         "STATE",
+        "GUARANTEE",
         "LAG",
         "IN",
         "OUT",
@@ -64,10 +65,11 @@ pub fn list(client: &Client, args: ListArgs) -> anyhow::Result<()> {
     )?;
     for d in &all {
         outln!(
-            "{:<24} {:<16} {:<9} {:>10} {:>12} {:>12} {:>7} {:>5}",
+            "{:<24} {:<16} {:<9} {:<13} {:>10} {:>12} {:>12} {:>7} {:>5}",
             d.spec.name,
             d.spec.topic,
             d.state,
+            d.spec.guarantee.as_str(),
             d.lag,
             d.records_in,
             d.records_out,

@@ -22,7 +22,7 @@ use super::output::Outputs;
 use super::source::{LogSource, Sink, Source};
 use super::state::{Control, DeploymentShared};
 use super::worker::Worker;
-use crate::deployment::DeploymentSpec;
+use crate::deployment::{DeploymentSpec, Guarantee};
 
 /// One partition's position as `runtime list` shows it.
 #[derive(Debug, Clone, Default)]
@@ -111,6 +111,11 @@ pub(crate) struct Embedded {
 
 impl Backend for Embedded {
     fn prepare(&self, spec: &DeploymentSpec) -> Result<(), DeployError> {
+        if spec.guarantee == Guarantee::ExactlyOnce {
+            return Err(DeployError::Invalid(
+                "exactly-once needs transactions in the embedded log: not available yet".into(),
+            ));
+        }
         let Some(source) = self.log.topic(&spec.topic) else {
             return Err(DeployError::UnknownTopic(spec.topic.clone()));
         };

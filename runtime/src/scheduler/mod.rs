@@ -483,6 +483,7 @@ fn placeholder_spec(name: &str) -> DeploymentSpec {
         limits: rill_engine::Limits::default(),
         max_attempts: 0,
         on_failure: crate::deployment::OnFailure::default(),
+        guarantee: crate::deployment::Guarantee::default(),
         max_batch_records: 0,
         max_batch_bytes: 0,
         linger_ms: 0,

@@ -21,6 +21,9 @@ pub(crate) enum OutputError {
     /// Never going to work for these outputs (an invalid topic name, a record larger than
     /// the log accepts): the handler's fault, so it counts against the record.
     Reject(String),
+    /// Never going to work for this worker (exactly-once: its transactional producer was
+    /// fenced, so another instance owns the partition now): the worker stops.
+    Fenced(String),
 }
 
 /// A worker's view of the topics it writes to, with topics looked up once and cached.

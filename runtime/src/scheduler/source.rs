@@ -72,7 +72,29 @@ pub(crate) trait Sink: Send + Sync {
     fn append(&mut self, emits: &Emits, metrics: &DeploymentMetrics) -> Result<(), OutputError>;
     /// Writes the record of `letter` to `<deployment>.dlq` with the failure in its headers.
     fn dead_letter(&mut self, letter: &DeadLetter<'_>) -> Result<(), OutputError>;
+    /// Exactly-once only: makes every output and dead letter appended since the last
+    /// commit or abort visible together with the group's position `next` for
+    /// (`spec.group`, `spec.topic`, `partition`), or none of them. On an error nothing of
+    /// it is visible: the worker aborts and runs the range again.
+    fn commit_transaction(
+        &mut self,
+        spec: &DeploymentSpec,
+        partition: u32,
+        next: i64,
+    ) -> Result<(), OutputError> {
+        let _ = (spec, partition, next);
+        Err(OutputError::Reject(NOT_TRANSACTIONAL.into()))
+    }
+    /// Exactly-once only: discards what was appended since the last commit (nothing to do
+    /// when nothing is open).
+    fn abort_transaction(&mut self) -> Result<(), String> {
+        Err(NOT_TRANSACTIONAL.into())
+    }
 }
+
+/// What the default transaction methods of a [`Sink`] say.
+const NOT_TRANSACTIONAL: &str =
+    "this sink is not transactional: exactly-once is not available here";
 
 /// A partition of the host's own log, with the group's offsets in the log's store.
 pub(crate) struct LogSource {

@@ -23,6 +23,7 @@ use rill_engine::{Handler, Instance};
 use super::cpu::Cpu;
 use super::source::{Sink, Source};
 use super::{Control, DeploymentShared, PartitionState};
+use crate::deployment::Guarantee;
 
 mod failure;
 mod invoke;
@@ -36,6 +37,9 @@ pub(super) struct Worker {
     control: watch::Receiver<Control>,
     cpu: Arc<Cpu>,
     outputs: Box<dyn Sink>,
+    /// The deployment's guarantee is exactly-once: positions are committed through the
+    /// sink's transactions (`position.rs`).
+    exactly_once: bool,
     instance: Option<Instance>,
     /// While `next < isolate_until`, invoke one record at a time (see the module docs).
     isolate_until: i64,
@@ -60,6 +64,8 @@ enum Step {
     Continue,
     Backoff,
     Stop,
+    /// The worker ends (its transactional sink was fenced: the partition moved).
+    Exit,
 }
 
 /// How long a worker may run turns back to back on one invocation thread (see
@@ -79,6 +85,7 @@ impl Worker {
         outputs: Box<dyn Sink>,
     ) -> Worker {
         Worker {
+            exactly_once: dep.spec().guarantee == Guarantee::ExactlyOnce,
             dep,
             handler,
             source,
@@ -218,6 +225,8 @@ impl Worker {
             match step {
                 Step::Continue => {}
                 Step::Backoff => backoff = self.backoff_delay(),
+                // The partition's state says why.
+                Step::Exit => return,
                 Step::Stop => {
                     self.persist_stop().await;
                     // The partition stays stopped until the deployment is resumed,

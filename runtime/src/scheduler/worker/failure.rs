@@ -102,14 +102,14 @@ impl Worker {
                 };
                 match self.outputs.dead_letter(&letter) {
                     Ok(()) => {}
-                    // The record is tried again after the backoff and dead-lettered again.
-                    Err(OutputError::Retry(e)) => return self.host_failure("append", e),
                     Err(OutputError::Reject(e)) => {
                         let msg = format!("{msg}; cannot dead-letter it: {e}");
                         self.dep.metrics.error("append", msg.clone());
                         self.set_state("failed", Some(msg));
                         return Step::Stop;
                     }
+                    // The record is tried again after the backoff and dead-lettered again.
+                    Err(e) => return self.sink_failure("append", e),
                 }
                 self.dep
                     .metrics

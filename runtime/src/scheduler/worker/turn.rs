@@ -92,8 +92,22 @@ impl Worker {
             && self.source.high_watermark() - self.next < i64::from(spec.max_batch_records)
     }
 
-    /// One read-invoke-append-commit turn, on the blocking thread.
+    /// One read-invoke-append-commit turn, on the blocking thread. Exactly once, whatever
+    /// the turn left uncommitted in the sink's transaction (outputs of a failed append, of a
+    /// rejected or trapping range, of a failed commit) is aborted before anything runs
+    /// again: at the end of the turn, and at the start of the next if that abort failed.
     pub(super) fn turn_now(&mut self) -> Step {
+        if let Err(step) = self.abort_open() {
+            return step;
+        }
+        let step = self.read_invoke_append_commit();
+        match self.abort_open() {
+            Ok(()) => step,
+            Err(failed) => failed,
+        }
+    }
+
+    fn read_invoke_append_commit(&mut self) -> Step {
         let spec = self.dep.spec();
         let next = self.next;
         let isolating = next < self.isolate_until;
@@ -165,10 +179,10 @@ impl Worker {
             Outcome::Ok => {
                 match self.outputs.append(&invocation.emits, &self.dep.metrics) {
                     Ok(()) => {}
-                    Err(OutputError::Retry(msg)) => return self.host_failure("append", msg),
                     Err(OutputError::Reject(msg)) => {
                         return self.reject_outputs(next, covered, msg);
                     }
+                    Err(e) => return self.sink_failure("append", e),
                 }
                 self.finish(covered, (covered - next) as u64)
             }
@@ -177,16 +191,17 @@ impl Worker {
                 let offset = offset.clamp(next, covered.max(next));
                 match self.outputs.append(&invocation.emits, &self.dep.metrics) {
                     Ok(()) => {}
-                    Err(OutputError::Retry(msg)) => return self.host_failure("append", msg),
                     Err(OutputError::Reject(msg)) => {
                         let end = offset.max(next + 1);
                         return self.reject_outputs(next, end, msg);
                     }
+                    Err(e) => return self.sink_failure("append", e),
                 }
-                if offset > next
-                    && let Step::Backoff = self.finish(offset, (offset - next) as u64)
-                {
-                    return Step::Backoff;
+                if offset > next {
+                    match self.finish(offset, (offset - next) as u64) {
+                        Step::Continue => {}
+                        stop => return stop,
+                    }
                 }
                 let msg = format!("record {offset} failed: {message}");
                 self.fail_record(offset, "record_error", msg)

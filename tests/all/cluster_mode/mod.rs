@@ -18,12 +18,15 @@ use rill_runtime::cluster::ClusterStatus;
 use rill_runtime::scheduler::DeploymentInfo;
 use rill_tests::apache::{self, OwnCluster, unique};
 use rill_tests::cluster::{
-    Cluster, OrderStream, Produce, consume, create_topic, describe, produce, produce_orders,
+    Cluster, OrderStream, Produce, consume, consume_with, create_topic, describe, produce,
+    produce_orders,
 };
 use rill_tests::guests;
 use rill_tests::host::TestHost;
 
 use crate::kafka::have_python;
+
+mod crash;
 
 /// Generous: a rebalance after a kill waits for the dead member's 6 s session to expire.
 const WAIT: Duration = Duration::from_secs(90);
@@ -85,9 +88,14 @@ fn deploy_notifier(h: &TestHost, name: &str, topic: &str, tag: &str, extra: &[&s
 }
 
 /// The order ids of the emails in `emails` made with template `tag`, one per email (a
-/// duplicate appears twice), sorted.
+/// duplicate appears twice), sorted, as a read_committed reader sees them.
 fn emails(bootstrap: &str, tag: &str) -> Vec<u64> {
-    let mut ids: Vec<u64> = consume(bootstrap, "emails")
+    emails_with(bootstrap, tag, "read_committed")
+}
+
+/// [`emails`] as a reader with `isolation` (`read_committed` or `read_uncommitted`) sees them.
+fn emails_with(bootstrap: &str, tag: &str, isolation: &str) -> Vec<u64> {
+    let mut ids: Vec<u64> = consume_with(bootstrap, "emails", isolation)
         .iter()
         .filter_map(|r| {
             let v: serde_json::Value = serde_json::from_str(r.value.as_deref()?).ok()?;
@@ -269,97 +277,6 @@ fn two_then_three_hosts_split_the_partitions_and_mail_every_order_once() {
     );
 }
 
-/// Orders flow while one of two hosts is SIGKILLed and restarted, again and again. Every
-/// acknowledged order is mailed; the only duplicates are invocations a kill cut between
-/// their outputs and their commit: at most one batch per partition the victim owned.
-#[test]
-fn killing_hosts_under_load_loses_no_order() {
-    // Six per CI run; RILL_CLUSTER_KILLS asks for a longer soak (docs/reliability.md).
-    let kills: usize = std::env::var("RILL_CLUSTER_KILLS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(6);
-    const PARTITIONS: u32 = 4;
-    const BATCH: u32 = 20;
-    let Some(bootstrap) = broker() else { return };
-    let _serial = serial();
-    let cluster = Cluster::new(&bootstrap);
-    let name = unique("crash");
-    let orders = unique("crash-orders");
-    create_topic(&bootstrap, &orders, PARTITIONS, 1, &[]);
-    let mut hosts = [
-        cluster.host(&format!("{name}-a")),
-        cluster.host(&format!("{name}-b")),
-    ];
-    deploy_notifier(
-        &hosts[0],
-        &name,
-        &orders,
-        &name,
-        &["--batch", &BATCH.to_string()],
-    );
-    wait_split(&[&hosts[0], &hosts[1]], &name);
-
-    let stream = OrderStream::start(&bootstrap, &orders, 0, 150);
-    // Kill times vary from run to run, so kills land anywhere in an invocation.
-    let mut jitter = std::process::id() as u64;
-    for k in 0..kills {
-        let victim = &mut hosts[k % 2];
-        let id = victim.host_id.clone().expect("a cluster host");
-        // Only a host that runs partitions is worth killing: wait until the victim does, as
-        // it sees itself (the owner named by a dead member is its host id too).
-        victim
-            .wait_for(WAIT, || {
-                let d = deployment(victim, &name)?;
-                d.partitions
-                    .iter()
-                    .any(|p| {
-                        p.owner.as_deref() == Some(id.as_str())
-                            && p.status != "remote"
-                            && p.status != "unassigned"
-                    })
-                    .then_some(())
-            })
-            .unwrap_or_else(|| {
-                panic!(
-                    "kill {k}: {id} never got partitions back: {:#?}\n{}",
-                    deployment(victim, &name).map(|d| d.partitions),
-                    tail(&victim.log(), 40)
-                )
-            });
-        jitter = jitter
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        std::thread::sleep(Duration::from_millis(300 + (jitter >> 33) % 1200));
-        victim.kill();
-        victim.spawn();
-    }
-    // The last victim works again before the stream ends, so both hosts finish the job.
-    wait_split(&[&hosts[0], &hosts[1]], &name);
-    let produced = stream.finish();
-    assert!(produced.failed.is_empty(), "{:?}", produced.failed);
-    let want: BTreeSet<u64> = produced.acked.iter().copied().collect();
-    assert!(want.len() > 1_000, "only {} orders produced", want.len());
-
-    let got = wait_emails(&bootstrap, &name, &want, &[&hosts[0], &hosts[1]]);
-    let stray: Vec<&u64> = got.iter().filter(|i| !want.contains(i)).take(10).collect();
-    assert!(
-        stray.is_empty(),
-        "emails for orders never acknowledged: {stray:?}"
-    );
-    let dups = duplicates(&got);
-    let bound = kills * PARTITIONS as usize * BATCH as usize;
-    eprintln!(
-        "crash loop: {kills} kills, {} orders, {dups} mailed twice or more (bound {bound})",
-        want.len()
-    );
-    assert!(
-        dups <= bound,
-        "{dups} duplicates: more than one batch per partition per kill ({bound})"
-    );
-    wait_caught_up(&hosts[0], &name);
-}
-
 /// A deploy on one host runs on the other; pause, resume and undeploy on either take effect
 /// on both.
 #[test]
@@ -431,6 +348,17 @@ fn deployments_are_shared_by_every_host_of_the_cluster() {
 /// headers that say what failed and the record's own; the records around it are processed.
 #[test]
 fn a_poison_record_goes_to_the_clusters_dead_letter_topic_with_its_headers() {
+    poison_record("at-least-once");
+}
+
+/// The same exactly once: the trapping range's isolation aborts nothing that shows, and the
+/// dead letter commits with the offset after it, each once.
+#[test]
+fn a_poison_record_of_an_exactly_once_deployment_is_dead_lettered_once() {
+    poison_record("exactly-once");
+}
+
+fn poison_record(guarantee: &str) {
     let Some(bootstrap) = broker() else { return };
     let _serial = serial();
     let cluster = Cluster::new(&bootstrap);
@@ -455,6 +383,8 @@ fn a_poison_record_goes_to_the_clusters_dead_letter_topic_with_its_headers() {
         "10",
         "--on-failure",
         "dlq",
+        "--guarantee",
+        guarantee,
     ]);
     let ok = |i: u32| format!("{name} ok {i}");
     produce(
