@@ -53,17 +53,30 @@ fn deploy(
     Ok(())
 }
 
-/// Drains `topic` (of `n` records) with a new deployment; returns the elapsed time.
+/// One drain: a new deployment of the filter over `topic`, holding `n` records.
+struct Drain<'a> {
+    name: String,
+    topic: &'a str,
+    n: u64,
+    batch: u32,
+    guarantee: &'a str,
+}
+
+/// Drains the topic with a new deployment; returns the elapsed time.
 fn drain(
     ctx: &Ctx,
     c: &rill_runtime::admin::client::Client,
     pb: &Progress,
-    name: &str,
-    topic: &str,
-    n: u64,
-    batch: u32,
-    guarantee: &str,
+    d: Drain<'_>,
 ) -> anyhow::Result<Duration> {
+    let Drain {
+        name,
+        topic,
+        n,
+        batch,
+        guarantee,
+    } = d;
+    let name = name.as_str();
     deploy(c, &ctx.wasm, name, topic, batch, guarantee)?;
     pb.phase(&format!("guarantee: {guarantee}, batch {batch}"), n);
     let t = Instant::now();
@@ -105,26 +118,18 @@ pub fn run(ctx: &Ctx, pb: &Progress, report: &mut Report) -> anyhow::Result<()> 
         workload::produce_all(&c, &topic, n, ctx.partitions, per_request, &|d| pb.set(d))?;
         let (mut alo, mut eos) = (Duration::MAX, Duration::MAX);
         for round in 1..=ctx.rounds {
-            let a = drain(
-                ctx,
-                &c,
-                pb,
-                &format!("alo-{batch}-{round}"),
-                &topic,
-                n,
-                batch,
-                "at-least-once",
-            )?;
-            let e = drain(
-                ctx,
-                &c,
-                pb,
-                &format!("eos-{batch}-{round}"),
-                &topic,
-                n,
-                batch,
-                "exactly-once",
-            )?;
+            let one = |name: String, guarantee| {
+                let d = Drain {
+                    name,
+                    topic: &topic,
+                    n,
+                    batch,
+                    guarantee,
+                };
+                drain(ctx, &c, pb, d)
+            };
+            let a = one(format!("alo-{batch}-{round}"), "at-least-once")?;
+            let e = one(format!("eos-{batch}-{round}"), "exactly-once")?;
             alo = alo.min(a);
             eos = eos.min(e);
         }

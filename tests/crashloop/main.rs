@@ -496,6 +496,12 @@ struct Model {
     emails_pos: BTreeMap<u32, i64>,
     /// Emails seen per order id.
     emails: HashMap<u64, u32>,
+    /// Exactly once: next unread offset of `emails` for a read_uncommitted reader, the
+    /// emails it saw per order, and how many it saw twice (outputs of aborted transactions:
+    /// the proof that kills cut transactions, which read_committed readers never see).
+    uncommitted_pos: BTreeMap<u32, i64>,
+    uncommitted: HashMap<u64, u32>,
+    uncommitted_dups: u64,
     /// Duplicates so far per partition.
     dups: BTreeMap<u32, u64>,
     /// Next acked record (index into `Shared::acked`) to check.
@@ -513,6 +519,9 @@ impl Model {
             last: HashMap::new(),
             emails_pos: [(0, 0)].into_iter().collect(),
             emails: HashMap::new(),
+            uncommitted_pos: [(0, 0)].into_iter().collect(),
+            uncommitted: HashMap::new(),
+            uncommitted_dups: 0,
             dups: (0..PARTITIONS).map(|p| (p, 0)).collect(),
             acked_checked: 0,
             records_checked: 0,
@@ -624,6 +633,23 @@ impl Model {
             done.then_some(())
         })
         .unwrap_or_else(|| panic!("the notifier did not catch up; host log:\n{}", h.log()));
+        if exactly_once {
+            let mut pos = self.uncommitted_pos.clone();
+            let seen = read_to_end(&client, "emails", &mut pos, false);
+            self.uncommitted_pos = pos;
+            for r in &seen.records {
+                let v: serde_json::Value =
+                    serde_json::from_str(r.value.as_deref().expect("text")).expect("email JSON");
+                let n = self
+                    .uncommitted
+                    .entry(v["order_id"].as_u64().expect("order_id in email"))
+                    .or_default();
+                *n += 1;
+                if *n > 1 {
+                    self.uncommitted_dups += 1;
+                }
+            }
+        }
         let mut pos = self.emails_pos.clone();
         let new = read_to_end(&client, "emails", &mut pos, exactly_once);
         self.emails_pos = pos;
@@ -799,7 +825,8 @@ fn main() {
         "crashloop ok guarantee={} producer={} kafka_codec={} kills={kills} acked={acked} acked_kafka={} \
          records_in_log={} kafka_records_in_log={kafka_in_log} kafka_delivery_errors={} \
          kafka_errors_in_log={failed_in_log} records_checked={} processed={} duplicates={dups} \
-         max_duplicates_per_partition_per_kill={} batch={} seed={} elapsed_s={:.1}",
+         max_duplicates_per_partition_per_kill={} read_uncommitted_duplicates={} batch={} \
+         seed={} elapsed_s={:.1}",
         if args.exactly_once {
             "exactly-once"
         } else {
@@ -821,6 +848,7 @@ fn main() {
         model.records_checked,
         model.emails.len(),
         model.max_dup_per_kill,
+        model.uncommitted_dups,
         args.batch,
         args.seed,
         started.elapsed().as_secs_f64()

@@ -18,6 +18,7 @@ use rill_log::Log;
 
 use super::DeployError;
 use super::cpu::Cpu;
+use super::exactly_once::Transaction;
 use super::output::Outputs;
 use super::source::{LogSource, Sink, Source};
 use super::state::{Control, DeploymentShared};
@@ -111,11 +112,6 @@ pub(crate) struct Embedded {
 
 impl Backend for Embedded {
     fn prepare(&self, spec: &DeploymentSpec) -> Result<(), DeployError> {
-        if spec.guarantee == Guarantee::ExactlyOnce {
-            return Err(DeployError::Invalid(
-                "exactly-once needs transactions in the embedded log: not available yet".into(),
-            ));
-        }
         let Some(source) = self.log.topic(&spec.topic) else {
             return Err(DeployError::UnknownTopic(spec.topic.clone()));
         };
@@ -153,15 +149,20 @@ impl Backend for Embedded {
             .partitions()
             .iter()
             .map(|p| {
-                let outputs = Outputs::new(
+                let exactly_once = spec.guarantee == Guarantee::ExactlyOnce;
+                let mut outputs = Outputs::new(
                     self.log.clone(),
                     create_config.clone(),
                     self.max_append_bytes,
                 );
+                if exactly_once {
+                    outputs =
+                        outputs.exactly_once(Transaction::id_for(&spec.group, &spec.topic, p.id()));
+                }
                 let source = LogSource {
                     log: self.log.clone(),
                     partition: p.clone(),
-                    committed: false,
+                    committed: exactly_once,
                 };
                 run.spawn(Arc::new(source), Box::new(outputs), run.control.clone())
             })

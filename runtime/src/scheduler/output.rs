@@ -6,11 +6,13 @@ use std::sync::atomic::Ordering::Relaxed;
 
 use rill_engine::Emits;
 use rill_log::{
-    AppendError, Header, Log, Partition, Record, Topic, TopicConfig, TopicError, TxnError,
+    AppendError, Header, Log, Partition, ProducerError, Record, Topic, TopicConfig, TopicError,
+    TxnError,
 };
 
 use super::exactly_once::{Transaction, TxnStepError};
 use super::source::DeadLetter;
+use crate::deployment::DeploymentSpec;
 use crate::metrics::DeploymentMetrics;
 
 /// Why outputs were not appended.
@@ -92,6 +94,14 @@ impl Outputs {
         };
         match r {
             Ok(_) => Ok(()),
+            Err(TxnStepError::Append(AppendError::Producer(ProducerError::Fenced { .. })))
+            | Err(TxnStepError::Coordinator(TxnError::ProducerFenced(_))) => {
+                Err(OutputError::Fenced(format!(
+                    "append to {}/{}: fenced by a newer instance of this worker",
+                    topic.name(),
+                    partition.id()
+                )))
+            }
             Err(TxnStepError::Append(e)) => Err(self.append_error(topic, partition.id(), e)),
             Err(e @ TxnStepError::Coordinator(_)) => Err(OutputError::Retry(format!(
                 "append to {}/{}: {e}",
@@ -105,7 +115,7 @@ impl Outputs {
     /// `topic`/`partition`. On failure the producer is dropped; the next use initialises it
     /// again, which completes or aborts what the failure left, and the caller must read the
     /// group's committed offset back to know which.
-    pub(super) fn commit_transaction(
+    pub(super) fn commit_in_transaction(
         &mut self,
         group: &str,
         topic: &str,
@@ -121,16 +131,23 @@ impl Outputs {
             if let Some((_, t)) = &mut self.txn {
                 *t = None;
             }
-            OutputError::Retry(format!("commit of the transaction failed: {e}"))
+            match e {
+                TxnError::ProducerFenced(_) => OutputError::Fenced(format!("commit: {e}")),
+                e => OutputError::Retry(format!("commit of the transaction failed: {e}")),
+            }
         })
     }
 
-    /// Exactly-once: aborts what was appended since the last commit.
-    pub(super) fn abort_transaction(&mut self) -> Result<(), String> {
-        let Some((_, Some(t))) = &mut self.txn else {
-            return Ok(());
+    /// Exactly-once: aborts what was appended since the last commit. After a failure
+    /// dropped the producer, initialises it again, which settles what the failure left (a
+    /// prepared commit is completed, anything else open aborted).
+    pub(super) fn abort_in_transaction(&mut self) -> Result<(), String> {
+        let r = match self.transaction() {
+            Ok(Some(t)) => t.abort(),
+            Ok(None) => return Ok(()),
+            Err(e) => Err(e),
         };
-        t.abort().map_err(|e| {
+        r.map_err(|e| {
             if let Some((_, t)) = &mut self.txn {
                 *t = None;
             }
@@ -261,6 +278,19 @@ impl Outputs {
 impl super::source::Sink for Outputs {
     fn append(&mut self, emits: &Emits, metrics: &DeploymentMetrics) -> Result<(), OutputError> {
         Outputs::append(self, emits, metrics)
+    }
+
+    fn commit_transaction(
+        &mut self,
+        spec: &DeploymentSpec,
+        partition: u32,
+        next: i64,
+    ) -> Result<(), OutputError> {
+        self.commit_in_transaction(&spec.group, &spec.topic, partition, next)
+    }
+
+    fn abort_transaction(&mut self) -> Result<(), String> {
+        self.abort_in_transaction()
     }
 
     /// Appends the record of `letter` to `<deployment>.dlq`, with the failure described in

@@ -40,6 +40,10 @@ pub(super) struct Worker {
     /// The deployment's guarantee is exactly-once: positions are committed through the
     /// sink's transactions (`position.rs`).
     exactly_once: bool,
+    /// Exactly once: a commit failed, so where the group stands is unknown until the
+    /// transaction is settled (`position.rs`); the position is read back before the next
+    /// range runs.
+    resync: bool,
     instance: Option<Instance>,
     /// While `next < isolate_until`, invoke one record at a time (see the module docs).
     isolate_until: i64,
@@ -86,6 +90,7 @@ impl Worker {
     ) -> Worker {
         Worker {
             exactly_once: dep.spec().guarantee == Guarantee::ExactlyOnce,
+            resync: false,
             dep,
             handler,
             source,

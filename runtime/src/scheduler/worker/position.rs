@@ -22,6 +22,7 @@ impl Worker {
         if self.exactly_once {
             let spec = self.dep.spec();
             if let Err(e) = self.outputs.commit_transaction(&spec, self.pid(), offset) {
+                self.resync = true;
                 return self.sink_failure("commit", e);
             }
             self.dep.count_in(handled);
@@ -46,14 +47,27 @@ impl Worker {
     }
 
     /// Exactly once: discards what a failed turn left open in the sink's transaction (a
-    /// no-op when nothing is open, and at least once).
+    /// no-op when nothing is open, and at least once). After a failed commit, the commit
+    /// may have happened after all (the log's coordinator completes a commit it had
+    /// prepared; the abort settles that first), so the position is read back from the
+    /// group: running the range again from the old position would commit its outputs twice.
     pub(super) fn abort_open(&mut self) -> Result<(), Step> {
         if !self.exactly_once {
             return Ok(());
         }
         self.outputs
             .abort_transaction()
-            .map_err(|e| self.host_failure("abort", e))
+            .map_err(|e| self.host_failure("abort", e))?;
+        if self.resync {
+            match self.source.start_offset(&self.dep) {
+                Ok(at) => {
+                    self.next = at;
+                    self.resync = false;
+                }
+                Err(msg) => return Err(self.host_failure("start", msg)),
+            }
+        }
+        Ok(())
     }
 
     /// A sink error other than a rejection: retried after a backoff, or, for a fenced
