@@ -99,6 +99,25 @@ impl Log {
             .end(inner, transactional_id, producer_id, epoch, commit)
     }
 
+    /// [`add_offsets_to_txn`](Self::add_offsets_to_txn),
+    /// [`txn_offset_commit`](Self::txn_offset_commit) and a committing
+    /// [`end_txn`](Self::end_txn) as one step (one state entry instead of three), for a
+    /// producer in this process: `group`'s `offsets` (topic, partition, next offset) commit
+    /// with the transaction. A transaction with nothing added commits the offsets alone.
+    pub fn commit_txn_with_offsets(
+        &self,
+        transactional_id: &str,
+        producer_id: i64,
+        epoch: i16,
+        group: &str,
+        offsets: &[(String, u32, i64)],
+    ) -> Result<(), TxnError> {
+        let inner = &*self.inner;
+        inner
+            .txn
+            .commit_with_offsets(inner, transactional_id, producer_id, epoch, group, offsets)
+    }
+
     /// Checks that `producer_id` may append transactional batches to `topic`/`partition`
     /// now (its transaction is open and includes the partition).
     pub fn verify_txn_partition(

@@ -122,22 +122,13 @@ impl Transaction {
         partition: u32,
         next: i64,
     ) -> Result<(), TxnError> {
-        let r = self
-            .log
-            .add_offsets_to_txn(&self.id, self.producer_id, self.epoch, group)
-            .and_then(|()| {
-                self.log.txn_offset_commit(
-                    &self.id,
-                    self.producer_id,
-                    self.epoch,
-                    group,
-                    &[(topic.to_string(), partition, next)],
-                )
-            })
-            .and_then(|()| {
-                self.log
-                    .end_txn(&self.id, self.producer_id, self.epoch, true)
-            });
+        let r = self.log.commit_txn_with_offsets(
+            &self.id,
+            self.producer_id,
+            self.epoch,
+            group,
+            &[(topic.to_string(), partition, next)],
+        );
         self.added.clear();
         self.open = false;
         r
