@@ -15,7 +15,8 @@
 //! - the duplicates one kill adds to a partition are at most one invocation's worth
 //!   (`--batch` records): only the last invocation per partition may run again;
 //! - with `--guarantee exactly-once`, the emails are read as a read_committed consumer
-//!   reads them, and no order is mailed twice.
+//!   reads them, no order is mailed twice, and the emails of each partition follow its
+//!   orders in order (per producer).
 //!
 //! ```text
 //! cargo build -p rill-runtime --bin runtime && cargo build -p rill-tests --bin crashloop
@@ -502,6 +503,9 @@ struct Model {
     uncommitted_pos: BTreeMap<u32, i64>,
     uncommitted: HashMap<u64, u32>,
     uncommitted_dups: u64,
+    /// Exactly once: the last order id mailed per (partition, producer), to check that the
+    /// committed emails follow the orders' order.
+    last_mailed: HashMap<(u32, bool), u64>,
     /// Duplicates so far per partition.
     dups: BTreeMap<u32, u64>,
     /// Next acked record (index into `Shared::acked`) to check.
@@ -522,6 +526,7 @@ impl Model {
             uncommitted_pos: [(0, 0)].into_iter().collect(),
             uncommitted: HashMap::new(),
             uncommitted_dups: 0,
+            last_mailed: HashMap::new(),
             dups: (0..PARTITIONS).map(|p| (p, 0)).collect(),
             acked_checked: 0,
             records_checked: 0,
@@ -662,6 +667,14 @@ impl Model {
                 .partition_of
                 .get(&id)
                 .unwrap_or_else(|| panic!("email for order {id}, which is not in the log"));
+            if exactly_once {
+                let last = self.last_mailed.entry((p, id >= KAFKA_IDS)).or_insert(0);
+                assert!(
+                    id >= *last,
+                    "partition {p}: order {id} mailed after order {last} under exactly-once"
+                );
+                *last = id;
+            }
             let n = self.emails.entry(id).or_default();
             *n += 1;
             assert!(
