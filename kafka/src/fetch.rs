@@ -138,18 +138,11 @@ fn read(
     budget: usize,
     committed: bool,
 ) -> Result<ReadResult, ReadError> {
-    if !committed {
-        return p.read(offset, budget);
+    if committed {
+        p.read_committed(offset, budget)
+    } else {
+        p.read(offset, budget)
     }
-    let mut buf = Vec::new();
-    let r = p.read_committed_into(offset, budget, &mut buf)?;
-    buf.truncate(r.len);
-    Ok(ReadResult {
-        bytes: Bytes::from(buf),
-        high_watermark: r.high_watermark,
-        log_start_offset: r.log_start_offset,
-        next_offset: r.next_offset,
-    })
 }
 
 /// Resolves once any listener fires.

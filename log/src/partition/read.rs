@@ -16,8 +16,27 @@ impl Partition {
     /// Reads whole batches from `from_offset`, up to about `max_bytes` (at least one batch
     /// if any is available). See [`ReadResult`].
     pub fn read(&self, from_offset: i64, max_bytes: usize) -> Result<ReadResult, ReadError> {
+        self.read_until(from_offset, max_bytes, i64::MAX)
+    }
+
+    /// [`read`](Self::read) for a read_committed reader: whole batches below the last
+    /// stable offset only (see [`read_committed_into`](Self::read_committed_into)).
+    pub fn read_committed(
+        &self,
+        from_offset: i64,
+        max_bytes: usize,
+    ) -> Result<ReadResult, ReadError> {
+        self.read_until(from_offset, max_bytes, self.last_stable_offset())
+    }
+
+    fn read_until(
+        &self,
+        from_offset: i64,
+        max_bytes: usize,
+        limit: i64,
+    ) -> Result<ReadResult, ReadError> {
         let mut buf = Vec::new();
-        let r = self.read_into(from_offset, max_bytes, &mut buf)?;
+        let r = self.read_into_until(from_offset, max_bytes, limit, &mut buf)?;
         buf.truncate(r.len);
         Ok(ReadResult {
             bytes: Bytes::from(buf),

@@ -86,6 +86,23 @@ pub struct TxnMeta {
     pub started_ms: i64,
 }
 
+impl TxnMeta {
+    /// Records `group`'s `offsets` (topic, partition, next offset), replacing earlier ones
+    /// of the same partitions.
+    fn put_offsets(&mut self, group: &str, offsets: &[(String, u32, i64)]) {
+        for (topic, partition, offset) in offsets {
+            self.offsets
+                .retain(|o| !(o.group == group && &o.topic == topic && o.partition == *partition));
+            self.offsets.push(TxnOffset {
+                group: group.to_string(),
+                topic: topic.clone(),
+                partition: *partition,
+                offset: *offset,
+            });
+        }
+    }
+}
+
 /// Why a transactional request was refused; each maps to Kafka's error of the same name.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -401,16 +418,7 @@ impl Coordinator {
                 what: "TxnOffsetCommit for a group not added with AddOffsetsToTxn",
             });
         }
-        for (topic, partition, offset) in offsets {
-            m.offsets
-                .retain(|o| !(o.group == group && &o.topic == topic && o.partition == *partition));
-            m.offsets.push(TxnOffset {
-                group: group.to_string(),
-                topic: topic.clone(),
-                partition: *partition,
-                offset: *offset,
-            });
-        }
+        m.put_offsets(group, offsets);
         self.persist(&m)
     }
 
@@ -432,16 +440,7 @@ impl Coordinator {
         if !m.groups.iter().any(|g| g == group) {
             m.groups.push(group.to_string());
         }
-        for (topic, partition, offset) in offsets {
-            m.offsets
-                .retain(|o| !(o.group == group && &o.topic == topic && o.partition == *partition));
-            m.offsets.push(TxnOffset {
-                group: group.to_string(),
-                topic: topic.clone(),
-                partition: *partition,
-                offset: *offset,
-            });
-        }
+        m.put_offsets(group, offsets);
         m.state = TxnState::PrepareCommit;
         self.persist(&m)?;
         self.complete(log, &mut m)
