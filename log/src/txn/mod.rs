@@ -29,6 +29,9 @@ use store::{Entry, Store};
 
 /// Longest transaction timeout accepted (Kafka's `transaction.max.timeout.ms` default).
 pub const MAX_TRANSACTION_TIMEOUT_MS: i64 = 900_000;
+/// How long a transactional id without an open transaction is kept after its last
+/// transition (Kafka's `transactional.id.expiration.ms` default, seven days).
+pub const TRANSACTIONAL_ID_EXPIRATION_MS: i64 = 7 * 24 * 3_600_000;
 /// Producer ids are reserved in blocks of this many, each block written before use.
 const PID_BLOCK: i64 = 1000;
 
@@ -84,6 +87,9 @@ pub struct TxnMeta {
     pub offsets: Vec<TxnOffset>,
     /// When the current transaction started (ms since the epoch).
     pub started_ms: i64,
+    /// When the state last changed (ms since the epoch).
+    #[serde(default)]
+    pub updated_ms: i64,
 }
 
 impl TxnMeta {
@@ -197,7 +203,8 @@ impl Coordinator {
         })
     }
 
-    fn persist(&self, m: &TxnMeta) -> Result<(), TxnError> {
+    fn persist(&self, m: &mut TxnMeta) -> Result<(), TxnError> {
+        m.updated_ms = now_ms();
         lock(&self.store).write(&Entry::Txn(m.clone()))?;
         Ok(())
     }
@@ -264,6 +271,7 @@ impl Coordinator {
                         groups: Vec::new(),
                         offsets: Vec::new(),
                         started_ms: 0,
+                        updated_ms: 0,
                     };
                     lock(&self.by_pid).insert(pid, tid.to_string());
                     let m = Arc::new(Mutex::new(m));
@@ -284,7 +292,7 @@ impl Coordinator {
             TxnState::Ongoing => {
                 self.bump(&mut m)?;
                 m.state = TxnState::PrepareAbort;
-                self.persist(&m)?;
+                self.persist(&mut m)?;
                 self.complete(log, &mut m)?;
             }
             _ => {}
@@ -295,7 +303,7 @@ impl Coordinator {
         self.bump(&mut m)?;
         m.timeout_ms = timeout_ms;
         m.state = TxnState::Empty;
-        self.persist(&m)?;
+        self.persist(&mut m)?;
         Ok((m.producer_id, m.epoch))
     }
 
@@ -377,7 +385,7 @@ impl Coordinator {
             }
         }
         if m.partitions.len() != before || before == 0 {
-            self.persist(&m)?;
+            self.persist(&mut m)?;
         }
         Ok(())
     }
@@ -395,7 +403,7 @@ impl Coordinator {
         self.begin(&mut m)?;
         if !m.groups.iter().any(|g| g == group) {
             m.groups.push(group.to_string());
-            self.persist(&m)?;
+            self.persist(&mut m)?;
         }
         Ok(())
     }
@@ -419,7 +427,7 @@ impl Coordinator {
             });
         }
         m.put_offsets(group, offsets);
-        self.persist(&m)
+        self.persist(&mut m)
     }
 
     /// AddOffsetsToTxn, TxnOffsetCommit and EndTxn(commit) in one step, for a producer in
@@ -442,7 +450,7 @@ impl Coordinator {
         }
         m.put_offsets(group, offsets);
         m.state = TxnState::PrepareCommit;
-        self.persist(&m)?;
+        self.persist(&mut m)?;
         self.complete(log, &mut m)
     }
 
@@ -480,7 +488,7 @@ impl Coordinator {
         } else {
             TxnState::PrepareAbort
         };
-        self.persist(&m)?;
+        self.persist(&mut m)?;
         self.complete(log, &mut m)
     }
 
@@ -538,7 +546,7 @@ impl Coordinator {
                     self.bump(&mut m)
                         .and_then(|()| {
                             m.state = TxnState::PrepareAbort;
-                            self.persist(&m)
+                            self.persist(&mut m)
                         })
                         .and_then(|()| self.complete(log, &mut m))
                 }
@@ -550,7 +558,39 @@ impl Coordinator {
                     "completing a transaction failed; retrying");
             }
         }
+        self.forget_idle(now);
         aborted
+    }
+
+    /// Forgets the transactional ids with no transaction open or being completed whose last
+    /// transition is older than [`TRANSACTIONAL_ID_EXPIRATION_MS`]. A producer that comes
+    /// back with one is told its producer id is unknown, as Kafka's does.
+    fn forget_idle(&self, now: i64) {
+        let horizon = now.saturating_sub(TRANSACTIONAL_ID_EXPIRATION_MS);
+        let idle = |m: &TxnMeta| {
+            matches!(
+                m.state,
+                TxnState::Empty | TxnState::CompleteCommit | TxnState::CompleteAbort
+            ) && m.updated_ms < horizon
+        };
+        let mut txns = lock(&self.txns);
+        if !txns.values().any(|e| idle(&lock(e))) {
+            return;
+        }
+        // Lock order: the map, then an id's state, then the store (as `persist` does).
+        txns.retain(|tid, e| {
+            let m = lock(e);
+            if !idle(&m) {
+                return true;
+            }
+            if let Err(err) = lock(&self.store).write(&Entry::Expired(tid.clone())) {
+                tracing::error!(transactional_id = %tid, error = %err,
+                    "cannot record an expired transactional id; keeping it");
+                return true;
+            }
+            lock(&self.by_pid).remove(&m.producer_id);
+            false
+        });
     }
 
     /// At open: completes prepared transactions, and aborts transactions partitions hold

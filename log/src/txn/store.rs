@@ -27,6 +27,8 @@ pub(crate) enum Entry {
     Txn(TxnMeta),
     /// Producer ids below this one may have been handed out.
     PidBlock(i64),
+    /// The transactional id was forgotten (expired).
+    Expired(String),
 }
 
 #[derive(Debug)]
@@ -79,6 +81,9 @@ impl Store {
                     metas.insert(m.transactional_id.clone(), m);
                 }
                 Ok(Entry::PidBlock(b)) => pid_block = pid_block.max(b),
+                Ok(Entry::Expired(tid)) => {
+                    metas.remove(&tid);
+                }
                 Err(_) => break,
             }
             at += 8 + len;
@@ -114,6 +119,9 @@ impl Store {
                 self.live.insert(m.transactional_id.clone(), framed.clone());
             }
             Entry::PidBlock(_) => self.pid_block = Some(framed.clone()),
+            Entry::Expired(tid) => {
+                self.live.remove(tid);
+            }
         }
         Ok(framed)
     }

@@ -237,7 +237,12 @@ fn an_open_transaction_survives_a_crash_and_times_out() {
     let p = log.topic("out").unwrap().partition(0).unwrap().clone();
     assert_eq!(p.last_stable_offset(), 1, "still open after the restart");
     assert_eq!(committed(&log, "out"), ["plain"]);
-    assert_eq!(log.abort_expired_transactions(i64::MAX / 2), 1);
+    let in_an_hour = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+        + 3_600_000;
+    assert_eq!(log.abort_expired_transactions(in_an_hour), 1);
     assert_eq!(p.last_stable_offset(), p.high_watermark());
     assert_eq!(committed(&log, "out"), ["plain"]);
     assert!(matches!(
@@ -291,4 +296,39 @@ fn a_commit_cut_short_by_a_failed_marker_completes_at_the_next_open() {
     assert_eq!(log.offsets().fetch("g", "in", 0), Some(1));
     let p = log.topic("out").unwrap().partition(0).unwrap().clone();
     assert_eq!(p.last_stable_offset(), p.high_watermark());
+}
+
+#[test]
+fn idle_transactional_ids_expire_after_seven_days_and_stay_forgotten() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path());
+    log.create_topic("out", TopicConfig::default()).unwrap();
+    let (pid, e) = log.init_producer_id(Some("old"), 60_000, None).unwrap();
+    log.init_producer_id(Some("open"), 60_000, None).unwrap();
+    let (open_pid, open_e) = log.init_producer_id(Some("open"), 60_000, None).unwrap();
+    log.add_partitions_to_txn("open", open_pid, open_e, &[("out".into(), 0)])
+        .unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let eight_days = 8 * 24 * 3_600_000;
+    // A day later the open transaction has timed out and been aborted; nothing is
+    // forgotten. Eight days later both ids are, idle for more than seven.
+    assert_eq!(log.abort_expired_transactions(now + 24 * 3_600_000), 1);
+    let states: Vec<_> = log.transactions().into_iter().map(|m| m.state).collect();
+    assert_eq!(
+        states,
+        [rill_log::TxnState::Empty, rill_log::TxnState::CompleteAbort]
+    );
+    log.abort_expired_transactions(now + eight_days);
+    assert!(log.transactions().is_empty());
+    assert!(matches!(
+        log.end_txn("old", pid, e, true),
+        Err(TxnError::InvalidProducerIdMapping { .. })
+    ));
+    log.close().unwrap();
+    drop(log);
+    let log = open(dir.path());
+    assert!(log.transactions().is_empty(), "forgotten across a restart");
 }
