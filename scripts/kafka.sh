@@ -15,7 +15,8 @@
 #   scripts/kafka.sh tool NAME ARGS...      run one of Kafka's bin/ tools by its script name:
 #                                           kafka-topics, kafka-console-producer,
 #                                           kafka-console-consumer, kafka-consumer-groups,
-#                                           kafka-producer-perf-test, kafka-consumer-perf-test
+#                                           kafka-producer-perf-test, kafka-consumer-perf-test,
+#                                           kafka-transactions
 #
 # The jars go to ${RILL_KAFKA_CACHE:-~/.cache/rill}/kafka-$VERSION (outside the clone, so
 # clean clones share them). A missing JDK or Maven, or a failed download, is an error with
@@ -246,6 +247,7 @@ tool() {
     kafka-configs) class=kafka.admin.ConfigCommand ;;  # still Scala, in the core jar
     kafka-broker-api-versions) class=org.apache.kafka.tools.BrokerApiVersionsCommand ;;
     kafka-get-offsets) class=org.apache.kafka.tools.GetOffsetShell ;;
+    kafka-transactions) class=org.apache.kafka.tools.TransactionsCommand ;;
     *) die "unknown tool '$name' (see the header of scripts/kafka.sh)" ;;
   esac
   run "$class" "$@"

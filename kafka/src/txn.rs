@@ -1,5 +1,6 @@
 //! Transactions on the Kafka door: InitProducerId (22), AddPartitionsToTxn (24),
-//! AddOffsetsToTxn (25), EndTxn (26) and TxnOffsetCommit (28). The coordinator is the log's
+//! AddOffsetsToTxn (25), EndTxn (26), TxnOffsetCommit (28), and for `kafka-transactions`
+//! DescribeTransactions (65) and ListTransactions (66). The coordinator is the log's
 //! (`rill_log::Log::init_producer_id` and the rest); this module translates the wire
 //! messages and maps its errors to Kafka's codes.
 //!
@@ -20,7 +21,8 @@ use kafka_protocol::messages::txn_offset_commit_response::{
 };
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::Decodable;
-use rill_log::TxnError;
+use kafka_protocol::protocol::StrBytes;
+use rill_log::{TxnError, TxnState};
 
 use crate::conn::encode;
 use crate::error::ConnError;
@@ -36,6 +38,8 @@ pub(crate) fn serves(key: ApiKey) -> bool {
             | ApiKey::AddOffsetsToTxn
             | ApiKey::EndTxn
             | ApiKey::TxnOffsetCommit
+            | ApiKey::DescribeTransactions
+            | ApiKey::ListTransactions
     )
 }
 
@@ -49,6 +53,10 @@ pub(crate) fn decode_only(key: ApiKey, version: i16, mut body: Bytes) -> Result<
         ApiKey::AddOffsetsToTxn => AddOffsetsToTxnRequest::decode(&mut body, version).map(drop),
         ApiKey::EndTxn => EndTxnRequest::decode(&mut body, version).map(drop),
         ApiKey::TxnOffsetCommit => TxnOffsetCommitRequest::decode(&mut body, version).map(drop),
+        ApiKey::DescribeTransactions => {
+            DescribeTransactionsRequest::decode(&mut body, version).map(drop)
+        }
+        ApiKey::ListTransactions => ListTransactionsRequest::decode(&mut body, version).map(drop),
         _ => return Err("not served".into()),
     };
     r.map_err(|e| e.to_string())
@@ -144,6 +152,14 @@ pub(crate) async fn handle(
         }
         ApiKey::TxnOffsetCommit => {
             let resp = txn_offset_commit(broker, decode!(TxnOffsetCommitRequest));
+            encode(correlation_id, key, version, &resp)
+        }
+        ApiKey::DescribeTransactions => {
+            let resp = describe(broker, decode!(DescribeTransactionsRequest));
+            encode(correlation_id, key, version, &resp)
+        }
+        ApiKey::ListTransactions => {
+            let resp = list(broker, decode!(ListTransactionsRequest));
             encode(correlation_id, key, version, &resp)
         }
         _ => Err(ConnError::Unsupported {
@@ -292,4 +308,111 @@ fn txn_offset_commit(broker: &Broker, req: TxnOffsetCommitRequest) -> TxnOffsetC
         })
         .collect();
     TxnOffsetCommitResponse::default().with_topics(topics)
+}
+
+/// Kafka's name of a transaction state (`kafka-transactions` prints it).
+fn state_name(s: TxnState) -> &'static str {
+    match s {
+        TxnState::Empty => "Empty",
+        TxnState::Ongoing => "Ongoing",
+        TxnState::PrepareCommit => "PrepareCommit",
+        TxnState::PrepareAbort => "PrepareAbort",
+        TxnState::CompleteCommit => "CompleteCommit",
+        TxnState::CompleteAbort => "CompleteAbort",
+    }
+}
+
+const STATE_NAMES: [&str; 8] = [
+    "Empty",
+    "Ongoing",
+    "PrepareCommit",
+    "PrepareAbort",
+    "CompleteCommit",
+    "CompleteAbort",
+    "Dead",
+    "PrepareEpochFence",
+];
+
+/// DescribeTransactions: each id's state, or `TRANSACTIONAL_ID_NOT_FOUND`.
+fn describe(broker: &Broker, req: DescribeTransactionsRequest) -> DescribeTransactionsResponse {
+    let known = broker.log.transactions();
+    let states = req
+        .transactional_ids
+        .into_iter()
+        .map(|id| {
+            let r = describe_transactions_response::TransactionState::default()
+                .with_transactional_id(id.clone());
+            let Some(m) = known.iter().find(|m| m.transactional_id == id.as_str()) else {
+                let code = ResponseError::TransactionalIdNotFound.code();
+                broker.stats.count_error(code);
+                return r
+                    .with_error_code(code)
+                    .with_transaction_state(StrBytes::from_static_str(""))
+                    .with_producer_id(ProducerId(-1))
+                    .with_producer_epoch(-1)
+                    .with_transaction_start_time_ms(-1);
+            };
+            let mut topics: Vec<describe_transactions_response::TopicData> = Vec::new();
+            for (t, p) in &m.partitions {
+                let p = i32::try_from(*p).unwrap_or(i32::MAX);
+                match topics.iter_mut().find(|d| d.topic.as_str() == t) {
+                    Some(d) => d.partitions.push(p),
+                    None => topics.push(
+                        describe_transactions_response::TopicData::default()
+                            .with_topic(TopicName(StrBytes::from_string(t.clone())))
+                            .with_partitions(vec![p]),
+                    ),
+                }
+            }
+            let started = if m.state == TxnState::Ongoing {
+                m.started_ms
+            } else {
+                -1
+            };
+            r.with_transaction_state(StrBytes::from_static_str(state_name(m.state)))
+                .with_transaction_timeout_ms(i32::try_from(m.timeout_ms).unwrap_or(i32::MAX))
+                .with_transaction_start_time_ms(started)
+                .with_producer_id(ProducerId(m.producer_id))
+                .with_producer_epoch(m.epoch)
+                .with_topics(topics)
+        })
+        .collect();
+    DescribeTransactionsResponse::default().with_transaction_states(states)
+}
+
+/// ListTransactions: every transactional id matching the state, producer id and duration
+/// filters (the id pattern of v2 is a Java regular expression and is not applied: every id
+/// is listed).
+fn list(broker: &Broker, req: ListTransactionsRequest) -> ListTransactionsResponse {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    let unknown: Vec<StrBytes> = req
+        .state_filters
+        .iter()
+        .filter(|s| !STATE_NAMES.contains(&s.as_str()))
+        .cloned()
+        .collect();
+    let states = broker
+        .log
+        .transactions()
+        .into_iter()
+        .filter(|m| {
+            let state = state_name(m.state);
+            (req.state_filters.is_empty() || req.state_filters.iter().any(|s| s.as_str() == state))
+                && (req.producer_id_filters.is_empty()
+                    || req.producer_id_filters.iter().any(|p| p.0 == m.producer_id))
+                && (req.duration_filter < 0
+                    || (m.state == TxnState::Ongoing && now - m.started_ms >= req.duration_filter))
+        })
+        .map(|m| {
+            list_transactions_response::TransactionState::default()
+                .with_transactional_id(TransactionalId(StrBytes::from_string(m.transactional_id)))
+                .with_producer_id(ProducerId(m.producer_id))
+                .with_transaction_state(StrBytes::from_static_str(state_name(m.state)))
+        })
+        .collect();
+    ListTransactionsResponse::default()
+        .with_unknown_state_filters(unknown)
+        .with_transaction_states(states)
 }

@@ -240,3 +240,60 @@ fn console_producer_consumer_and_consumer_groups_round_trip() {
         String::from_utf8_lossy(&gone.stdout).to_string() + &String::from_utf8_lossy(&gone.stderr);
     assert!(text.contains("does not exist"), "{text}");
 }
+
+/// `kafka-transactions` lists and describes Rill's transactions (ListTransactions,
+/// FindCoordinator for a transactional id, DescribeTransactions): one committed, one left
+/// open by a confluent-kafka producer that exited without ending it.
+#[test]
+fn kafka_transactions_lists_and_describes_rill_transactions() {
+    if !have_java() || !crate::kafka::have_python("confluent_kafka") {
+        return;
+    }
+    let h = TestHost::start();
+    let topic = unique("tools-txn");
+    h.cli_ok(&["topic", "create", &topic, "--partitions", "2"]);
+    let (done, open) = (unique("txn-done"), unique("txn-open"));
+    let script = format!(
+        r#"
+from confluent_kafka import Producer
+for tid, commit in (("{done}", True), ("{open}", False)):
+    p = Producer({{"bootstrap.servers": "{bootstrap}", "transactional.id": tid}})
+    p.init_transactions(15)
+    p.begin_transaction()
+    p.produce("{topic}", value=b"v", partition=1)
+    p.flush(10)
+    if commit:
+        p.commit_transaction(15)
+"#,
+        bootstrap = h.kafka
+    );
+    let out = Command::new("python3")
+        .args(["-c", &script])
+        .output()
+        .expect("run python3");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let list = tool(&h, "kafka-transactions", &["list"], None);
+    let row = |tid: &str| {
+        list.lines()
+            .find(|l| l.split_whitespace().next() == Some(tid))
+            .unwrap_or_else(|| panic!("{tid} not listed:\n{list}"))
+            .to_owned()
+    };
+    assert!(row(&done).contains("CompleteCommit"), "{list}");
+    assert!(row(&open).contains("Ongoing"), "{list}");
+    let described = tool(
+        &h,
+        "kafka-transactions",
+        &["describe", "--transactional-id", &open],
+        None,
+    );
+    assert!(described.contains("Ongoing"), "{described}");
+    assert!(
+        described.contains(&format!("{topic}-1")),
+        "the open transaction's partition: {described}"
+    );
+}

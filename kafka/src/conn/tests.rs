@@ -190,6 +190,17 @@ fn requests(key: ApiKey, v: i16, batch: &Bytes) -> Option<Bytes> {
                 .with_group_id(group),
             v,
         ),
+        ApiKey::DescribeTransactions => body(
+            &DescribeTransactionsRequest::default()
+                .with_transactional_ids(vec![TransactionalId(StrBytes::from_static_str("tx"))]),
+            v,
+        ),
+        ApiKey::ListTransactions => body(
+            &ListTransactionsRequest::default()
+                .with_state_filters(vec![StrBytes::from_static_str("Ongoing")])
+                .with_duration_filter(-1),
+            v,
+        ),
         k => crate::admin::sample_request(k, v),
     }
 }
