@@ -115,6 +115,20 @@ fn exactly_once_in_embedded_mode_commits_outputs_with_the_offsets() {
     );
     let list = h.cli_ok(&["list"]);
     assert!(list.contains("exactly-once"), "{list}");
+    // Nothing is left open: the output's last stable offset is its end, and each worker's
+    // transactional id (one per input partition) has committed.
+    let m = h.client().get_text("/metrics").unwrap();
+    let end = all.ends[&0];
+    assert!(
+        m.contains(&format!(
+            "rill_log_last_stable_offset{{topic=\"out\",partition=\"0\"}} {end}"
+        )),
+        "{m}"
+    );
+    assert!(
+        m.contains("rill_transactions{state=\"complete_commit\"} 2"),
+        "{m}"
+    );
 }
 
 /// The guarantee is validated and listed; at-least-once is the default, and a redeploy

@@ -69,6 +69,37 @@ pub async fn metrics(State(host): State<Arc<Host>>) -> impl IntoResponse {
     }
     family(
         &mut out,
+        "rill_log_last_stable_offset",
+        "gauge",
+        "Last stable offset per partition: where read_committed readers stop. Below the end \
+         offset while a transaction is open; one stuck there is a hanging transaction.",
+    );
+    for (l, p) in &partitions {
+        let _ = writeln!(
+            out,
+            "rill_log_last_stable_offset{{{l}}} {}",
+            p.last_stable_offset()
+        );
+    }
+    family(
+        &mut out,
+        "rill_transactions",
+        "gauge",
+        "Transactional ids known to the log's coordinator, by the state of their transaction.",
+    );
+    let mut by_state: std::collections::BTreeMap<String, u64> = std::collections::BTreeMap::new();
+    for m in host.log.transactions() {
+        let state = serde_json::to_value(m.state)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        *by_state.entry(state).or_default() += 1;
+    }
+    for (state, n) in by_state {
+        let _ = writeln!(out, "rill_transactions{{state=\"{state}\"}} {n}");
+    }
+    family(
+        &mut out,
         "rill_log_size_bytes",
         "gauge",
         "Bytes on disk per partition.",
