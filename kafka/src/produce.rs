@@ -185,18 +185,16 @@ fn check_transactional(
     let Ok((b, _)) = rill_log::RecordBatch::parse(records) else {
         return Ok(());
     };
-    let in_txn = b.attributes() & (1 << 4) != 0;
-    if in_txn != transactional {
+    if b.is_transactional() != transactional {
         return Err(ResponseError::InvalidRecord);
     }
-    if !in_txn {
+    if !transactional {
         return Ok(());
     }
-    let epoch = i16::from_be_bytes([records[51], records[52]]);
     let partition = u32::try_from(partition).unwrap_or(u32::MAX);
     broker
         .log
-        .verify_txn_partition(b.producer_id(), epoch, topic, partition)
+        .verify_txn_partition(b.producer_id(), b.producer_epoch(), topic, partition)
         .map_err(|e| match e {
             rill_log::TxnError::ProducerFenced(_) => ResponseError::InvalidProducerEpoch,
             rill_log::TxnError::InvalidProducerIdMapping { .. } => {

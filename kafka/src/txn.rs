@@ -226,17 +226,21 @@ fn add_partitions(
         })
         .cloned()
         .collect();
-    let result = if unknown.is_empty() {
-        broker.log.add_partitions_to_txn(
+    // With an unknown partition nothing is added: the answer is per partition below.
+    let overall = if unknown.is_empty() {
+        let r = broker.log.add_partitions_to_txn(
             &req.v3_and_below_transactional_id,
             req.v3_and_below_producer_id.0,
             req.v3_and_below_producer_epoch,
             &wanted,
-        )
+        );
+        error_code(broker, &r)
     } else {
-        Err(TxnError::UnknownTopicOrPartition(String::new(), 0))
+        broker
+            .stats
+            .count_error(ResponseError::UnknownTopicOrPartition.code());
+        0
     };
-    let overall = error_code(broker, &result);
     let topics = req
         .v3_and_below_topics
         .iter()

@@ -35,6 +35,10 @@ pub const LOG_OVERHEAD: usize = 12;
 /// Byte offset where the CRC-covered part starts.
 pub(crate) const CRC_START: usize = 21;
 const TIMESTAMP_TYPE_LOG_APPEND: i16 = 1 << 3;
+/// Attribute bit: the batch belongs to a transaction.
+pub(crate) const ATTR_TRANSACTIONAL: i16 = 1 << 4;
+/// Attribute bit: the batch is a control batch (a transaction marker).
+pub(crate) const ATTR_CONTROL: i16 = 1 << 5;
 
 /// Compression codec of a batch (attributes bits 0-2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -212,6 +216,23 @@ impl<'a> RecordBatch<'a> {
     /// Producer id (-1 when not idempotent).
     pub fn producer_id(&self) -> i64 {
         be_i64(self.buf, 43)
+    }
+    /// Producer epoch (-1 when not idempotent).
+    pub fn producer_epoch(&self) -> i16 {
+        be_i16(self.buf, 51)
+    }
+    /// Sequence number of the first record (-1 when not idempotent).
+    pub fn base_sequence(&self) -> i32 {
+        be_i32(self.buf, 53)
+    }
+    /// Whether the batch belongs to a transaction (attributes bit 4).
+    pub fn is_transactional(&self) -> bool {
+        self.attributes() & ATTR_TRANSACTIONAL != 0
+    }
+    /// Whether the batch is a control batch, a transaction marker (attributes bit 5): its
+    /// record is not user data.
+    pub fn is_control(&self) -> bool {
+        self.attributes() & ATTR_CONTROL != 0
     }
     /// The stored CRC.
     pub fn crc(&self) -> u32 {

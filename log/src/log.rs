@@ -579,9 +579,10 @@ impl Inner {
             {
                 tracing::error!(error = %e, "writing the recovery checkpoint failed");
             }
-            self.txn.expire(self, now);
+            // Once a second: every transactional id's state is visited to find timeouts.
             if now - last_txn_sync >= 1000 {
                 last_txn_sync = now;
+                self.txn.expire(self, now);
                 if let Err(e) = self.txn.sync() {
                     tracing::error!(error = %e, "background fsync of the transaction state failed");
                 }

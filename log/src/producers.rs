@@ -24,10 +24,6 @@ const RECENT_BATCHES: usize = 5;
 /// How long a producer without an open transaction is remembered after its last batch
 /// (Kafka's `producer.id.expiration.ms` default, one day).
 pub(crate) const PRODUCER_EXPIRY_MS: i64 = 86_400_000;
-/// Attribute bit: the batch belongs to a transaction.
-pub(crate) const ATTR_TRANSACTIONAL: i16 = 1 << 4;
-/// Attribute bit: the batch is a control batch (a transaction marker).
-pub(crate) const ATTR_CONTROL: i16 = 1 << 5;
 
 /// The producer fields of a v2 batch header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,15 +46,13 @@ impl BatchProducer {
         if pid < 0 {
             return None;
         }
-        let attrs = b.attributes();
-        let bytes = b.as_bytes();
-        let marker = (attrs & ATTR_CONTROL != 0).then(|| control_type(b) == Some(1));
+        let marker = b.is_control().then(|| control_type(b) == Some(1));
         Some(BatchProducer {
             producer_id: pid,
-            epoch: i16::from_be_bytes([bytes[51], bytes[52]]),
-            base_sequence: i32::from_be_bytes([bytes[53], bytes[54], bytes[55], bytes[56]]),
+            epoch: b.producer_epoch(),
+            base_sequence: b.base_sequence(),
             records: b.record_count(),
-            transactional: attrs & ATTR_TRANSACTIONAL != 0,
+            transactional: b.is_transactional(),
             marker,
             timestamp_ms: b.max_timestamp(),
         })
@@ -87,6 +81,16 @@ pub struct AbortedTxn {
     pub first_offset: i64,
     /// Offset of the abort marker.
     pub last_offset: i64,
+}
+
+impl AbortedTxn {
+    /// Whether `b` holds records of this aborted transaction (a read_committed reader skips
+    /// it).
+    pub fn covers(&self, b: &RecordBatch<'_>) -> bool {
+        self.producer_id == b.producer_id()
+            && b.base_offset() >= self.first_offset
+            && b.base_offset() < self.last_offset
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -246,9 +246,9 @@ pub fn set_producer(buf: &mut [u8], p: ProducerFields) {
     let end = LOG_OVERHEAD + i32::from_be_bytes([buf[8], buf[9], buf[10], buf[11]]) as usize;
     let mut attrs = i16::from_be_bytes([buf[21], buf[22]]);
     if p.transactional {
-        attrs |= crate::producers::ATTR_TRANSACTIONAL;
+        attrs |= super::ATTR_TRANSACTIONAL;
     } else {
-        attrs &= !crate::producers::ATTR_TRANSACTIONAL;
+        attrs &= !super::ATTR_TRANSACTIONAL;
     }
     buf[21..23].copy_from_slice(&attrs.to_be_bytes());
     buf[43..51].copy_from_slice(&p.producer_id.to_be_bytes());
@@ -278,7 +278,7 @@ pub fn encode_marker(
         timestamp_ms: Some(now_ms),
     };
     let mut buf = encode(std::slice::from_ref(&rec), now_ms);
-    let attrs = crate::producers::ATTR_TRANSACTIONAL | crate::producers::ATTR_CONTROL;
+    let attrs = super::ATTR_TRANSACTIONAL | super::ATTR_CONTROL;
     buf[21..23].copy_from_slice(&attrs.to_be_bytes());
     set_producer(
         &mut buf,

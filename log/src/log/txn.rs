@@ -138,7 +138,7 @@ impl Log {
         self.inner.txn.pending_offset(group, topic, partition)
     }
 
-    /// Aborts the transactions open past their timeout (the flusher does this every tick;
+    /// Aborts the transactions open past their timeout (the flusher does this every second;
     /// tests call it with a chosen clock). Returns how many were aborted.
     pub fn abort_expired_transactions(&self, now_ms: i64) -> usize {
         let inner = &*self.inner;

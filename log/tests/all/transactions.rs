@@ -47,13 +47,7 @@ fn committed(log: &Log, topic: &str) -> Vec<String> {
     let mut out = Vec::new();
     for b in batches(&buf[..r.len]) {
         let b = b.unwrap();
-        if b.attributes() & (1 << 5) != 0 {
-            continue;
-        }
-        if aborted.iter().any(|a| {
-            a.producer_id == b.producer_id()
-                && (a.first_offset..=a.last_offset).contains(&b.base_offset())
-        }) {
+        if b.is_control() || aborted.iter().any(|a| a.covers(&b)) {
             continue;
         }
         for r in b.records() {

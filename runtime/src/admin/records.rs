@@ -59,40 +59,33 @@ pub fn collect(
         if *pos >= end {
             continue;
         }
-        let mut buf = Vec::new();
         let read = if committed {
-            p.read_committed_into(*pos, 1 << 20, &mut buf)
+            p.read_committed(*pos, 1 << 20)
         } else {
-            p.read_into(*pos, 1 << 20, &mut buf)
+            p.read(*pos, 1 << 20)
         }
         .map_err(|source| CollectError::Read {
             partition: id,
             source,
         })?;
-        buf.truncate(read.len);
         let aborted = if committed {
             p.aborted_transactions(*pos, read.next_offset)
         } else {
             Vec::new()
         };
-        let bytes = rill_kafka::decompress_batches(&buf).map_err(|e| CollectError::Decode {
-            partition: id,
-            offset: *pos,
-            message: e.to_string(),
-        })?;
+        let bytes =
+            rill_kafka::decompress_batches(&read.bytes).map_err(|e| CollectError::Decode {
+                partition: id,
+                offset: *pos,
+                message: e.to_string(),
+            })?;
         'batches: for batch in rill_log::batch::batches(&bytes) {
             let batch = batch.map_err(|e| CollectError::Decode {
                 partition: id,
                 offset: *pos,
                 message: e.to_string(),
             })?;
-            let skipped = batch.attributes() & (1 << 5) != 0
-                || aborted.iter().any(|a| {
-                    a.producer_id == batch.producer_id()
-                        && batch.base_offset() >= a.first_offset
-                        && batch.base_offset() < a.last_offset
-                });
-            if skipped {
+            if batch.is_control() || aborted.iter().any(|a| a.covers(&batch)) {
                 if out.len() >= max {
                     break 'batches;
                 }

@@ -46,10 +46,8 @@ pub(crate) struct Transaction {
     epoch: i16,
     /// Next sequence number per partition written to (for this epoch).
     sequences: HashMap<(String, u32), i32>,
-    /// Partitions added to the open transaction.
+    /// Partitions added to the open transaction (none: no transaction is open).
     added: Vec<(String, u32)>,
-    /// Whether a transaction is open (something was added).
-    open: bool,
 }
 
 impl Transaction {
@@ -69,7 +67,6 @@ impl Transaction {
             epoch,
             sequences: HashMap::new(),
             added: Vec::new(),
-            open: false,
         })
     }
 
@@ -92,7 +89,6 @@ impl Transaction {
                 )
                 .map_err(TxnStepError::Coordinator)?;
             self.added.push(tp.clone());
-            self.open = true;
         }
         let seq = self.sequences.entry(tp).or_insert(0);
         let mut buf = encode(records, now_ms);
@@ -130,17 +126,15 @@ impl Transaction {
             &[(topic.to_string(), partition, next)],
         );
         self.added.clear();
-        self.open = false;
         r
     }
 
     /// Aborts the open transaction, if any: its outputs are never read committed.
     pub(crate) fn abort(&mut self) -> Result<(), TxnError> {
-        if !self.open {
+        if self.added.is_empty() {
             return Ok(());
         }
         self.added.clear();
-        self.open = false;
         self.log
             .end_txn(&self.id, self.producer_id, self.epoch, false)
     }

@@ -105,12 +105,7 @@ fn without_aborted(bytes: &[u8], aborted: &[rill_log::AbortedTxn]) -> Vec<u8> {
     let mut out = Vec::with_capacity(bytes.len());
     for b in rill_log::batch::batches(bytes) {
         let Ok(b) = b else { break };
-        let dropped = aborted.iter().any(|a| {
-            a.producer_id == b.producer_id()
-                && b.base_offset() >= a.first_offset
-                && b.base_offset() < a.last_offset
-        });
-        if !dropped {
+        if !aborted.iter().any(|a| a.covers(&b)) {
             out.extend_from_slice(b.as_bytes());
         }
     }
