@@ -66,6 +66,73 @@ impl FromStr for FlushPolicy {
     }
 }
 
+/// What happens to old records of a topic (Kafka's `cleanup.policy`).
+///
+/// - `Delete`: whole segments go by age and size (`retention_ms`, `retention_bytes`).
+/// - `Compact`: only the latest record per key is kept; a record with a null value (a
+///   tombstone) deletes its key and is itself removed `delete_retention_ms` after compaction
+///   reached it. Offsets never change; compacted records leave gaps.
+/// - `CompactDelete`: both.
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum CleanupPolicy {
+    /// Delete whole segments by age and size.
+    #[default]
+    Delete,
+    /// Keep the latest record per key.
+    Compact,
+    /// Compact, and delete by age and size.
+    CompactDelete,
+}
+
+impl CleanupPolicy {
+    /// Whether the topic is compacted.
+    pub fn compacts(self) -> bool {
+        matches!(self, CleanupPolicy::Compact | CleanupPolicy::CompactDelete)
+    }
+
+    /// Whether segments are deleted by age and size.
+    pub fn deletes(self) -> bool {
+        matches!(self, CleanupPolicy::Delete | CleanupPolicy::CompactDelete)
+    }
+}
+
+impl fmt::Display for CleanupPolicy {
+    /// Kafka's spelling: `delete`, `compact`, `compact,delete`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            CleanupPolicy::Delete => "delete",
+            CleanupPolicy::Compact => "compact",
+            CleanupPolicy::CompactDelete => "compact,delete",
+        })
+    }
+}
+
+impl FromStr for CleanupPolicy {
+    type Err = String;
+    /// Accepts Kafka's lists: `delete`, `compact`, `compact,delete` (either order, spaces
+    /// allowed).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (mut compact, mut delete) = (false, false);
+        for part in s.split(',') {
+            match part.trim().to_ascii_lowercase().as_str() {
+                "compact" => compact = true,
+                "delete" => delete = true,
+                _ => {
+                    return Err(format!(
+                        "invalid cleanup policy {s:?}: expected delete, compact or compact,delete"
+                    ));
+                }
+            }
+        }
+        Ok(match (compact, delete) {
+            (true, true) => CleanupPolicy::CompactDelete,
+            (true, false) => CleanupPolicy::Compact,
+            _ => CleanupPolicy::Delete,
+        })
+    }
+}
+
 /// Per-topic configuration.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(default)]
@@ -89,6 +156,15 @@ pub struct TopicConfig {
     /// each record alone must fit, so a caller batching many small records is not refused.
     /// Topics written before this setting existed read the default, as Kafka's topics do.
     pub max_message_bytes: u32,
+    /// What happens to old records (Kafka's `cleanup.policy`, default delete).
+    pub cleanup_policy: CleanupPolicy,
+    /// How long a tombstone of a compacted topic is kept once compaction reached it, in ms
+    /// (Kafka's `delete.retention.ms`, default 1 day). Consumers that read the topic from the
+    /// start within this time see the deletes.
+    pub delete_retention_ms: u64,
+    /// A record is never compacted away before it is this old, in ms (Kafka's
+    /// `min.compaction.lag.ms`, default 0).
+    pub min_compaction_lag_ms: u64,
 }
 
 /// Kafka's default `max.message.bytes`: 1 MiB plus the 12-byte log overhead (offset and
@@ -105,6 +181,9 @@ impl Default for TopicConfig {
             segment_bytes: 1 << 30,
             segment_ms: 7 * 24 * 3600 * 1000,
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+            cleanup_policy: CleanupPolicy::Delete,
+            delete_retention_ms: 24 * 3600 * 1000,
+            min_compaction_lag_ms: 0,
         }
     }
 }

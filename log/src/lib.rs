@@ -73,7 +73,9 @@ mod topic;
 mod txn;
 
 pub use batch::{BatchBuilder, BatchRecord, Compression, Header, Record, RecordBatch, batches};
-pub use config::{DEFAULT_MAX_MESSAGE_BYTES, FlushPolicy, ParseFlushPolicyError, TopicConfig};
+pub use config::{
+    CleanupPolicy, DEFAULT_MAX_MESSAGE_BYTES, FlushPolicy, ParseFlushPolicyError, TopicConfig,
+};
 pub use error::{
     AppendError, BatchError, OffsetsError, OpenError, ProducerError, ReadError, StorageError,
     TopicError,
