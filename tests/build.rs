@@ -15,6 +15,7 @@ const GUESTS: &[(&str, &str)] = &[
     ("enricher", "wasm32-unknown-unknown"),
     ("filter", "wasm32-unknown-unknown"),
     ("dedup", "wasm32-unknown-unknown"),
+    ("order-totals", "wasm32-unknown-unknown"),
     ("wasi-logger", "wasm32-wasip1"),
     ("infinite-loop", "wasm32-unknown-unknown"),
     ("memory-bomb", "wasm32-unknown-unknown"),

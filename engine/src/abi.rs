@@ -13,6 +13,8 @@ pub(crate) struct Loaded {
     pub(crate) pre: InstancePre<HostState>,
     pub(crate) hash: String,
     pub(crate) kind: GuestKind,
+    /// It imports the state functions.
+    pub(crate) stateful: bool,
 }
 
 const WASM_MAGIC: &[u8; 4] = b"\0asm";
@@ -63,6 +65,7 @@ const EXPORTS: &[(&str, &str)] = &[
 pub(crate) fn load(engine: Engine, module: Module, hash: String) -> Result<Handler, DeployError> {
     let mut linker = engine.inner.linker.clone();
     let mut kind = GuestKind::Core;
+    let mut stateful = false;
     for import in module.imports() {
         let (m, n) = (import.module(), import.name());
         let forbid = |reason: String| DeployError::ForbiddenImport {
@@ -83,6 +86,7 @@ pub(crate) fn load(engine: Engine, module: Module, hash: String) -> Result<Handl
                         host::IMPORTS.join(", ")
                     )));
                 }
+                stateful |= host::STATE_IMPORTS.contains(&n);
             }
             wasi::MODULE => {
                 kind = GuestKind::Wasi;
@@ -123,6 +127,7 @@ pub(crate) fn load(engine: Engine, module: Module, hash: String) -> Result<Handl
             pre,
             hash,
             kind,
+            stateful,
         }),
     };
     check_version(&handler)?;

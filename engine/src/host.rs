@@ -11,12 +11,23 @@ use wasmtime::{Caller, Linker, Memory, TypedFunc};
 use crate::emits::Emits;
 use crate::instance::{Level, LogLine};
 use crate::limits::MemoryLimiter;
+use crate::state::{StateHandle, StateWrites};
 use crate::{Limits, wasi};
 
 /// The import module of the Rill ABI.
 pub(crate) const MODULE: &str = "rill";
 /// The functions it provides (version 1).
-pub(crate) const IMPORTS: &[&str] = &["emit", "log", "fail", "param"];
+pub(crate) const IMPORTS: &[&str] = &[
+    "emit",
+    "log",
+    "fail",
+    "param",
+    "state_get",
+    "state_put",
+    "state_scan",
+];
+/// The imports that make a module stateful (`docs/abi.md`, "State").
+pub(crate) const STATE_IMPORTS: &[&str] = &["state_get", "state_put", "state_scan"];
 
 /// `emit` return codes (documented in docs/abi.md).
 pub(crate) const EMIT_ERR_TOPIC: i32 = -1;
@@ -50,6 +61,8 @@ pub(crate) struct Scratch {
     /// Partial lines written to WASI stdout and stderr.
     pub(crate) stdout: Vec<u8>,
     pub(crate) stderr: Vec<u8>,
+    /// State changes (`state_put`), read back by `state_get` and `state_scan`.
+    pub(crate) state: StateWrites,
 }
 
 /// The data of one store.
@@ -63,6 +76,8 @@ pub(crate) struct HostState {
     pub(crate) emits_before_current: Option<TypedFunc<(), i32>>,
     pub(crate) params: Vec<(String, String)>,
     pub(crate) outputs: Option<Vec<String>>,
+    /// The partition's committed state; `None` reads as empty.
+    pub(crate) state: Option<StateHandle>,
     pub(crate) limits: Limits,
     pub(crate) scratch: Scratch,
     pub(crate) started: Instant,
@@ -72,6 +87,7 @@ impl HostState {
     pub(crate) fn new(
         params: Vec<(String, String)>,
         outputs: Option<Vec<String>>,
+        state: Option<StateHandle>,
         limits: Limits,
         max_memory: u64,
     ) -> Self {
@@ -86,6 +102,7 @@ impl HostState {
             emits_before_current: None,
             params,
             outputs,
+            state,
             limits,
             scratch: Scratch::default(),
             started: Instant::now(),
@@ -209,7 +226,7 @@ fn emit(
             (key.map_or(0, <[u8]>::len) + value.map_or(0, <[u8]>::len) + headers.len()) as u64;
         let s = &mut state.scratch;
         if s.emit_bytes + size > state.limits.max_emit_bytes
-            || s.emits.len() >= state.limits.max_emits as usize
+            || s.emits.len() + s.state.len() >= state.limits.max_emits as usize
         {
             return Err(Abort::EmitLimit);
         }
@@ -274,6 +291,9 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
     linker.func_wrap(MODULE, "log", log)?;
     linker.func_wrap(MODULE, "fail", fail)?;
     linker.func_wrap(MODULE, "param", param)?;
+    linker.func_wrap(MODULE, "state_get", crate::state::state_get)?;
+    linker.func_wrap(MODULE, "state_put", crate::state::state_put)?;
+    linker.func_wrap(MODULE, "state_scan", crate::state::state_scan)?;
     let _ = wasi::MODULE;
     Ok(())
 }

@@ -6,6 +6,7 @@ use wasmtime::{Memory, Store, Trap, TypedFunc};
 
 use crate::emits::Emits;
 use crate::host::{Abort, HostState, Scratch};
+use crate::state::{StateHandle, StateWrites};
 use crate::{Handler, InstantiateError, Limits, framing, wasi};
 
 /// What an instance is for and what it may do.
@@ -22,6 +23,9 @@ pub struct InstanceConfig {
     pub outputs: Option<Vec<String>>,
     /// Limits of this instance.
     pub limits: Limits,
+    /// The partition's committed state, read by `state_get` and `state_scan`; `None` reads
+    /// as empty (writes are still returned in [`Invocation::state`]).
+    pub state: Option<StateHandle>,
 }
 
 impl InstanceConfig {
@@ -33,6 +37,7 @@ impl InstanceConfig {
             params: Vec::new(),
             outputs: None,
             limits: Limits::default(),
+            state: None,
         }
     }
 }
@@ -164,6 +169,9 @@ pub struct Invocation {
     /// Records to append: all of them on `Ok`, those before the failing record on
     /// `RecordFailed`, none otherwise.
     pub emits: Emits,
+    /// State changes, on the same terms as `emits`: to be made durable with the offset,
+    /// then applied to the store.
+    pub state: StateWrites,
     /// Log lines, in order (kept even when the invocation failed: they explain why).
     pub logs: Vec<LogLine>,
     /// Records in range that the handler was given (up to and including a failing one).
@@ -188,6 +196,7 @@ impl Live {
         let state = HostState::new(
             cfg.params.clone(),
             cfg.outputs.clone(),
+            cfg.state.clone(),
             cfg.limits.clone(),
             engine.cfg.max_memory_bytes,
         );
@@ -403,11 +412,69 @@ impl Instance {
             },
             Err(e) => classify(e, state.limiter.hit, &scratch),
         };
+        let (outcome, scratch) = match outcome {
+            Outcome::RecordFailed { offset, .. } if !scratch.state.is_empty() => {
+                self.state_before_failure(len, start, offset, outcome, scratch)
+            }
+            outcome => (outcome, scratch),
+        };
         if outcome.is_invocation_failure() {
             // A trapped store may be inconsistent; start fresh next time.
             self.live = None;
         }
         (outcome, scratch)
+    }
+
+    /// A record failed in an invocation that changed state. Unlike emits, state changes
+    /// cannot be told apart by record (a later record may overwrite an earlier one's), so
+    /// the records before the failing one run again on their own, from the same committed
+    /// state, and that run's emits and changes are the ones kept. The first run's logs stay
+    /// (they say why the record failed).
+    fn state_before_failure(
+        &mut self,
+        len: usize,
+        start: i64,
+        failed: i64,
+        outcome: Outcome,
+        mut scratch: Scratch,
+    ) -> (Outcome, Scratch) {
+        scratch.state.clear();
+        scratch.emits.clear();
+        scratch.emit_bytes = 0;
+        if failed <= start {
+            return (outcome, scratch);
+        }
+        let partition = self.cfg.partition as i32;
+        let Some(live) = self.live.as_mut() else {
+            return (outcome, scratch);
+        };
+        let store = &mut live.store;
+        let again = live
+            .handle
+            .call(&mut *store, (len as i32, partition, start, failed));
+        let state = store.data_mut();
+        wasi::flush(state);
+        let mut rerun = std::mem::take(&mut state.scratch);
+        match again {
+            Ok(0) => {
+                scratch.emits = std::mem::take(&mut rerun.emits);
+                scratch.state = std::mem::take(&mut rerun.state);
+                (outcome, scratch)
+            }
+            Ok(_) => (
+                Outcome::Trap {
+                    message: format!(
+                        "records {start}..{failed} failed when run again without record {failed} \
+                         (the handler is not deterministic)"
+                    ),
+                },
+                scratch,
+            ),
+            Err(e) => {
+                let hit = state.limiter.hit;
+                (classify(e, hit, &rerun), scratch)
+            }
+        }
     }
 }
 
@@ -497,8 +564,10 @@ impl GuestInput<'_> {
             _ => 0,
         };
         let mut emits = scratch.emits;
+        let mut state = scratch.state;
         if outcome.is_invocation_failure() {
             emits.clear();
+            state.clear();
         }
         let mut logs = scratch.logs;
         if scratch.dropped_logs > 0 {
@@ -514,6 +583,7 @@ impl GuestInput<'_> {
         Invocation {
             outcome,
             emits,
+            state,
             logs,
             records_seen,
             elapsed: self.started.elapsed(),

@@ -40,6 +40,7 @@ mod framing;
 mod host;
 mod instance;
 mod limits;
+mod state;
 mod wasi;
 
 use std::path::PathBuf;
@@ -53,6 +54,7 @@ pub use emits::{Emit, EmitRef, Emits};
 pub use error::{DeployError, EngineError, InstantiateError};
 pub use instance::{GuestInput, Instance, InstanceConfig, Invocation, Level, LogLine, Outcome};
 pub use limits::Limits;
+pub use state::{MAX_STATE_KEY, StateHandle, StateView, StateWrites};
 
 use host::HostState;
 
@@ -239,6 +241,12 @@ impl Handler {
     /// Whether it is a core or a WASI module.
     pub fn target(&self) -> GuestKind {
         self.inner.kind
+    }
+
+    /// Whether the module imports the state functions (`state_get`, `state_put`,
+    /// `state_scan`): its deployment then gets a durable store per partition.
+    pub fn uses_state(&self) -> bool {
+        self.inner.stateful
     }
 
     /// Creates an instance with its own memory and limits.

@@ -44,6 +44,21 @@ mod imports {
         pub fn log(level: i32, ptr: *const u8, len: i32);
         pub fn fail(offset: i64, msg_ptr: *const u8, msg_len: i32);
         pub fn param(key_ptr: *const u8, key_len: i32, out_ptr: *mut u8, out_cap: i32) -> i32;
+        pub fn state_get(key_ptr: *const u8, key_len: i32, out_ptr: *mut u8, out_cap: i32) -> i32;
+        pub fn state_put(
+            key_ptr: *const u8,
+            key_len: i32,
+            value_ptr: *const u8,
+            value_len: i32,
+        ) -> i32;
+        pub fn state_scan(
+            from_ptr: *const u8,
+            from_len: i32,
+            to_ptr: *const u8,
+            to_len: i32,
+            out_ptr: *mut u8,
+            out_cap: i32,
+        ) -> i32;
     }
 }
 
@@ -134,6 +149,59 @@ pub(crate) fn param(key: &str) -> Option<String> {
     }
     #[cfg(not(target_arch = "wasm32"))]
     crate::testing::shim_param(key)
+}
+
+/// Calls the `state_get` import: the value's length (its first `out.len()` bytes copied
+/// into `out`), `-1` if none, `-3` for an invalid key.
+pub(crate) fn state_get(key: &[u8], out: &mut [u8]) -> i32 {
+    #[cfg(target_arch = "wasm32")]
+    // SAFETY: `key` is a live slice the host only reads; `out` a live, writable buffer of
+    // `out.len()` bytes the host writes at most that many bytes into (bounds-checked).
+    unsafe {
+        imports::state_get(
+            key.as_ptr(),
+            key.len() as i32,
+            out.as_mut_ptr(),
+            out.len() as i32,
+        )
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    crate::testing::shim_state_get(key, out)
+}
+
+/// Calls the `state_put` import (`None` deletes): `0`, or `-3` for an invalid key.
+pub(crate) fn state_put(key: &[u8], value: Option<&[u8]>) -> i32 {
+    #[cfg(target_arch = "wasm32")]
+    {
+        let (vp, vl) = nullable(value);
+        // SAFETY: live slices, only read by the host.
+        unsafe { imports::state_put(key.as_ptr(), key.len() as i32, vp, vl) }
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    crate::testing::shim_state_put(key, value)
+}
+
+/// Calls the `state_scan` import over `[from, to)`: bytes of whole entries written to
+/// `out`, `0` at the end, or minus the size the next entry needs.
+pub(crate) fn state_scan(from: &[u8], to: Option<&[u8]>, out: &mut [u8]) -> i32 {
+    #[cfg(target_arch = "wasm32")]
+    {
+        let (tp, tl) = nullable(to);
+        // SAFETY: `from` and `to` are live slices the host only reads; `out` a live,
+        // writable buffer of `out.len()` bytes (bounds-checked by the host).
+        unsafe {
+            imports::state_scan(
+                from.as_ptr(),
+                from.len() as i32,
+                tp,
+                tl,
+                out.as_mut_ptr(),
+                out.len() as i32,
+            )
+        }
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    crate::testing::shim_state_scan(from, to, out)
 }
 
 thread_local! {

@@ -36,6 +36,8 @@ pub struct Context {
     headers: Vec<u8>,
     /// Formatted text for the `log_*` helpers.
     text: String,
+    /// The partition's durable state.
+    state: crate::State,
 }
 
 impl Context {
@@ -125,6 +127,13 @@ impl Context {
     /// [`Context::log`] at [`Level::Error`].
     pub fn log_error(&mut self, msg: impl fmt::Display) {
         self.log(Level::Error, msg)
+    }
+
+    /// The partition's durable keyed state (see [`crate::State`]). A module that uses it
+    /// gets a store per partition, restored after restarts, and a changelog topic
+    /// `<deployment>.state`.
+    pub fn state(&mut self) -> &mut crate::State {
+        &mut self.state
     }
 
     /// The deploy-time parameter `key` (`runtime deploy --env KEY=VALUE`), if set.

@@ -5,6 +5,7 @@ pub mod abi;
 mod context;
 mod error;
 mod record;
+mod state;
 pub mod testing;
 
 pub use context::{Context, Level};
@@ -14,6 +15,7 @@ pub use record::{
 };
 pub use serde;
 pub use serde_json;
+pub use state::{Scan, State};
 
 /// Everything a handler usually needs, in one `use`.
 pub mod prelude {

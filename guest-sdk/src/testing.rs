@@ -53,6 +53,9 @@ pub struct Output {
     pub logs: Vec<(Level, String)>,
     /// The failing record's offset and message, if a record failed.
     pub failure: Option<(i64, String)>,
+    /// State changes the host would apply (`None`: deleted), in key order. They are also
+    /// applied to this thread's state (see [`state`]).
+    pub state: Vec<(Vec<u8>, Option<Vec<u8>>)>,
 }
 
 #[derive(Default)]
@@ -62,6 +65,9 @@ struct Shim {
     params: Vec<(String, String)>,
     /// Topics `emit` accepts; `None` accepts any.
     outputs: Option<Vec<String>>,
+    /// Committed state, and the writes of the invocation running.
+    state: std::collections::BTreeMap<Vec<u8>, Vec<u8>>,
+    writes: std::collections::BTreeMap<Vec<u8>, Option<Vec<u8>>>,
 }
 
 #[cfg(not(target_arch = "wasm32"))]
@@ -85,6 +91,30 @@ pub fn set_outputs(topics: Option<&[&str]>) {
 }
 
 #[cfg(not(target_arch = "wasm32"))]
+/// Sets a key of this thread's committed state, as if an earlier invocation had written it.
+pub fn set_state(key: &[u8], value: Option<&[u8]>) {
+    SHIM.with_borrow_mut(|s| match value {
+        Some(v) => {
+            s.state.insert(key.to_vec(), v.to_vec());
+        }
+        None => {
+            s.state.remove(key);
+        }
+    })
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+/// This thread's committed state: what the runs so far left, in key order.
+pub fn state() -> Vec<(Vec<u8>, Vec<u8>)> {
+    SHIM.with_borrow(|s| {
+        s.state
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    })
+}
+
+#[cfg(not(target_arch = "wasm32"))]
 /// Takes what was emitted, logged and failed on this thread since the last call.
 pub fn take_output() -> Output {
     SHIM.with_borrow_mut(|s| std::mem::take(&mut s.out))
@@ -101,7 +131,7 @@ where
 
 #[cfg(not(target_arch = "wasm32"))]
 /// [`run`] restricted to offsets in `[start, end)`.
-pub fn run_range<F>(batches: &[u8], partition: u32, start: i64, end: i64, f: F) -> Output
+pub fn run_range<F>(batches: &[u8], partition: u32, start: i64, end: i64, mut f: F) -> Output
 where
     F: FnMut(&Record<'_>, &mut Context) -> Result<()>,
 {
@@ -109,8 +139,27 @@ where
     take_output();
     crate::abi::input(batches.len() as i32);
     load_input(batches);
-    let rc = crate::abi::handle_records(batches.len() as i32, partition as i32, start, end, f);
-    finish(rc)
+    let len = batches.len() as i32;
+    let rc = crate::abi::handle_records(len, partition as i32, start, end, &mut f);
+    let failed = (rc == crate::abi::HANDLE_FAILED)
+        .then(|| SHIM.with_borrow(|s| s.out.failure.clone()))
+        .flatten();
+    let changed = SHIM.with_borrow(|s| !s.writes.is_empty());
+    match failed {
+        // As the host does: state changes cannot be told apart by record, so the records
+        // before the failing one run again alone, and that run's emits and changes stand.
+        Some((offset, message)) if changed => {
+            let logs = take_output().logs;
+            if offset > start {
+                let _ = crate::abi::handle_records(len, partition as i32, start, offset, &mut f);
+            }
+            let mut out = finish(crate::abi::HANDLE_OK);
+            out.logs = logs;
+            out.failure = Some((offset, message));
+            out
+        }
+        _ => finish(rc),
+    }
 }
 
 /// Runs a batch handler over `batches` as the host would, and returns its output.
@@ -141,6 +190,20 @@ fn finish(rc: i32) -> Output {
         out.emits
             .truncate(usize::try_from(crate::abi::emits_before_current()).unwrap_or(0));
     }
+    // The host applies the state changes of a successful invocation.
+    out.state = SHIM.with_borrow_mut(|s| {
+        let writes = std::mem::take(&mut s.writes);
+        if rc == crate::abi::HANDLE_FAILED {
+            return Vec::new();
+        }
+        for (k, v) in &writes {
+            match v {
+                Some(v) => s.state.insert(k.clone(), v.clone()),
+                None => s.state.remove(k),
+            };
+        }
+        writes.into_iter().collect()
+    });
     out
 }
 
@@ -180,6 +243,76 @@ pub(crate) fn shim_log(level: Level, msg: &str) {
 #[cfg(not(target_arch = "wasm32"))]
 pub(crate) fn shim_fail(offset: i64, msg: &str) {
     SHIM.with_borrow_mut(|s| s.out.failure = Some((offset, msg.to_owned())))
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+fn valid_key(key: &[u8]) -> bool {
+    !key.is_empty() && key.len() <= 32 << 10
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+pub(crate) fn shim_state_get(key: &[u8], out: &mut [u8]) -> i32 {
+    if !valid_key(key) {
+        return -3;
+    }
+    SHIM.with_borrow(|s| {
+        let value = match s.writes.get(key) {
+            Some(v) => v.as_deref(),
+            None => s.state.get(key).map(Vec::as_slice),
+        };
+        let Some(v) = value else { return -1 };
+        let n = v.len().min(out.len());
+        out[..n].copy_from_slice(&v[..n]);
+        v.len() as i32
+    })
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+pub(crate) fn shim_state_put(key: &[u8], value: Option<&[u8]>) -> i32 {
+    if !valid_key(key) {
+        return -3;
+    }
+    SHIM.with_borrow_mut(|s| s.writes.insert(key.to_vec(), value.map(<[u8]>::to_vec)));
+    0
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+pub(crate) fn shim_state_scan(from: &[u8], to: Option<&[u8]>, out: &mut [u8]) -> i32 {
+    SHIM.with_borrow(|s| {
+        let mut merged: std::collections::BTreeMap<&[u8], Option<&[u8]>> = s
+            .state
+            .range::<[u8], _>((std::ops::Bound::Included(from), std::ops::Bound::Unbounded))
+            .map(|(k, v)| (k.as_slice(), Some(v.as_slice())))
+            .collect();
+        for (k, v) in s
+            .writes
+            .range::<[u8], _>((std::ops::Bound::Included(from), std::ops::Bound::Unbounded))
+        {
+            merged.insert(k.as_slice(), v.as_deref());
+        }
+        let mut written = 0usize;
+        for (k, v) in merged {
+            if to.is_some_and(|t| k >= t) {
+                break;
+            }
+            let Some(v) = v else { continue };
+            let size = 8 + k.len() + v.len();
+            if written + size > out.len() {
+                return if written == 0 {
+                    -(size as i32)
+                } else {
+                    written as i32
+                };
+            }
+            let dst = &mut out[written..written + size];
+            dst[..4].copy_from_slice(&(k.len() as u32).to_le_bytes());
+            dst[4..4 + k.len()].copy_from_slice(k);
+            dst[4 + k.len()..8 + k.len()].copy_from_slice(&(v.len() as u32).to_le_bytes());
+            dst[8 + k.len()..].copy_from_slice(v);
+            written += size;
+        }
+        written as i32
+    })
 }
 
 #[cfg(not(target_arch = "wasm32"))]

@@ -184,6 +184,10 @@ pub struct DeploymentSpec {
     /// resume and by redeploy.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub stopped: Vec<StoppedPartition>,
+    /// The module uses durable state (it imports the state functions): it has a store per
+    /// partition and a changelog topic `<name>.state`. Set from the module at every start.
+    #[serde(default)]
+    pub state: bool,
 }
 
 /// A partition that stopped on a failed record and waits for a resume.
@@ -198,6 +202,11 @@ pub struct StoppedPartition {
 }
 
 impl DeploymentSpec {
+    /// The changelog topic of its state: `<name>.state`.
+    pub fn state_topic(&self) -> String {
+        crate::state::changelog_topic(&self.name)
+    }
+
     /// The dead-letter topic: `<name>.dlq`.
     pub fn dlq_topic(&self) -> String {
         format!("{}.dlq", self.name)
@@ -264,6 +273,15 @@ pub struct DeploymentStore {
 }
 
 impl DeploymentStore {
+    /// Where the state snapshots of deployment `name` are kept: `<data>/state/<name>`.
+    pub fn state_dir(&self, name: &str) -> PathBuf {
+        self.specs
+            .parent()
+            .unwrap_or(&self.specs)
+            .join("state")
+            .join(name)
+    }
+
     /// Opens (creating if needed) the store under a data dir.
     pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
         let specs = data_dir.join("deployments");
@@ -441,6 +459,7 @@ mod tests {
             module_hash: "h".into(),
             paused: false,
             stopped: Vec::new(),
+            state: false,
         };
         let text = toml::to_string(&spec).unwrap();
         assert!(text.contains("guarantee = \"exactly-once\""), "{text}");

@@ -25,6 +25,7 @@ pub mod handler_logs;
 pub mod host;
 pub mod metrics;
 pub mod scheduler;
+mod state;
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {

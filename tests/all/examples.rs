@@ -23,6 +23,7 @@ fn every_guest_has_a_host_test() {
         "enricher",
         "filter",
         "dedup",
+        "order-totals",
         "wasi-logger",
         "infinite-loop",
         "memory-bomb",
@@ -209,32 +210,149 @@ fn filter_handles_many_batches_in_one_invocation() {
     assert_eq!(inv.emits.len(), 50);
 }
 
+/// A partition's committed state for engine-level tests: the invocation's writes are
+/// applied after it, as the host applies them once durable.
+#[derive(Default)]
+struct MapState(std::sync::RwLock<std::collections::BTreeMap<Vec<u8>, Vec<u8>>>);
+
+impl rill_engine::StateView for MapState {
+    fn get(&self, key: &[u8], f: &mut dyn FnMut(Option<&[u8]>)) {
+        f(self.0.read().unwrap().get(key).map(Vec::as_slice))
+    }
+    fn scan(&self, from: &[u8], to: Option<&[u8]>, f: &mut dyn FnMut(&[u8], &[u8]) -> bool) {
+        for (k, v) in self.0.read().unwrap().iter() {
+            if k.as_slice() < from {
+                continue;
+            }
+            if to.is_some_and(|t| k.as_slice() >= t) || !f(k, v) {
+                return;
+            }
+        }
+    }
+}
+
+impl MapState {
+    fn apply(&self, w: &rill_engine::StateWrites) {
+        let mut m = self.0.write().unwrap();
+        for (k, v) in w.iter() {
+            match v {
+                Some(v) => m.insert(k.to_vec(), v.to_vec()),
+                None => m.remove(k),
+            };
+        }
+    }
+    fn json(&self, key: &str) -> Option<Value> {
+        let m = self.0.read().unwrap();
+        m.get(key.as_bytes())
+            .map(|v| serde_json::from_slice(v).unwrap())
+    }
+}
+
+fn stateful(
+    path: &str,
+    params: &[(&str, &str)],
+) -> (rill_engine::Instance, std::sync::Arc<MapState>) {
+    let h = handler(path);
+    assert!(h.uses_state(), "{path} imports the state functions");
+    let state = std::sync::Arc::new(MapState::default());
+    let mut cfg = InstanceConfig::new("test", 0);
+    cfg.params = params
+        .iter()
+        .map(|(k, v)| ((*k).into(), (*v).into()))
+        .collect();
+    cfg.state = Some(rill_engine::StateHandle(state.clone()));
+    (h.instantiate(cfg).unwrap(), state)
+}
+
 #[test]
 fn dedup_skips_events_already_seen() {
-    let mut inst = instance(guests::DEDUP);
+    let (mut inst, state) = stateful(guests::DEDUP, &[]);
     let ev = |id: &str| json!({"event_id": id, "what": "x"}).to_string();
     let inv = inst.invoke(&values(0, &[&ev("a"), &ev("b"), &ev("a")]), 0, i64::MAX);
     assert_eq!(inv.outcome, Outcome::Ok);
-    assert_eq!(inv.emits.len(), 2);
+    assert_eq!(
+        inv.emits.len(),
+        2,
+        "the second a is seen within the invocation"
+    );
     assert!(inv.logs.iter().any(|l| l.level == Level::Debug
         && l.message.contains("duplicate event a")
         && l.offset == Some(2)));
-    // The window outlives the invocation: a redelivery of the same events is dropped.
-    let inv = inst.invoke(&values(0, &[&ev("a"), &ev("b"), &ev("c")]), 0, i64::MAX);
+    assert_eq!(inv.state.len(), 2);
+    state.apply(&inv.state);
+    // The ids are in the committed state, not in the instance: a fresh instance reading the
+    // same state drops a redelivery of the same events.
+    let mut cfg = InstanceConfig::new("test", 0);
+    cfg.state = Some(rill_engine::StateHandle(state.clone()));
+    let mut fresh = handler(guests::DEDUP).instantiate(cfg).unwrap();
+    let inv = fresh.invoke(&values(0, &[&ev("a"), &ev("b"), &ev("c")]), 0, i64::MAX);
     assert_eq!(inv.emits.len(), 1);
     assert_eq!(json_of(&inv.emits.to_vec()[0].value)["event_id"], "c");
     assert_eq!(inv.emits.to_vec()[0].topic, "deduped");
 }
 
 #[test]
-fn dedup_window_is_bounded() {
-    let mut cfg = InstanceConfig::new("test", 0);
-    cfg.params = vec![("DEDUP_WINDOW".into(), "2".into())];
-    let mut inst = handler(guests::DEDUP).instantiate(cfg).unwrap();
-    let ev = |id: u64| json!({"event_id": id}).to_string();
-    let inv = inst.invoke(&values(0, &[&ev(1), &ev(2), &ev(3), &ev(1)]), 0, i64::MAX);
-    // 1 fell out of the 2-id window when 3 arrived, so it passes again.
-    assert_eq!(inv.emits.len(), 4);
+fn dedup_forgets_ids_after_their_ttl() {
+    let (mut inst, state) = stateful(guests::DEDUP, &[("DEDUP_TTL_MS", "1000")]);
+    let ev = |id: u64, ts: i64| Rec {
+        value: Some(json!({"event_id": id}).to_string().into_bytes()),
+        timestamp: ts,
+        ..Rec::default()
+    };
+    let inv = inst.invoke(
+        &batch(0, &[ev(1, 10_000), ev(1, 10_500), ev(1, 11_000)]),
+        0,
+        i64::MAX,
+    );
+    assert_eq!(inv.outcome, Outcome::Ok);
+    // Seen at 10,000: a duplicate at 10,500; at 11,000 the id is forgotten and passes again.
+    assert_eq!(inv.emits.len(), 2);
+    state.apply(&inv.state);
+}
+
+#[test]
+fn order_totals_counts_each_order_once_and_a_failed_record_changes_nothing() {
+    let (mut inst, state) = stateful(guests::ORDER_TOTALS, &[]);
+    let order = |c: &str, cents: u64| Rec::kv(c, json!({"amount_cents": cents}).to_string());
+    let inv = inst.invoke(
+        &batch(0, &[order("c1", 100), order("c2", 7), order("c1", 250)]),
+        0,
+        i64::MAX,
+    );
+    assert_eq!(inv.outcome, Outcome::Ok);
+    state.apply(&inv.state);
+    assert_eq!(
+        state.json("c1"),
+        Some(json!({"orders": 2, "total_cents": 350}))
+    );
+    assert_eq!(
+        state.json("c2"),
+        Some(json!({"orders": 1, "total_cents": 7}))
+    );
+    // A record that fails after others changed the same key: only the changes of the
+    // records before it stand (the host runs them again alone).
+    let inv = inst.invoke(
+        &batch(
+            3,
+            &[order("c1", 1), Rec::kv("c1", "not json"), order("c1", 1000)],
+        ),
+        3,
+        i64::MAX,
+    );
+    assert!(
+        matches!(inv.outcome, Outcome::RecordFailed { offset: 4, .. }),
+        "{:?}",
+        inv.outcome
+    );
+    assert_eq!(inv.state.len(), 1);
+    state.apply(&inv.state);
+    assert_eq!(
+        state.json("c1"),
+        Some(json!({"orders": 3, "total_cents": 351}))
+    );
+    // A trap discards every change.
+    let inv = inst.invoke(&batch(5, &[order("c9", 1)]), 5, 5);
+    assert!(inv.state.is_empty());
 }
 
 #[test]

@@ -12,4 +12,5 @@ mod kafka;
 mod kafka_tools;
 mod perf_tools;
 mod reliability;
+mod state;
 mod transactions;

@@ -3,48 +3,18 @@
 //! invocation), and producers retry, so duplicates happen; a consumer that drops them by id
 //! makes them harmless.
 //!
-//! The memory of seen ids is a bounded set of the last `DEDUP_WINDOW` ids (default 10,000),
-//! evicted oldest-first. It lives in this instance's memory, so it is **per partition
-//! instance**: it survives between invocations, but not a restart or a re-instantiation
-//! after a trap, and it is not shared between partitions (key events by `event_id` so that
-//! duplicates land on the same partition). Durable state (the ABI's reserved `state_get` /
-//! `state_put`) is future work.
+//! The ids seen are kept in the partition's **durable state**: they survive restarts,
+//! crashes and re-instantiation after a trap, and a record handled again after a crash finds
+//! its own id only if its first run was committed (the state commits with the offset). Key
+//! events by `event_id` (or by whatever groups the duplicates) so that duplicates land on the
+//! same partition: state is per partition.
+//!
+//! With `DEDUP_TTL_MS` set, an id is forgotten that long after it was seen (by the record's
+//! timestamp): a duplicate arriving later passes. Unset, ids are kept for ever.
 //!
 //! Input value (JSON): any object with a string or number field `event_id`.
 
-use std::cell::RefCell;
-use std::collections::{HashSet, VecDeque};
-
 use rill_guest::prelude::*;
-
-/// The last `cap` ids, with O(1) membership and oldest-first eviction.
-struct Window {
-    cap: usize,
-    order: VecDeque<String>,
-    set: HashSet<String>,
-}
-
-impl Window {
-    /// Records `id`; returns false if it was already in the window.
-    fn insert(&mut self, id: &str) -> bool {
-        if self.set.contains(id) {
-            return false;
-        }
-        if self.order.len() == self.cap
-            && let Some(old) = self.order.pop_front()
-        {
-            self.set.remove(&old);
-        }
-        self.order.push_back(id.to_owned());
-        self.set.insert(id.to_owned());
-        true
-    }
-}
-
-thread_local! {
-    // Wasm instances are single-threaded; this is a plain static in the module's memory.
-    static SEEN: RefCell<Option<Window>> = const { RefCell::new(None) };
-}
 
 #[derive(Deserialize)]
 struct Event {
@@ -58,26 +28,39 @@ fn on_record(rec: &Record<'_>, ctx: &mut Context) -> Result<()> {
         serde_json::Value::Number(n) => n.to_string(),
         other => rill_guest::bail!("event_id must be a string or a number, got {other}"),
     };
-    let fresh = SEEN.with_borrow_mut(|w| {
-        let w = w.get_or_insert_with(|| {
-            let cap = ctx
-                .param("DEDUP_WINDOW")
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(10_000);
-            Window {
-                cap,
-                order: VecDeque::new(),
-                set: HashSet::new(),
-            }
-        });
-        w.insert(&id)
-    });
-    if fresh {
-        ctx.forward("deduped", rec)
-    } else {
+    let key = format!("seen/{id}");
+    let ttl: Option<i64> = ctx.param("DEDUP_TTL_MS").and_then(|v| v.parse().ok());
+    let seen_at: Option<i64> = ctx.state().get_json(key.as_bytes())?;
+    let duplicate = match (seen_at, ttl) {
+        (Some(at), Some(ttl)) => rec.timestamp() - at < ttl,
+        (Some(_), None) => true,
+        (None, _) => false,
+    };
+    if duplicate {
         rill_guest::debug!(ctx, "duplicate event {id} skipped");
-        Ok(())
+        return Ok(());
     }
+    ctx.state().put_json(key.as_bytes(), &rec.timestamp())?;
+    ctx.forward("deduped", rec)
 }
 
 rill_guest::export_handler!(on_record);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rill_guest::testing::{self, BatchBuilder};
+
+    #[test]
+    fn a_second_event_with_the_same_id_is_skipped_even_in_a_later_run() {
+        let mut b = BatchBuilder::new(0);
+        b.push(None, Some(br#"{"event_id": "a"}"#));
+        b.push(None, Some(br#"{"event_id": 7}"#));
+        b.push(None, Some(br#"{"event_id": "a"}"#));
+        let out = testing::run(&b.finish(), 0, on_record);
+        assert_eq!(out.emits.len(), 2);
+        let mut again = BatchBuilder::new(3);
+        again.push(None, Some(br#"{"event_id": 7}"#));
+        assert!(testing::run(&again.finish(), 0, on_record).emits.is_empty());
+    }
+}

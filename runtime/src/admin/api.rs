@@ -137,6 +137,34 @@ pub struct FetchedRecord {
     pub headers: BTreeMap<String, String>,
 }
 
+/// One key of a deployment's state (`GET /v1/deployments/{name}/state/{key}`, and the
+/// entries of a scan). `value` is text when the bytes are UTF-8, else `value_b64` is set.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StateEntry {
+    /// The key (lossy text for binary keys).
+    pub key: String,
+    /// The partition whose store holds it.
+    pub partition: u32,
+    /// The value as text.
+    pub value: Option<String>,
+    /// The value as base64 when it is not UTF-8.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value_b64: Option<String>,
+    /// The next source offset the partition's state reflects: the answer is the state after
+    /// every record before it, and none after.
+    pub position: i64,
+}
+
+/// A page of a state scan (`GET /v1/deployments/{name}/state?prefix=&after=&limit=`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StateScan {
+    /// Entries in key order (across partitions).
+    pub entries: Vec<StateEntry>,
+    /// Pass as `after` for the next page; absent on the last page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_after: Option<String>,
+}
+
 /// The fetch answer.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Fetched {
@@ -210,6 +238,10 @@ pub struct Deploy {
     /// Deploy paused (`true`) or running (`false`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub paused: Option<bool>,
+    /// Replay: forget the group's offsets and the deployment's state and run it again from
+    /// the start of its topic (its outputs are emitted again).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub reset: bool,
     /// The module, base64.
     pub wasm_b64: String,
 }

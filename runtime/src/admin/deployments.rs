@@ -38,9 +38,12 @@ pub(super) async fn deploy(
         .map_err(|e| bad(format!("invalid wasm_b64: {e}")))?;
     let defaults = host.config.defaults.clone();
     let name = req.name.clone();
+    let reset = req.reset;
     let info = host
         .scheduler
-        .deploy(&name, &wasm, |existing| resolve(req, existing, &defaults))
+        .deploy(&name, &wasm, reset, |existing| {
+            resolve(req, existing, &defaults)
+        })
         .await?;
     Ok((StatusCode::CREATED, Json(info)))
 }
@@ -57,10 +60,14 @@ fn resolve(req: Deploy, existing: Option<&DeploymentSpec>, d: &Defaults) -> Depl
             .unwrap_or_else(|| req.name.clone()),
         name: req.name,
         topic: req.topic,
-        from: req
-            .from
-            .or(existing.map(|e| e.from))
-            .unwrap_or(StartFrom::Earliest),
+        // A replay starts over from the beginning, whatever the deployment started from.
+        from: if req.reset {
+            StartFrom::Earliest
+        } else {
+            req.from
+                .or(existing.map(|e| e.from))
+                .unwrap_or(StartFrom::Earliest)
+        },
         outputs: req
             .outputs
             .or_else(|| existing.map(|e| e.outputs.clone()))
@@ -102,6 +109,7 @@ fn resolve(req: Deploy, existing: Option<&DeploymentSpec>, d: &Defaults) -> Depl
         module_hash: String::new(),
         paused: req.paused.or(existing.map(|e| e.paused)).unwrap_or(false),
         stopped: Vec::new(),
+        state: false,
     }
 }
 

@@ -8,6 +8,7 @@ mod groups;
 mod prometheus;
 mod records;
 mod server;
+mod state;
 mod topics;
 
 pub use server::router;

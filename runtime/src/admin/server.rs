@@ -10,7 +10,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 
 use super::api::*;
-use super::{deployments, groups, topics};
+use super::{deployments, groups, state, topics};
 use crate::host::Host;
 use crate::scheduler::DeployError;
 
@@ -44,6 +44,8 @@ pub fn router(host: Arc<Host>) -> Router {
         .route("/v1/deployments/{name}/pause", post(deployments::pause))
         .route("/v1/deployments/{name}/resume", post(deployments::resume))
         .route("/v1/deployments/{name}/logs", get(deployments::logs))
+        .route("/v1/deployments/{name}/state", get(state::scan))
+        .route("/v1/deployments/{name}/state/{*key}", get(state::get))
         .route("/metrics", get(crate::admin::prometheus::metrics))
         // Two guards: the middleware refuses a body whose Content-Length is over the cap
         // before anything reads it, and the body limit stops a chunked one (no length) as

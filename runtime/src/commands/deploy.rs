@@ -59,9 +59,8 @@ pub struct DeployArgs {
     /// After the last try: dlq (append to `<name>.dlq` and go on) or stop (mark failed).
     #[arg(long, value_parser = parse_on_failure)]
     on_failure: Option<OnFailure>,
-    /// at-least-once (outputs may repeat after a crash) or exactly-once (outputs and the
-    /// position commit as one transaction; cluster mode only for now). On redeploy: the
-    /// current one.
+    /// at-least-once (outputs may repeat after a crash) or exactly-once (outputs, state
+    /// changes and the position commit as one transaction). On redeploy: the current one.
     #[arg(long, value_parser = parse_guarantee)]
     guarantee: Option<Guarantee>,
     /// Most records per invocation.
@@ -83,6 +82,15 @@ pub struct DeployArgs {
     /// `runtime resume`).
     #[arg(long)]
     paused: bool,
+    /// Replay (event sourcing): forget the group's offsets and the deployment's state, and
+    /// run it again from the start of its topic, rebuilding its state. Its outputs are
+    /// emitted again (output topics are not truncated). Shows progress with an ETA until it
+    /// has caught up with the records that existed when it started.
+    #[arg(long)]
+    reset: bool,
+    /// With --reset: return once deployed instead of showing progress.
+    #[arg(long, requires = "reset")]
+    no_wait: bool,
 }
 
 fn parse_from(s: &str) -> Result<StartFrom, String> {
@@ -145,6 +153,7 @@ pub fn run(client: &Client, args: DeployArgs) -> anyhow::Result<()> {
         backoff_initial_ms: args.backoff_ms,
         backoff_max_ms: args.backoff_max_ms,
         paused: args.paused.then_some(true),
+        reset: args.reset,
         wasm_b64: base64::engine::general_purpose::STANDARD.encode(&wasm),
     };
     let info: DeploymentInfo = client.post("/v1/deployments", &req)?;
@@ -157,5 +166,92 @@ pub fn run(client: &Client, args: DeployArgs) -> anyhow::Result<()> {
         info.spec.guarantee,
         &info.spec.module_hash[..12.min(info.spec.module_hash.len())]
     )?;
+    if args.reset && !args.no_wait {
+        replay_progress(client, &info)?;
+    }
     Ok(())
+}
+
+/// Follows a replay until every partition's committed offset reaches the end it had when
+/// the replay started, drawing a progress bar with the rate and an ETA on stderr (a line
+/// every few seconds when stderr is not a terminal).
+fn replay_progress(client: &Client, started: &DeploymentInfo) -> anyhow::Result<()> {
+    use std::io::{IsTerminal, Write};
+    use std::time::{Duration, Instant};
+
+    let targets: Vec<i64> = started.partitions.iter().map(|p| p.end).collect();
+    let total: i64 = targets.iter().sum();
+    let path = format!("/v1/deployments/{}", started.spec.name);
+    let tty = std::io::stderr().is_terminal();
+    let begin = Instant::now();
+    let mut last_line = Instant::now();
+    loop {
+        let info: DeploymentInfo = client.get(&path)?;
+        let done: i64 = info
+            .partitions
+            .iter()
+            .zip(&targets)
+            .map(|(p, &t)| p.committed.unwrap_or(0).clamp(0, t))
+            .sum();
+        let elapsed = begin.elapsed().as_secs_f64();
+        let rate = done as f64 / elapsed.max(0.001);
+        let finished = done >= total;
+        let line = progress_line(done, total, rate, finished);
+        let mut err = std::io::stderr().lock();
+        if tty {
+            let _ = write!(err, "\r{line}\x1b[K");
+            let _ = err.flush();
+        } else if finished || last_line.elapsed() >= Duration::from_secs(5) {
+            let _ = writeln!(err, "{line}");
+            last_line = Instant::now();
+        }
+        if finished {
+            if tty {
+                let _ = writeln!(err);
+            }
+            outln!(
+                "replayed {} records in {:.1}s",
+                total,
+                begin.elapsed().as_secs_f64()
+            )?;
+            return Ok(());
+        }
+        if info.state == "failed" {
+            if tty {
+                let _ = writeln!(err);
+            }
+            anyhow::bail!(
+                "the replay stopped: a partition failed ({}); see `runtime logs {}`",
+                info.last_error.unwrap_or_default(),
+                info.spec.name
+            );
+        }
+        drop(err);
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// `[#########...........]  45%  123456/270000 records  61234 rec/s  ETA 2s`
+fn progress_line(done: i64, total: i64, rate: f64, finished: bool) -> String {
+    const WIDTH: usize = 30;
+    let frac = if total == 0 {
+        1.0
+    } else {
+        done as f64 / total as f64
+    };
+    let filled = ((frac * WIDTH as f64) as usize).min(WIDTH);
+    let eta = if finished {
+        "done".to_owned()
+    } else if rate > 0.0 {
+        format!("ETA {}s", ((total - done) as f64 / rate).ceil() as u64)
+    } else {
+        "ETA ?".to_owned()
+    };
+    format!(
+        "[{}{}] {:>3}%  {done}/{total} records  {:.0} rec/s  {eta}",
+        "#".repeat(filled),
+        ".".repeat(WIDTH - filled),
+        (frac * 100.0) as u32,
+        rate
+    )
 }

@@ -19,6 +19,7 @@ mod deployments;
 mod new;
 mod produce;
 mod serve;
+mod state;
 mod status;
 mod test;
 mod topic;
@@ -60,8 +61,7 @@ use rill_runtime::admin::client::Client;
     about,
     long_about = None,
     after_help = "Not there yet: replication, authentication and TLS (both doors listen on \
-                  loopback), handler state stores, exactly-once, compaction by key, changing a \
-                  topic's partition count, WASI capabilities for handlers, an SDK for languages \
+                  loopback), state in cluster mode, changing a topic's partition count, WASI capabilities for handlers, an SDK for languages \
                   other than Rust. See README.md."
 )]
 pub struct Cli {
@@ -107,6 +107,9 @@ enum Command {
     Groups,
     /// Show a deployment's handler logs.
     Logs(deployments::LogsArgs),
+    /// Query a deployment's durable state (what its handler keeps with ctx.state()).
+    #[command(subcommand)]
+    State(state::StateCommand),
     /// Show the host's health: topics, deployments, recovery findings.
     Status,
     /// Scaffold a new handler crate.
@@ -131,6 +134,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Pause(args) => deployments::pause(&client(), args, true),
         Command::Resume(args) => deployments::pause(&client(), args, false),
         Command::Logs(args) => deployments::logs(&client(), args),
+        Command::State(cmd) => state::run(&client(), cmd),
         Command::Groups => deployments::groups(&client()),
         Command::Status => status::run(&client()),
         Command::New(args) => new::run(args),

@@ -45,7 +45,8 @@ impl Scheduler {
                 return Err(e);
             }
         };
-        self.replace(spec, handler, current.map(|c| c.1)).await
+        self.replace(spec, handler, current.map(|c| c.1), false)
+            .await
     }
 
     /// Stops and forgets a deployment here only (cluster mode: it was withdrawn from the

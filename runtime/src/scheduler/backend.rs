@@ -24,6 +24,7 @@ use super::source::{LogSource, Sink, Source};
 use super::state::{Control, DeploymentShared};
 use super::worker::Worker;
 use crate::deployment::{DeploymentSpec, Guarantee};
+use crate::state::{Changelog, LogChangelog};
 
 /// One partition's position as `runtime list` shows it.
 #[derive(Debug, Clone, Default)]
@@ -94,8 +95,25 @@ pub(crate) trait Backend: Send + Sync + 'static {
     fn start(&self, run: Run) -> Result<Vec<JoinHandle<()>>, DeployError>;
     /// Every partition's position, for `runtime list`.
     fn positions(&self, spec: &DeploymentSpec, partitions: u32) -> Vec<Position>;
+    /// The changelog of a stateful deployment's stores (`crate::state`), created if need be
+    /// with `partitions` partitions. May block.
+    fn changelog(
+        &self,
+        spec: &DeploymentSpec,
+        partitions: u32,
+    ) -> Result<Arc<dyn Changelog>, DeployError> {
+        let _ = (spec, partitions);
+        Err(DeployError::Invalid(
+            "this module uses durable state, which cluster mode does not support yet".into(),
+        ))
+    }
     /// Forgets the group's committed offsets.
     fn drop_offsets(&self, group: &str) -> Result<(), String>;
+    /// Deletes the changelog of a deployment's state, if it has one.
+    fn drop_state(&self, spec: &DeploymentSpec) -> Result<(), String> {
+        let _ = spec;
+        Ok(())
+    }
     /// Where deployment changes are published, if they are kept outside this host.
     fn catalog(&self) -> Option<Arc<dyn Catalog>> {
         None
@@ -169,6 +187,47 @@ impl Backend for Embedded {
             .collect())
     }
 
+    /// The changelog lives in the host's log: the compacted topic `<name>.state` with as
+    /// many partitions as the source (grown with it), the source's flush policy.
+    fn changelog(
+        &self,
+        spec: &DeploymentSpec,
+        partitions: u32,
+    ) -> Result<Arc<dyn Changelog>, DeployError> {
+        let name = spec.state_topic();
+        let invalid = |e: String| DeployError::Invalid(format!("state changelog '{name}': {e}"));
+        match self.log.topic(&name) {
+            Some(t) if (t.partitions().len() as u32) < partitions => {
+                self.log
+                    .create_partitions(&name, partitions)
+                    .map_err(|e| invalid(e.to_string()))?;
+            }
+            Some(_) => {}
+            None => {
+                let flush = self
+                    .log
+                    .topic(&spec.topic)
+                    .map(|t| t.config().flush)
+                    .unwrap_or_default();
+                let cfg = rill_log::TopicConfig {
+                    partitions,
+                    flush,
+                    cleanup_policy: rill_log::CleanupPolicy::Compact,
+                    ..rill_log::TopicConfig::default()
+                };
+                match self.log.create_topic(&name, cfg) {
+                    Ok(_) | Err(rill_log::TopicError::AlreadyExists(_)) => {}
+                    Err(e) => return Err(invalid(e.to_string())),
+                }
+            }
+        }
+        Ok(Arc::new(LogChangelog {
+            log: self.log.clone(),
+            topic: name,
+            committed: spec.guarantee == Guarantee::ExactlyOnce,
+        }))
+    }
+
     fn positions(&self, spec: &DeploymentSpec, partitions: u32) -> Vec<Position> {
         let topic = self.log.topic(&spec.topic);
         (0..partitions)
@@ -189,5 +248,13 @@ impl Backend for Embedded {
             .offsets()
             .delete_group(group)
             .map_err(|e| format!("cannot drop offsets: {e}"))
+    }
+
+    fn drop_state(&self, spec: &DeploymentSpec) -> Result<(), String> {
+        let name = spec.state_topic();
+        match self.log.delete_topic(&name) {
+            Ok(()) | Err(rill_log::TopicError::NotFound(_)) => Ok(()),
+            Err(e) => Err(format!("cannot delete the state changelog '{name}': {e}")),
+        }
     }
 }

@@ -33,11 +33,9 @@ impl Scheduler {
             }
         }
         if drop_offsets {
-            let backend = self.backend.clone();
-            tokio::task::spawn_blocking(move || backend.drop_offsets(&group))
-                .await
-                .map_err(|e| DeployError::Invalid(format!("cannot drop offsets: {e}")))?
-                .map_err(DeployError::Invalid)?;
+            let mut spec = super::placeholder_spec(name);
+            spec.group = group;
+            self.forget_progress(&spec).await?;
         }
         Ok(())
     }

@@ -203,6 +203,7 @@ impl Scheduler {
         &self,
         name: &str,
         wasm: &[u8],
+        reset: bool,
         make_spec: impl FnOnce(Option<&DeploymentSpec>) -> DeploymentSpec,
     ) -> Result<DeploymentInfo, DeployError> {
         crate::deployment::validate_name(name).map_err(DeployError::Invalid)?;
@@ -234,13 +235,20 @@ impl Scheduler {
         let handler = self.compile_and_probe(&spec, wasm).await?;
         spec.module_hash = handler.hash().to_owned();
         if let Some(catalog) = self.backend.catalog() {
+            if reset {
+                return Err(DeployError::Invalid(
+                    "--reset is not available in cluster mode yet: reset the group's offsets \
+                     with kafka-consumer-groups --reset-offsets instead"
+                        .into(),
+                ));
+            }
             // Every host applies it from the catalog, this one too: the name's lock is taken
             // again there.
             drop(guard);
             catalog.publish(&spec, Some(wasm)).await?;
             return self.info(name);
         }
-        self.replace(spec, handler, existing).await?;
+        self.replace(spec, handler, existing, reset).await?;
         self.info(name)
     }
 
@@ -251,16 +259,25 @@ impl Scheduler {
         spec: DeploymentSpec,
         handler: Handler,
         existing: Option<DeploymentSpec>,
+        reset: bool,
     ) -> Result<(), DeployError> {
         // Replacing a deployment: stop its workers first, so two versions never commit for
         // the same group at once, and so none of them writes the old spec after the new one
-        // is saved. Its offsets stay.
+        // is saved. Its offsets stay, unless this is a replay.
         let old = self.take(&spec.name);
         let kept = old
             .as_ref()
             .map(|o| (o.shared.metrics.clone(), o.shared.logs.clone()));
         if let Some(old) = old {
             old.stop().await;
+        }
+        if reset {
+            // Nothing of it runs now: forget where its group is and what its state holds.
+            if let Err(e) = self.forget_progress(&spec).await {
+                let listed = existing.unwrap_or(spec);
+                self.insert_broken(listed, format!("replay failed: {e}"), true, kept);
+                return Err(e);
+            }
         }
         if let Err(e) = self.store.save(&spec) {
             // Keep it listed (as failed), whatever version it is now.
@@ -324,6 +341,33 @@ impl Scheduler {
             self.insert_broken(spec, e.to_string(), true, kept);
             return Err(e);
         };
+        let mut spec = spec;
+        spec.state = handler.uses_state();
+        let state = if spec.state {
+            let backend = self.backend.clone();
+            let (checked, dir) = (spec.clone(), self.store.state_dir(&spec.name));
+            let made = tokio::task::spawn_blocking(move || {
+                let changelog = backend.changelog(&checked, n)?;
+                Ok::<_, DeployError>(crate::state::DeploymentState::new(
+                    &checked.name,
+                    n,
+                    dir,
+                    changelog,
+                ))
+            })
+            .await
+            .map_err(|e| DeployError::Invalid(format!("preparing the state failed: {e}")))
+            .and_then(|r| r);
+            match made {
+                Ok(s) => Some(Arc::new(s)),
+                Err(e) => {
+                    self.insert_broken(spec, e.to_string(), true, kept);
+                    return Err(e);
+                }
+            }
+        } else {
+            None
+        };
         let (metrics, logs) = kept.unwrap_or_default();
         let initial = if spec.paused {
             Control::Pause
@@ -346,6 +390,7 @@ impl Scheduler {
                     })
                 })
                 .collect(),
+            state,
         });
         let run = Run {
             shared: shared.clone(),
@@ -390,6 +435,7 @@ impl Scheduler {
             metrics,
             logs,
             partitions: Vec::new(),
+            state: None,
         });
         let entry = Entry {
             shared,
@@ -413,6 +459,37 @@ impl Scheduler {
     }
 
     /// A deployment's handler logs.
+    /// Forgets a stopped deployment's progress: its group's offsets, its state's changelog
+    /// and its snapshots (a replay, or an undeploy that drops offsets).
+    pub(crate) async fn forget_progress(&self, spec: &DeploymentSpec) -> Result<(), DeployError> {
+        let backend = self.backend.clone();
+        let (spec, dir) = (spec.clone(), self.store.state_dir(&spec.name));
+        tokio::task::spawn_blocking(move || {
+            backend.drop_offsets(&spec.group)?;
+            backend.drop_state(&spec)?;
+            match std::fs::remove_dir_all(&dir) {
+                Ok(()) => Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                Err(e) => Err(format!("cannot remove {}: {e}", dir.display())),
+            }
+        })
+        .await
+        .map_err(|e| DeployError::Invalid(format!("cannot forget progress: {e}")))?
+        .map_err(DeployError::Invalid)
+    }
+
+    /// The durable state of deployment `name`, for queries.
+    pub(crate) fn state(
+        &self,
+        name: &str,
+    ) -> Result<Arc<crate::state::DeploymentState>, DeployError> {
+        self.with(name, |e| e.shared.state.clone())?.ok_or_else(|| {
+            DeployError::Invalid(format!(
+                "deployment '{name}' keeps no state: its module does not use the state functions"
+            ))
+        })
+    }
+
     pub(crate) fn handler_logs(&self, name: &str) -> Result<Arc<HandlerLogs>, DeployError> {
         self.with(name, |e| e.shared.logs.clone())
     }
@@ -492,5 +569,6 @@ fn placeholder_spec(name: &str) -> DeploymentSpec {
         module_hash: String::new(),
         paused: false,
         stopped: Vec::new(),
+        state: false,
     }
 }

@@ -280,6 +280,27 @@ impl super::source::Sink for Outputs {
         Outputs::append(self, emits, metrics)
     }
 
+    /// One batch, whatever its size: the changes and their position marker are appended
+    /// atomically or not at all.
+    fn append_changelog(
+        &mut self,
+        topic: &str,
+        partition: u32,
+        writes: &rill_engine::StateWrites,
+        next: i64,
+    ) -> Result<Option<i64>, OutputError> {
+        let t = self.topic(topic)?;
+        let Some(p) = t.partition(partition).cloned() else {
+            return Err(OutputError::Retry(format!(
+                "state changelog '{topic}' has no partition {partition}"
+            )));
+        };
+        let marker = crate::state::encode_position(next);
+        let records = crate::state::changelog_records(writes, &marker);
+        self.append_records(&t, &p, &records)?;
+        Ok(Some(p.high_watermark()))
+    }
+
     fn commit_transaction(
         &mut self,
         spec: &DeploymentSpec,

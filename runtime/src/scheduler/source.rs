@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use event_listener::EventListener;
 
-use rill_engine::Emits;
+use rill_engine::{Emits, StateWrites};
 use rill_log::{AbortedTxn, Log, Partition, ReadBuffer, ReadError, ReadInto, ReadResult};
 
 use super::output::OutputError;
@@ -72,6 +72,22 @@ pub(crate) trait Sink: Send + Sync {
     fn append(&mut self, emits: &Emits, metrics: &DeploymentMetrics) -> Result<(), OutputError>;
     /// Writes the record of `letter` to `<deployment>.dlq` with the failure in its headers.
     fn dead_letter(&mut self, letter: &DeadLetter<'_>) -> Result<(), OutputError>;
+    /// Appends an invocation's state changes to partition `partition` of the changelog
+    /// `topic`, as one batch ending with the position marker for `next` (`crate::state`),
+    /// in the open transaction when exactly-once. Returns the changelog's end after it,
+    /// where a restore may resume, if known.
+    fn append_changelog(
+        &mut self,
+        topic: &str,
+        partition: u32,
+        writes: &StateWrites,
+        next: i64,
+    ) -> Result<Option<i64>, OutputError> {
+        let _ = (topic, partition, writes, next);
+        Err(OutputError::Retry(
+            "durable state is not available in this mode".into(),
+        ))
+    }
     /// Exactly-once only: makes every output and dead letter appended since the last
     /// commit or abort visible together with the group's position `next` for
     /// (`spec.group`, `spec.topic`, `partition`), or none of them. On an error nothing of

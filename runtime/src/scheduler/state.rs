@@ -39,6 +39,8 @@ pub(crate) struct DeploymentShared {
     pub metrics: Arc<DeploymentMetrics>,
     pub logs: Arc<HandlerLogs>,
     pub partitions: Vec<Mutex<PartitionState>>,
+    /// The durable state of a stateful module (`crate::state`), one store per partition.
+    pub state: Option<Arc<crate::state::DeploymentState>>,
 }
 
 impl DeploymentShared {

@@ -28,6 +28,7 @@ use crate::deployment::Guarantee;
 mod failure;
 mod invoke;
 mod position;
+mod state;
 mod turn;
 
 pub(super) struct Worker {
@@ -58,6 +59,8 @@ pub(super) struct Worker {
     /// The next offset to process; equal to the committed offset between turns (or to
     /// `pending_commit` while one waits).
     next: i64,
+    /// Exactly once: state changes of the open transaction, applied when it commits.
+    pending_state: Option<state::PendingState>,
     /// Stored bytes per record seen in the last read (0 before the first), to size the next
     /// read to about one invocation's worth instead of `max_batch_bytes`.
     bytes_per_record: usize,
@@ -103,6 +106,7 @@ impl Worker {
             host_failures: 0,
             pending_commit: None,
             next: 0,
+            pending_state: None,
             bytes_per_record: 0,
         }
     }
@@ -151,10 +155,7 @@ impl Worker {
         // Finding the start may ask a remote cluster (cluster mode): off the async threads,
         // and retried with backoff, since a cluster that does not answer now may later.
         self.next = loop {
-            let (source, dep) = (self.source.clone(), self.dep.clone());
-            let found = tokio::task::spawn_blocking(move || source.start_offset(&dep))
-                .await
-                .unwrap_or_else(|e| Err(format!("finding the start offset panicked: {e}")));
+            let found = self.find_start().await;
             match found {
                 Ok(o) => break o,
                 Err(e) => {
@@ -249,7 +250,29 @@ impl Worker {
         if let Some(at) = self.pending_commit.take() {
             let _ = self.commit(at);
         }
+        if let Some(store) = self.store().cloned() {
+            let _ = tokio::task::spawn_blocking(move || store.maybe_snapshot(true)).await;
+        }
         self.set_state("stopped", None);
+    }
+
+    /// Where to start: the group's committed offset (`Source::start_offset`), or, for a
+    /// stateful deployment whose store is ahead of it (its changes were written, the group's
+    /// commit was not), the store's position, committed at once. The store is restored
+    /// first. Off the async threads: both may read a lot or ask a remote cluster.
+    async fn find_start(&mut self) -> Result<i64, String> {
+        let (source, dep, pid) = (self.source.clone(), self.dep.clone(), self.pid());
+        tokio::task::spawn_blocking(move || {
+            let committed = source.start_offset(&dep)?;
+            let position = state::restore(&dep, pid)?;
+            if position > committed {
+                source.commit(&dep.spec(), position)?;
+                return Ok(position);
+            }
+            Ok(committed)
+        })
+        .await
+        .unwrap_or_else(|e| Err(format!("finding the start offset panicked: {e}")))
     }
 
     /// Writes this partition's stop into the spec, so a restart shows it `failed`.

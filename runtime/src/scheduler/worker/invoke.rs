@@ -186,6 +186,9 @@ impl Worker {
                 Some(spec.outputs.clone())
             },
             limits: spec.limits.clone(),
+            state: self.store().map(|s| {
+                rill_engine::StateHandle(s.clone() as std::sync::Arc<dyn rill_engine::StateView>)
+            }),
         }
     }
 

@@ -23,8 +23,10 @@ impl Worker {
             let spec = self.dep.spec();
             if let Err(e) = self.outputs.commit_transaction(&spec, self.pid(), offset) {
                 self.resync = true;
+                self.pending_state = None;
                 return self.sink_failure("commit", e);
             }
+            self.state_committed();
             self.dep.count_in(handled);
             self.next = offset;
             self.attempts = 0;
@@ -55,11 +57,18 @@ impl Worker {
         if !self.exactly_once {
             return Ok(());
         }
+        // Changes of an aborted transaction never reach the store.
+        self.pending_state = None;
         self.outputs
             .abort_transaction()
             .map_err(|e| self.host_failure("abort", e))?;
         if self.resync {
-            match self.source.start_offset(&self.dep) {
+            // The store may lack changes the settled transaction committed: rebuild it too.
+            let found = self
+                .source
+                .start_offset(&self.dep)
+                .and_then(|at| Ok(at.max(super::state::restore(&self.dep, self.pid())?)));
+            match found {
                 Ok(at) => {
                     self.next = at;
                     self.resync = false;

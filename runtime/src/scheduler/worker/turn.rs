@@ -184,6 +184,13 @@ impl Worker {
                     }
                     Err(e) => return self.sink_failure("append", e),
                 }
+                match self.write_state(invocation.state, covered) {
+                    Ok(()) => {}
+                    Err(OutputError::Reject(msg)) => {
+                        return self.reject_outputs(next, covered, format!("state: {msg}"));
+                    }
+                    Err(e) => return self.sink_failure("state", e),
+                }
                 self.finish(covered, (covered - next) as u64)
             }
             Outcome::RecordFailed { offset, message } => {
@@ -196,6 +203,14 @@ impl Worker {
                         return self.reject_outputs(next, end, msg);
                     }
                     Err(e) => return self.sink_failure("append", e),
+                }
+                match self.write_state(invocation.state, offset) {
+                    Ok(()) => {}
+                    Err(OutputError::Reject(msg)) => {
+                        let end = offset.max(next + 1);
+                        return self.reject_outputs(next, end, format!("state: {msg}"));
+                    }
+                    Err(e) => return self.sink_failure("state", e),
                 }
                 if offset > next {
                     match self.finish(offset, (offset - next) as u64) {

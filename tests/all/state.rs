@@ -1,0 +1,191 @@
+//! Durable state (docs/state.md) on an embedded host: the order-totals read model, queried
+//! over the admin API and the CLI, across a SIGKILL, a replay and both guarantees.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use rill_runtime::admin::api::{StateEntry, StateScan, TopicInfo};
+use rill_runtime::scheduler::DeploymentInfo;
+use rill_tests::guests;
+use rill_tests::host::TestHost;
+use serde_json::{Value, json};
+
+/// Orders for `customers` customers, `count` of them from `first`, keyed by customer, one
+/// `key<TAB>value` line each; and the totals they add per customer.
+fn orders(first: u64, count: u64, customers: u64) -> (String, BTreeMap<String, (u64, u64)>) {
+    let mut lines = String::new();
+    let mut totals = BTreeMap::new();
+    for i in first..first + count {
+        let c = format!("c{:03}", (i * 7919) % customers);
+        let cents = 100 + (i * 37) % 900;
+        lines += &format!("{c}\t{}\n", json!({"order_id": i, "amount_cents": cents}));
+        let t: &mut (u64, u64) = totals.entry(c).or_default();
+        t.0 += 1;
+        t.1 += cents;
+    }
+    (lines, totals)
+}
+
+fn add(into: &mut BTreeMap<String, (u64, u64)>, more: BTreeMap<String, (u64, u64)>) {
+    for (c, (n, cents)) in more {
+        let t = into.entry(c).or_default();
+        t.0 += n;
+        t.1 += cents;
+    }
+}
+
+fn produce(h: &TestHost, topic: &str, lines: &str) {
+    let out = h.cli_stdin(&["produce", topic, "--key-separator", "\t"], lines);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn caught_up(h: &TestHost, name: &str) -> DeploymentInfo {
+    h.wait_for(Duration::from_secs(60), || {
+        let d: DeploymentInfo = h.client().get(&format!("/v1/deployments/{name}")).ok()?;
+        (d.partitions.iter().all(|p| p.committed == Some(p.end)) && d.state == "running")
+            .then_some(d)
+    })
+    .unwrap_or_else(|| panic!("{name} did not catch up\n{}", h.log()))
+}
+
+/// Every customer's totals as the admin API's scan returns them.
+fn queried(h: &TestHost, name: &str) -> BTreeMap<String, (u64, u64)> {
+    let mut all = BTreeMap::new();
+    let mut after: Option<String> = None;
+    loop {
+        let mut path = format!("/v1/deployments/{name}/state?limit=37");
+        if let Some(a) = &after {
+            path += &format!("&after={a}");
+        }
+        let page: StateScan = h.client().get(&path).expect("scan");
+        for e in &page.entries {
+            let v: Value = serde_json::from_str(e.value.as_deref().unwrap()).unwrap();
+            let t = (
+                v["orders"].as_u64().unwrap(),
+                v["total_cents"].as_u64().unwrap(),
+            );
+            assert!(all.insert(e.key.clone(), t).is_none(), "{} twice", e.key);
+        }
+        match page.next_after {
+            Some(a) => after = Some(a),
+            None => return all,
+        }
+    }
+}
+
+fn deploy_totals(h: &TestHost, extra: &[&str]) {
+    let mut args = vec![
+        "deploy",
+        guests::ORDER_TOTALS,
+        "--name",
+        "totals",
+        "--topic",
+        "orders",
+        "--batch",
+        "50",
+    ];
+    args.extend_from_slice(extra);
+    h.cli_ok(&args);
+}
+
+fn read_model_survives_a_kill_and_a_replay(guarantee: &str) {
+    let mut h = TestHost::start();
+    h.cli_ok(&["topic", "create", "orders", "--partitions", "3"]);
+    deploy_totals(&h, &["--guarantee", guarantee]);
+    let (lines, mut expected) = orders(0, 2000, 60);
+    produce(&h, "orders", &lines);
+    caught_up(&h, "totals");
+    assert_eq!(queried(&h, "totals"), expected);
+
+    // One key, over HTTP and the CLI.
+    let (c, (n, cents)) = expected
+        .iter()
+        .next()
+        .map(|(c, t)| (c.clone(), *t))
+        .unwrap();
+    let e: StateEntry = h
+        .client()
+        .get(&format!("/v1/deployments/totals/state/{c}"))
+        .unwrap();
+    assert_eq!(
+        serde_json::from_str::<Value>(e.value.as_deref().unwrap()).unwrap(),
+        json!({"orders": n, "total_cents": cents})
+    );
+    assert!(e.position > 0);
+    let cli = h.cli_ok(&["state", "get", "totals", &c]);
+    assert_eq!(
+        serde_json::from_str::<Value>(cli.trim()).unwrap(),
+        json!({"orders": n, "total_cents": cents})
+    );
+    let missing = h.cli(&["state", "get", "totals", "nobody"]);
+    assert!(!missing.status.success());
+    assert!(
+        String::from_utf8_lossy(&missing.stderr).contains("no state for key 'nobody'"),
+        "{}",
+        String::from_utf8_lossy(&missing.stderr)
+    );
+    let scan = h.cli_ok(&["state", "scan", "totals", "--prefix", "c00"]);
+    assert_eq!(
+        scan.lines().count(),
+        expected.keys().filter(|k| k.starts_with("c00")).count(),
+        "{scan}"
+    );
+
+    // The changelog is a compacted topic of the log, one partition per source partition.
+    let t: TopicInfo = h.client().get("/v1/topics/totals.state").unwrap();
+    assert_eq!(t.partitions, 3);
+
+    // A SIGKILL while records are being handled: the restarted host restores the stores
+    // from the changelog and counts nothing twice.
+    let (more, totals) = orders(2000, 3000, 60);
+    add(&mut expected, totals);
+    produce(&h, "orders", &more);
+    h.kill();
+    h.spawn();
+    caught_up(&h, "totals");
+    assert_eq!(queried(&h, "totals"), expected, "{}", h.log());
+    assert!(h.log().contains("state restored"), "{}", h.log());
+
+    // A replay rebuilds the same state from the start of the topic.
+    let out = h.cli_ok(&[
+        "deploy",
+        guests::ORDER_TOTALS,
+        "--name",
+        "totals",
+        "--topic",
+        "orders",
+        "--reset",
+    ]);
+    assert!(out.contains("replayed 5000 records"), "{out}");
+    caught_up(&h, "totals");
+    assert_eq!(queried(&h, "totals"), expected);
+}
+
+#[test]
+fn read_model_survives_a_kill_and_a_replay_at_least_once() {
+    read_model_survives_a_kill_and_a_replay("at-least-once");
+}
+
+#[test]
+fn read_model_survives_a_kill_and_a_replay_exactly_once() {
+    read_model_survives_a_kill_and_a_replay("exactly-once");
+}
+
+/// A stateless deployment has no state to query, and says so.
+#[test]
+fn a_stateless_deployment_has_no_state_to_query() {
+    let h = TestHost::start();
+    h.cli_ok(&["topic", "create", "in"]);
+    h.cli_ok(&["deploy", guests::FILTER, "--name", "f", "--topic", "in"]);
+    let out = h.cli(&["state", "get", "f", "k"]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("keeps no state"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
