@@ -61,7 +61,10 @@ fn queried(h: &TestHost, name: &str) -> BTreeMap<String, (u64, u64)> {
         if let Some(a) = &after {
             path += &format!("&after={a}");
         }
-        let page: StateScan = h.client().get(&path).expect("scan");
+        // A store answers 503 while its partition restores (just after a restart).
+        let page: StateScan = h
+            .wait_for(Duration::from_secs(30), || h.client().get(&path).ok())
+            .unwrap_or_else(|| panic!("scan {path}: {:?}", h.client().get::<StateScan>(&path)));
         for e in &page.entries {
             let v: Value = serde_json::from_str(e.value.as_deref().unwrap()).unwrap();
             let t = (

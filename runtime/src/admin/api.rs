@@ -163,6 +163,10 @@ pub struct StateScan {
     /// Pass as `after` for the next page; absent on the last page.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_after: Option<String>,
+    /// Partitions this host does not run (cluster mode: other hosts run them, and their
+    /// state is queried there); not part of `entries`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub elsewhere: Vec<u32>,
 }
 
 /// The fetch answer.

@@ -12,7 +12,7 @@ use serde::Deserialize;
 
 use super::api::{StateEntry, StateScan};
 use super::server::{Fail, H, bad, not_found};
-use crate::state::{DeploymentState, PartitionStore};
+use crate::state::{DeploymentState, PartitionStore, Serving};
 
 fn entry(store: &PartitionStore, key: &[u8], value: Vec<u8>) -> StateEntry {
     let (value, value_b64) = match String::from_utf8(value) {
@@ -31,11 +31,13 @@ fn entry(store: &PartitionStore, key: &[u8], value: Vec<u8>) -> StateEntry {
     }
 }
 
-/// The stores a query reads: one partition's, or every partition's.
+/// The stores a query reads (one partition's, or every partition's) that this host runs,
+/// and the partitions it does not run (cluster mode: other hosts run them). A store being
+/// restored answers 503: its state is not known yet.
 fn stores(
     state: &DeploymentState,
     partition: Option<u32>,
-) -> Result<Vec<Arc<PartitionStore>>, Fail> {
+) -> Result<(Vec<Arc<PartitionStore>>, Vec<u32>), Fail> {
     let all: Vec<_> = match partition {
         Some(p) => vec![
             state
@@ -45,16 +47,24 @@ fn stores(
         ],
         None => state.partitions.clone(),
     };
-    if let Some(s) = all.iter().find(|s| !s.is_ready()) {
-        return Err(Fail(
-            axum::http::StatusCode::SERVICE_UNAVAILABLE,
-            format!(
-                "the state of partition {} is being restored; try again shortly",
-                s.partition()
-            ),
-        ));
+    let mut here = Vec::new();
+    let mut elsewhere = Vec::new();
+    for s in all {
+        match s.serving() {
+            Serving::Ready => here.push(s),
+            Serving::Elsewhere => elsewhere.push(s.partition()),
+            Serving::Restoring => {
+                return Err(Fail(
+                    axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                    format!(
+                        "the state of partition {} is being restored; try again shortly",
+                        s.partition()
+                    ),
+                ));
+            }
+        }
     }
-    Ok(all)
+    Ok((here, elsewhere))
 }
 
 #[derive(Deserialize)]
@@ -71,13 +81,19 @@ pub(super) async fn get(
     Query(q): Query<GetQuery>,
 ) -> Result<Json<StateEntry>, Fail> {
     let state = host.scheduler.state(&name)?;
-    for store in stores(&state, q.partition)? {
+    let (here, elsewhere) = stores(&state, q.partition)?;
+    for store in here {
         if let Some(v) = store.get(key.as_bytes()) {
             return Ok(Json(entry(&store, key.as_bytes(), v)));
         }
     }
+    let not_here = if elsewhere.is_empty() {
+        String::new()
+    } else {
+        format!(" (partitions {elsewhere:?} are not run by this host: ask the hosts that run them)")
+    };
     Err(not_found(format!(
-        "deployment '{name}' has no state for key '{key}'"
+        "deployment '{name}' has no state for key '{key}'{not_here}"
     )))
 }
 
@@ -106,7 +122,8 @@ pub(super) async fn scan(
     let prefix = q.prefix.as_bytes();
     let after = q.after.as_deref().map(str::as_bytes);
     let mut all: Vec<(Vec<u8>, Vec<u8>, Arc<PartitionStore>)> = Vec::new();
-    for store in stores(&state, q.partition)? {
+    let (here, elsewhere) = stores(&state, q.partition)?;
+    for store in here {
         for (k, v) in store.scan(prefix, after, limit + 1) {
             all.push((k, v, store.clone()));
         }
@@ -127,5 +144,6 @@ pub(super) async fn scan(
     Ok(Json(StateScan {
         entries,
         next_after,
+        elsewhere,
     }))
 }

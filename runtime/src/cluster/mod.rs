@@ -18,6 +18,7 @@ mod config;
 mod member;
 mod sink;
 mod source;
+mod state;
 mod status;
 mod txn;
 
@@ -336,6 +337,16 @@ impl Backend for ClusterBackend {
             .collect()
     }
 
+    /// The changelog is a compacted topic of the cluster (`state.rs`).
+    fn changelog(
+        &self,
+        spec: &DeploymentSpec,
+        partitions: u32,
+    ) -> Result<Arc<dyn crate::state::Changelog>, DeployError> {
+        state::ensure_changelog(&self.0, spec, partitions)
+            .map_err(|e| DeployError::Invalid(format!("state changelog: {e}")))
+    }
+
     fn drop_offsets(&self, group: &str) -> Result<(), String> {
         let c = &self.0;
         let opts = AdminOptions::new().operation_timeout(Some(REQUEST_TIMEOUT));
@@ -355,6 +366,10 @@ impl Backend for ClusterBackend {
             std::thread::sleep(Duration::from_millis(500));
         }
         Err(format!("cannot delete group '{group}': {last}"))
+    }
+
+    fn drop_state(&self, spec: &DeploymentSpec) -> Result<(), String> {
+        state::drop_changelog(&self.0, spec)
     }
 
     fn catalog(&self) -> Option<Arc<dyn Catalog>> {

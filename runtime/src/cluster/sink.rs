@@ -27,7 +27,7 @@ use crate::scheduler::{DeadLetter, DeadLetterRecord, OutputError, Sink};
 /// A worker's outputs in cluster mode. Topics it writes to are checked (and created with one
 /// partition if missing) once.
 pub(crate) struct ClusterSink {
-    cluster: Arc<Cluster>,
+    pub(super) cluster: Arc<Cluster>,
     known: HashSet<String>,
     /// Exactly once: the partition's transactions.
     txn: Option<Txn>,
@@ -73,7 +73,7 @@ impl ClusterSink {
 
     /// The producer to send with: the host's, or the partition's transactional one with a
     /// transaction begun.
-    fn producer(&mut self) -> Result<FutureProducer, OutputError> {
+    pub(super) fn producer(&mut self) -> Result<FutureProducer, OutputError> {
         let Some(t) = self.txn.as_mut() else {
             return Ok(self.cluster.producer.clone());
         };
@@ -110,7 +110,7 @@ impl ClusterSink {
     }
 
     /// Queues one record, waiting for room if the producer's queue is full.
-    fn send(
+    pub(super) fn send(
         producer: &FutureProducer,
         record: FutureRecord<'_, [u8], [u8]>,
     ) -> Result<DeliveryFuture, OutputError> {
@@ -129,7 +129,7 @@ impl ClusterSink {
 
     /// Awaits every acknowledgement; the first failure is returned (after all settled, so
     /// none is left in flight when the invocation is retried).
-    fn settle(&self, pending: Vec<DeliveryFuture>) -> Result<(), OutputError> {
+    pub(super) fn settle(&self, pending: Vec<DeliveryFuture>) -> Result<(), OutputError> {
         let mut first = None;
         for f in pending {
             let r = self.cluster.runtime.block_on(f);
@@ -223,6 +223,16 @@ impl Sink for ClusterSink {
         self.settle(pending)?;
         metrics.records_out.fetch_add(n, Relaxed);
         Ok(())
+    }
+
+    fn append_changelog(
+        &mut self,
+        topic: &str,
+        partition: u32,
+        writes: &rill_engine::StateWrites,
+        next: i64,
+    ) -> Result<Option<i64>, OutputError> {
+        self.produce_changelog(topic, partition, writes, next)
     }
 
     fn dead_letter(&mut self, letter: &DeadLetter<'_>) -> Result<(), OutputError> {

@@ -99,6 +99,13 @@ pub fn run(client: &Client, cmd: StateCommand) -> anyhow::Result<()> {
                     path += &format!("&after={}", encode(k));
                 }
                 let page: StateScan = client.get(&path)?;
+                if !page.elsewhere.is_empty() && after.is_none() {
+                    eprintln!(
+                        "partitions {:?} are run by other hosts of the cluster: their state is \
+                         queried there",
+                        page.elsewhere
+                    );
+                }
                 for e in &page.entries {
                     if a.json {
                         outln!("{}", serde_json::to_string(e)?)?;

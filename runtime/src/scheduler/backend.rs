@@ -101,12 +101,7 @@ pub(crate) trait Backend: Send + Sync + 'static {
         &self,
         spec: &DeploymentSpec,
         partitions: u32,
-    ) -> Result<Arc<dyn Changelog>, DeployError> {
-        let _ = (spec, partitions);
-        Err(DeployError::Invalid(
-            "this module uses durable state, which cluster mode does not support yet".into(),
-        ))
-    }
+    ) -> Result<Arc<dyn Changelog>, DeployError>;
     /// Forgets the group's committed offsets.
     fn drop_offsets(&self, group: &str) -> Result<(), String>;
     /// Deletes the changelog of a deployment's state, if it has one.

@@ -232,7 +232,10 @@ impl Worker {
                 Step::Continue => {}
                 Step::Backoff => backoff = self.backoff_delay(),
                 // The partition's state says why.
-                Step::Exit => return,
+                Step::Exit => {
+                    self.release_store().await;
+                    return;
+                }
                 Step::Stop => {
                     self.persist_stop().await;
                     // The partition stays stopped until the deployment is resumed,
@@ -250,10 +253,15 @@ impl Worker {
         if let Some(at) = self.pending_commit.take() {
             let _ = self.commit(at);
         }
-        if let Some(store) = self.store().cloned() {
-            let _ = tokio::task::spawn_blocking(move || store.maybe_snapshot(true)).await;
-        }
+        self.release_store().await;
         self.set_state("stopped", None);
+    }
+
+    /// Snapshots the partition's store and releases it: this worker no longer keeps it.
+    async fn release_store(&self) {
+        if let Some(store) = self.store().cloned() {
+            let _ = tokio::task::spawn_blocking(move || store.release()).await;
+        }
     }
 
     /// Where to start: the group's committed offset (`Source::start_offset`), or, for a

@@ -25,13 +25,13 @@ mod snapshot;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicI64, AtomicU8, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
 use rill_engine::{StateView, StateWrites};
 
-pub(crate) use changelog::{Changelog, LogChangelog, changelog_records, encode_position};
+pub(crate) use changelog::{Apply, Changelog, LogChangelog, changelog_records, encode_position};
 
 /// The changelog topic of a deployment: `<deployment>.state`.
 pub(crate) fn changelog_topic(deployment: &str) -> String {
@@ -79,8 +79,8 @@ pub(crate) struct PartitionStore {
     position: AtomicI64,
     /// The changelog offset after the last change applied (where a restore resumes).
     changelog_next: AtomicI64,
-    /// Whether it was restored since the worker started.
-    restored: std::sync::atomic::AtomicBool,
+    /// [`Serving`], as a `u8`.
+    serving: AtomicU8,
     /// Changes applied since the last snapshot.
     unsaved: AtomicU64,
     snapshot: PathBuf,
@@ -94,6 +94,17 @@ impl std::fmt::Debug for PartitionStore {
             .field("position", &self.position())
             .finish_non_exhaustive()
     }
+}
+
+/// Whether a store serves reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Serving {
+    /// No worker of this host runs the partition (not yet, or it runs on another host).
+    Elsewhere = 0,
+    /// Its worker is restoring it.
+    Restoring = 1,
+    /// Restored: it holds the committed state.
+    Ready = 2,
 }
 
 /// What a restore did, for the host's log and the benchmark.
@@ -120,7 +131,7 @@ impl PartitionStore {
             map: RwLock::new(BTreeMap::new()),
             position: AtomicI64::new(-1),
             changelog_next: AtomicI64::new(0),
-            restored: std::sync::atomic::AtomicBool::new(false),
+            serving: AtomicU8::new(Serving::Elsewhere as u8),
             unsaved: AtomicU64::new(0),
             snapshot,
             last_snapshot: std::sync::Mutex::new(Instant::now()),
@@ -137,9 +148,25 @@ impl PartitionStore {
         self.position.load(Relaxed)
     }
 
-    /// Whether the store was restored and serves reads.
-    pub fn is_ready(&self) -> bool {
-        self.restored.load(Relaxed)
+    /// Whether the store serves reads.
+    pub fn serving(&self) -> Serving {
+        match self.serving.load(Relaxed) {
+            1 => Serving::Restoring,
+            2 => Serving::Ready,
+            _ => Serving::Elsewhere,
+        }
+    }
+
+    fn is_ready(&self) -> bool {
+        self.serving() == Serving::Ready
+    }
+
+    /// The worker stopped (the deployment stops, or in cluster mode the partition moved to
+    /// another host): a snapshot is written and the memory released.
+    pub fn release(&self) {
+        self.maybe_snapshot(true);
+        self.serving.store(Serving::Elsewhere as u8, Relaxed);
+        *self.write() = BTreeMap::new();
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<Vec<u8>, Vec<u8>>> {
@@ -208,7 +235,7 @@ impl PartitionStore {
     /// Called by the worker before its first record, and after an exactly-once commit whose
     /// outcome is unknown.
     pub fn restore(&self, changelog: &dyn Changelog) -> Result<Restored, String> {
-        self.restored.store(false, Relaxed);
+        self.serving.store(Serving::Restoring as u8, Relaxed);
         let mut map = BTreeMap::new();
         let mut position = -1;
         let mut from = 0;
@@ -225,30 +252,41 @@ impl PartitionStore {
             Err(e) => tracing::warn!(snapshot = %self.snapshot.display(),
                 "state snapshot ignored, restoring from the changelog: {e}"),
         }
+        // Changes apply when their position marker is read: records after the last marker
+        // are the prefix of a write cut short (a producer that died mid-invocation, in
+        // cluster mode; the log appends a batch whole), and are dropped.
         let mut read = 0u64;
+        let mut pending: Vec<(Vec<u8>, Option<Vec<u8>>)> = Vec::new();
         let next = changelog.replay(self.partition, from, &mut |key, value| {
             read += 1;
-            match (key.is_empty(), value) {
-                (true, Some(v)) => {
-                    if let Some(p) = changelog::decode_position(v) {
-                        position = p;
-                    }
-                }
-                (true, None) => {}
-                (false, Some(v)) => {
-                    map.insert(key.to_vec(), v.to_vec());
-                }
-                (false, None) => {
-                    map.remove(key);
-                }
+            if !key.is_empty() {
+                pending.push((key.to_vec(), value.map(<[u8]>::to_vec)));
+                return;
+            }
+            if let Some(p) = value.and_then(changelog::decode_position) {
+                position = p;
+            }
+            for (k, v) in pending.drain(..) {
+                match v {
+                    Some(v) => map.insert(k, v),
+                    None => map.remove(&k),
+                };
             }
         })?;
+        if !pending.is_empty() {
+            tracing::warn!(
+                partition = self.partition,
+                records = pending.len(),
+                "state changelog ends with changes that have no position marker (a write cut \
+                 short); they are ignored"
+            );
+        }
         let keys = map.len();
         *self.write() = map;
         self.position.store(position, Relaxed);
         self.changelog_next.store(next, Relaxed);
         self.unsaved.store(read, Relaxed);
-        self.restored.store(true, Relaxed);
+        self.serving.store(Serving::Ready as u8, Relaxed);
         Ok(Restored {
             keys,
             from_snapshot,
