@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # demo.sh — the whole flow on the embedded default, from a clean clone:
 # start a host on a local data dir, create `orders`, deploy the order-confirmation handler,
-# produce some orders, show the emitted email requests and the lag going to zero.
+# produce some orders, show the emitted email requests and the lag going to zero, and a read
+# model (examples/order-totals) kept in durable state and queried.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -15,9 +16,10 @@ scripts/setup.sh
 step "Building the host and the example handler"
 cargo build --quiet -p rill-runtime --bin runtime
 scripts/wasm-build.sh --target wasm32-unknown-unknown --target-dir "$root/target/wasm" -- \
-  --quiet --manifest-path examples/Cargo.toml -p notifier
+  --quiet --manifest-path examples/Cargo.toml -p notifier -p order-totals
 runtime() { "$root/target/debug/runtime" "$@"; }
 wasm="$root/target/wasm/wasm32-unknown-unknown/release/notifier.wasm"
+totals="$root/target/wasm/wasm32-unknown-unknown/release/order_totals.wasm"
 
 data=${RILL_DEMO_DIR:-"$root/target/demo-data"}
 rm -rf "$data"
@@ -64,6 +66,16 @@ run runtime list --partitions
 
 step "The first emitted email requests"
 run runtime consume emails -n 5
+
+step "A read model in durable state (examples/order-totals): orders and total per customer"
+run runtime deploy "$totals" --name order-totals --topic orders
+for _ in $(seq 1 100); do
+  lag=$(runtime list --json | python3 -c 'import json,sys; print(sum(d["lag"] for d in json.load(sys.stdin)))')
+  [ "$lag" = 0 ] && break
+  sleep 0.2
+done
+run runtime state get order-totals customer-1
+run runtime state scan order-totals --prefix customer-1 --limit 5
 
 step "Host status"
 run runtime status

@@ -7,7 +7,8 @@
 //! curl 127.0.0.1:8080/v1/deployments/order-totals/state/c-42
 //! ```
 //!
-//! Input value (JSON): `{"order_id": "...", "customer": "c-42", "amount_cents": 4150}`,
+//! Input value (JSON): `{"order_id": "...", "customer": "c-42", "amount_cents": 4150}`
+//! (`total_cents` is read as `amount_cents`),
 //! keyed by customer (the key wins over the field), so one customer's events are in one
 //! partition and its totals in that partition's store. The state's changes commit with the
 //! offset: a record handled again after a crash does not count twice.
@@ -18,6 +19,7 @@ use rill_guest::prelude::*;
 struct OrderCreated {
     #[serde(default)]
     customer: Option<String>,
+    #[serde(alias = "total_cents")]
     amount_cents: u64,
 }
 
