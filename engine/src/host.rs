@@ -158,7 +158,7 @@ pub(crate) fn abort(caller: &mut Caller<'_, HostState>, abort: Abort) -> wasmtim
     wasmtime::Error::msg(msg)
 }
 
-fn memory(caller: &Caller<'_, HostState>) -> Memory {
+pub(crate) fn memory(caller: &Caller<'_, HostState>) -> Memory {
     caller
         .data()
         .memory

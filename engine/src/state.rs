@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use wasmtime::Caller;
 
-use crate::host::{Abort, HostState, abort, guest_slice, guest_slice_mut};
+use crate::host::{Abort, HostState, abort, guest_slice, guest_slice_mut, memory};
 
 /// Longest key a guest may use, in bytes.
 pub const MAX_STATE_KEY: usize = 32 << 10;
@@ -98,13 +98,6 @@ impl StateWrites {
             .range::<Vec<u8>, _>((Bound::Included(from.to_vec()), upper))
             .map(|(k, v)| (k.as_slice(), v.as_deref()))
     }
-}
-
-fn memory(caller: &Caller<'_, HostState>) -> wasmtime::Memory {
-    caller
-        .data()
-        .memory
-        .expect("memory is set right after instantiation, before any call")
 }
 
 fn valid_key(key: &[u8]) -> bool {

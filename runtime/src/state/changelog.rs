@@ -66,37 +66,44 @@ pub(crate) struct LogChangelog {
     pub committed: bool,
 }
 
+impl LogChangelog {
+    /// The changelog's `partition`; `None` if the topic does not exist (yet).
+    fn partition(&self, partition: u32) -> Result<Option<Arc<rill_log::Partition>>, String> {
+        let Some(topic) = self.log.topic(&self.topic) else {
+            return Ok(None);
+        };
+        let p = topic
+            .partition(partition)
+            .ok_or_else(|| format!("changelog '{}' has no partition {partition}", self.topic))?;
+        Ok(Some(p.clone()))
+    }
+
+    /// Where a replay stops: the end, or for a read_committed one the last stable offset.
+    fn end(&self, p: &rill_log::Partition) -> i64 {
+        if self.committed {
+            p.last_stable_offset()
+        } else {
+            p.high_watermark()
+        }
+    }
+}
+
 /// Bytes read from the changelog per step of a replay.
 const REPLAY_READ: usize = 4 << 20;
 
 impl Changelog for LogChangelog {
     fn bounds(&self, partition: u32) -> Result<(i64, i64), String> {
-        let Some(topic) = self.log.topic(&self.topic) else {
-            return Ok((0, 0));
-        };
-        let p = topic
-            .partition(partition)
-            .ok_or_else(|| format!("changelog '{}' has no partition {partition}", self.topic))?;
-        let end = if self.committed {
-            p.last_stable_offset()
-        } else {
-            p.high_watermark()
-        };
-        Ok((p.log_start_offset(), end))
+        Ok(match self.partition(partition)? {
+            Some(p) => (p.log_start_offset(), self.end(&p)),
+            None => (0, 0),
+        })
     }
 
     fn replay(&self, partition: u32, from: i64, apply: &mut Apply<'_>) -> Result<i64, String> {
-        let Some(topic) = self.log.topic(&self.topic) else {
+        let Some(p) = self.partition(partition)? else {
             return Ok(from);
         };
-        let p = topic
-            .partition(partition)
-            .ok_or_else(|| format!("changelog '{}' has no partition {partition}", self.topic))?;
-        let end = if self.committed {
-            p.last_stable_offset()
-        } else {
-            p.high_watermark()
-        };
+        let end = self.end(&p);
         let mut at = from.max(p.log_start_offset());
         while at < end {
             let read = if self.committed {
