@@ -32,6 +32,7 @@ fn every_guest_has_a_host_test() {
         "emit-flood",
         "bad-import",
         "huge-data",
+        "state-probe",
     ];
     for (name, path) in guests::ALL {
         assert!(
@@ -389,4 +390,93 @@ fn wasi_logger_stdout_becomes_log_lines_and_env_is_only_params() {
     );
     assert_eq!(inv.emits.len(), 2);
     assert_eq!(inv.emits.to_vec()[0].value.as_deref(), Some(&b"3"[..]));
+}
+
+/// The state ABI through real Wasm: puts, deletes and gets read the invocation's own writes
+/// over the committed state; a prefix scan pages through entries larger than the SDK's
+/// first buffer; a failing record's change does not stand; keys the host refuses are an
+/// error, not a trap.
+#[test]
+fn state_probe_exercises_every_state_call() {
+    let (mut inst, state) = stateful(guests::STATE_PROBE, &[]);
+    let cmds: Vec<String> = (0..300)
+        .map(|i| format!("put k{i:03} v{i}"))
+        .chain(["big k150 40000".to_owned(), "del k007".to_owned()])
+        .collect();
+    let refs: Vec<&str> = cmds.iter().map(String::as_str).collect();
+    let inv = inst.invoke(&values(0, &refs), 0, i64::MAX);
+    assert_eq!(inv.outcome, Outcome::Ok, "{:?}", inv.logs);
+    assert_eq!(inv.state.len(), 300, "299 puts and a delete, by key");
+    state.apply(&inv.state);
+
+    // Reads over the committed state plus this invocation's writes.
+    let inv = inst.invoke(
+        &values(
+            302,
+            &[
+                "put k000 changed",
+                "get k000",
+                "get k007",
+                "del k001",
+                "scan k00",
+            ],
+        ),
+        302,
+        i64::MAX,
+    );
+    assert_eq!(inv.outcome, Outcome::Ok, "{:?}", inv.logs);
+    let out: Vec<(String, String)> = inv
+        .emits
+        .to_vec()
+        .iter()
+        .map(|e| {
+            (
+                String::from_utf8(e.key.clone().unwrap()).unwrap(),
+                String::from_utf8(e.value.clone().unwrap()).unwrap(),
+            )
+        })
+        .collect();
+    let mut want = vec![
+        ("k000".to_owned(), "changed".to_owned()),
+        ("k007".to_owned(), "<none>".to_owned()),
+        ("k000".to_owned(), "changed".to_owned()),
+    ];
+    want.extend([2, 3, 4, 5, 6, 8, 9].map(|i| (format!("k00{i}"), format!("v{i}"))));
+    assert_eq!(out, want);
+    state.apply(&inv.state);
+
+    // A scan of everything pages through the 40,000-byte value.
+    let inv = inst.invoke(&values(307, &["scan k"]), 307, i64::MAX);
+    assert_eq!(inv.outcome, Outcome::Ok, "{:?}", inv.logs);
+    assert_eq!(inv.emits.len(), 298);
+    let big = inv
+        .emits
+        .to_vec()
+        .into_iter()
+        .find(|e| e.key.as_deref() == Some(b"k150"))
+        .unwrap();
+    assert_eq!(big.value.unwrap().len(), 40_000);
+
+    // A failing record: the change before it stands, its own does not.
+    let inv = inst.invoke(
+        &values(308, &["put before 1", "fail", "put after 1"]),
+        308,
+        i64::MAX,
+    );
+    assert!(
+        matches!(inv.outcome, Outcome::RecordFailed { offset: 309, .. }),
+        "{:?}",
+        inv.outcome
+    );
+    let changed: Vec<&[u8]> = inv.state.iter().map(|(k, _)| k).collect();
+    assert_eq!(changed, vec![&b"before"[..]]);
+
+    // An empty key is refused by the host: a record error naming it, not a trap.
+    let inv = inst.invoke(&values(311, &["put  v"]), 311, i64::MAX);
+    match inv.outcome {
+        Outcome::RecordFailed { message, .. } => {
+            assert!(message.contains("invalid state key"), "{message}")
+        }
+        other => panic!("{other:?}"),
+    }
 }

@@ -234,6 +234,7 @@ impl Scheduler {
             .map_err(|e| DeployError::Invalid(format!("checking the topics failed: {e}")))??;
         let handler = self.compile_and_probe(&spec, wasm).await?;
         spec.module_hash = handler.hash().to_owned();
+        spec.state = handler.uses_state();
         if let Some(catalog) = self.backend.catalog() {
             if reset {
                 return Err(DeployError::Invalid(
