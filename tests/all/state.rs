@@ -138,6 +138,16 @@ fn read_model_survives_a_kill_and_a_replay(guarantee: &str) {
         "{scan}"
     );
 
+    // Metrics: keys per partition's store, its position, the last restore's duration.
+    let m = h.client().get_text("/metrics").unwrap();
+    let keys: f64 = m
+        .lines()
+        .filter(|l| l.starts_with("rill_state_keys{deployment=\"totals\""))
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
+        .sum();
+    assert_eq!(keys as usize, expected.len(), "{m}");
+    assert!(m.contains("rill_state_restore_seconds{deployment=\"totals\",partition=\"2\"}"));
+
     // The changelog is a compacted topic of the log, one partition per source partition.
     let t: TopicInfo = h.client().get("/v1/topics/totals.state").unwrap();
     assert_eq!(t.partitions, 3);

@@ -535,6 +535,12 @@ impl Scheduler {
             .map(|(name, e)| (name.clone(), e.shared.metrics.clone()))
             .collect();
         crate::metrics::render_deployments(&all, out);
+        let states: Vec<(String, Arc<crate::state::DeploymentState>)> = self
+            .entries()
+            .iter()
+            .filter_map(|(name, e)| Some((name.clone(), e.shared.state.clone()?)))
+            .collect();
+        crate::state::render_metrics(&states, out);
     }
 
     /// Stops every worker and waits for in-flight invocations to finish and commit.

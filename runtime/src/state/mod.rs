@@ -85,6 +85,8 @@ pub(crate) struct PartitionStore {
     unsaved: AtomicU64,
     snapshot: PathBuf,
     last_snapshot: std::sync::Mutex<Instant>,
+    /// How long the last restore took, in ms.
+    restore_ms: AtomicU64,
 }
 
 impl std::fmt::Debug for PartitionStore {
@@ -135,6 +137,7 @@ impl PartitionStore {
             unsaved: AtomicU64::new(0),
             snapshot,
             last_snapshot: std::sync::Mutex::new(Instant::now()),
+            restore_ms: AtomicU64::new(0),
         }
     }
 
@@ -235,6 +238,7 @@ impl PartitionStore {
     /// Called by the worker before its first record, and after an exactly-once commit whose
     /// outcome is unknown.
     pub fn restore(&self, changelog: &dyn Changelog) -> Result<Restored, String> {
+        let started = Instant::now();
         self.serving.store(Serving::Restoring as u8, Relaxed);
         let mut map = BTreeMap::new();
         let mut position = -1;
@@ -286,6 +290,8 @@ impl PartitionStore {
         self.position.store(position, Relaxed);
         self.changelog_next.store(next, Relaxed);
         self.unsaved.store(read, Relaxed);
+        self.restore_ms
+            .store(started.elapsed().as_millis() as u64, Relaxed);
         self.serving.store(Serving::Ready as u8, Relaxed);
         Ok(Restored {
             keys,
@@ -319,6 +325,46 @@ impl PartitionStore {
             Ok(()) => self.unsaved.store(0, Relaxed),
             Err(e) => tracing::warn!(snapshot = %self.snapshot.display(),
                 "cannot write the state snapshot: {e}"),
+        }
+    }
+}
+
+/// Writes the state metrics of `all` (deployment name, its state): keys, position and the
+/// last restore's duration, per partition this host runs.
+pub(crate) fn render_metrics(all: &[(String, Arc<DeploymentState>)], out: &mut String) {
+    use std::fmt::Write;
+    if all.is_empty() {
+        return;
+    }
+    let families: [(&str, &str, fn(&PartitionStore) -> f64); 3] = [
+        (
+            "rill_state_keys",
+            "Keys in a partition's durable state store.",
+            |s| s.read().len() as f64,
+        ),
+        (
+            "rill_state_position",
+            "The next source offset a partition's state reflects.",
+            |s| s.position() as f64,
+        ),
+        (
+            "rill_state_restore_seconds",
+            "How long the last restore of a partition's state took.",
+            |s| s.restore_ms.load(Relaxed) as f64 / 1000.0,
+        ),
+    ];
+    for (name, help, value) in families {
+        crate::metrics::family(out, name, "gauge", help);
+        for (deployment, state) in all {
+            for s in state.partitions.iter().filter(|s| s.is_ready()) {
+                let _ = writeln!(
+                    out,
+                    "{name}{{deployment=\"{}\",partition=\"{}\"}} {}",
+                    crate::metrics::escape(deployment),
+                    s.partition(),
+                    value(s)
+                );
+            }
         }
     }
 }
