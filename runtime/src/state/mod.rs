@@ -336,7 +336,8 @@ pub(crate) fn render_metrics(all: &[(String, Arc<DeploymentState>)], out: &mut S
     if all.is_empty() {
         return;
     }
-    let families: [(&str, &str, fn(&PartitionStore) -> f64); 3] = [
+    type Family = (&'static str, &'static str, fn(&PartitionStore) -> f64);
+    let families: [Family; 3] = [
         (
             "rill_state_keys",
             "Keys in a partition's durable state store.",
