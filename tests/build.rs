@@ -24,6 +24,7 @@ const GUESTS: &[(&str, &str)] = &[
     ("emit-flood", "wasm32-unknown-unknown"),
     ("bad-import", "wasm32-unknown-unknown"),
     ("huge-data", "wasm32-unknown-unknown"),
+    ("state-bench", "wasm32-unknown-unknown"),
 ];
 
 fn main() {

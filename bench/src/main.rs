@@ -25,6 +25,7 @@ mod latency;
 mod report;
 mod restart;
 mod scale;
+mod state;
 mod throughput;
 mod workload;
 
@@ -61,7 +62,8 @@ struct Args {
     /// Size of the log for the restart run, in MiB (default 10,240; quick 64).
     #[arg(long)]
     restart_mib: Option<u64>,
-    /// Scenarios to run: throughput, guarantee, latency, wide, many, restart (default all).
+    /// Scenarios to run: throughput, guarantee, latency, wide, many, restart, state (default
+    /// all).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// The `runtime` binary (default: next to this one, or RILL_BIN).
@@ -179,13 +181,14 @@ fn run(args: Args) -> anyhow::Result<()> {
     let started = Instant::now();
     let mut report = report::Report::default();
     type Scenario = fn(&Ctx, &Progress, &mut report::Report) -> anyhow::Result<()>;
-    let scenarios: [(&str, Scenario); 6] = [
+    let scenarios: [(&str, Scenario); 7] = [
         ("throughput", throughput::run),
         ("guarantee", guarantee::run),
         ("latency", latency::run),
         ("wide", scale::wide),
         ("many", scale::many),
         ("restart", restart::run),
+        ("state", state::run),
     ];
     for (name, f) in scenarios {
         if want(name) {
