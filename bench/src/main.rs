@@ -62,8 +62,8 @@ struct Args {
     /// Size of the log for the restart run, in MiB (default 10,240; quick 64).
     #[arg(long)]
     restart_mib: Option<u64>,
-    /// Scenarios to run: throughput, guarantee, latency, wide, many, restart, state (default
-    /// all).
+    /// Scenarios to run: throughput, guarantee, latency, wide, many, restart, state-ops,
+    /// state-e2e, state-restore; `state` is the three state-* (default all).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// The `runtime` binary (default: next to this one, or RILL_BIN).
@@ -169,7 +169,15 @@ fn run(args: Args) -> anyhow::Result<()> {
         many_records: if q { 1_000 } else { 100_000 },
         restart_bytes: args.restart_mib.unwrap_or(if q { 64 } else { 10_240 }) << 20,
     };
-    let want = |s: &str| args.only.is_empty() || args.only.iter().any(|o| o == s);
+    // `--only state` runs every `state-*` scenario.
+    let want = |s: &str| {
+        args.only.is_empty()
+            || args.only.iter().any(|o| {
+                o == s
+                    || s.strip_prefix(o.as_str())
+                        .is_some_and(|r| r.starts_with('-'))
+            })
+    };
     let bar = ProgressBar::new(0).with_style(
         ProgressStyle::with_template(
             "{spinner} [{elapsed_precise}] {msg:45} {wide_bar} {pos}/{len}",
@@ -181,14 +189,16 @@ fn run(args: Args) -> anyhow::Result<()> {
     let started = Instant::now();
     let mut report = report::Report::default();
     type Scenario = fn(&Ctx, &Progress, &mut report::Report) -> anyhow::Result<()>;
-    let scenarios: [(&str, Scenario); 7] = [
+    let scenarios: [(&str, Scenario); 9] = [
         ("throughput", throughput::run),
         ("guarantee", guarantee::run),
         ("latency", latency::run),
         ("wide", scale::wide),
         ("many", scale::many),
         ("restart", restart::run),
-        ("state", state::run),
+        ("state-ops", state::engine_ops),
+        ("state-e2e", state::end_to_end),
+        ("state-restore", state::restore),
     ];
     for (name, f) in scenarios {
         if want(name) {

@@ -24,7 +24,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use base64::Engine as _;
-use rill_engine::{Engine, EngineConfig, InstanceConfig, Outcome, StateHandle, StateView};
+use rill_engine::{
+    Engine, EngineConfig, InstanceConfig, KeyBytes, Outcome, StateHandle, StateKey, StateView,
+};
 use serde_json::{Value, json};
 
 use crate::host::Host;
@@ -38,10 +40,10 @@ const KEY_SPACE: u64 = 100_000;
 const PER_BATCH: u64 = 1_000;
 
 /// The engine's view of the committed state, as `runtime`'s `PartitionStore` keeps it (that
-/// one is `pub(crate)`): a `BTreeMap` behind a `RwLock`, updated in place once an
-/// invocation's writes are "durable".
+/// one is `pub(crate)`): a `BTreeMap` of [`StateKey`]s behind a `RwLock`, updated in place
+/// once an invocation's writes are "durable".
 #[derive(Debug, Default)]
-struct Store(RwLock<BTreeMap<Vec<u8>, Vec<u8>>>);
+struct Store(RwLock<BTreeMap<StateKey, Vec<u8>>>);
 
 impl StateView for Store {
     fn get(&self, key: &[u8], f: &mut dyn FnMut(Option<&[u8]>)) {
@@ -49,16 +51,16 @@ impl StateView for Store {
             .0
             .read()
             .unwrap_or_else(|e| e.into_inner())
-            .get(key)
+            .get(KeyBytes::new(key))
             .map(Vec::as_slice))
     }
 
     fn scan(&self, from: &[u8], to: Option<&[u8]>, f: &mut dyn FnMut(&[u8], &[u8]) -> bool) {
         use std::ops::Bound;
         let map = self.0.read().unwrap_or_else(|e| e.into_inner());
-        let upper = to.map_or(Bound::Unbounded, Bound::Excluded);
-        for (k, v) in map.range::<[u8], _>((Bound::Included(from), upper)) {
-            if !f(k, v) {
+        let upper = to.map_or(Bound::Unbounded, |t| Bound::Excluded(KeyBytes::new(t)));
+        for (k, v) in map.range::<KeyBytes, _>((Bound::Included(KeyBytes::new(from)), upper)) {
+            if !f(k.as_bytes(), v) {
                 return;
             }
         }
@@ -71,26 +73,26 @@ impl Store {
         let mut map = self.0.write().unwrap_or_else(|e| e.into_inner());
         for (k, v) in writes.iter() {
             match v {
-                Some(v) => match map.get_mut(k) {
+                Some(v) => match map.get_mut(KeyBytes::new(k)) {
                     Some(old) => {
                         old.clear();
                         old.extend_from_slice(v);
                     }
                     None => {
-                        map.insert(k.to_vec(), v.to_vec());
+                        map.insert(StateKey::new(k), v.to_vec());
                     }
                 },
                 None => {
-                    map.remove(k);
+                    map.remove(KeyBytes::new(k));
                 }
             }
         }
     }
 }
 
-/// The key of record `i`: 8 bytes, drawn from [`KEY_SPACE`] by a fixed permutation.
-fn key(i: u64) -> [u8; 8] {
-    let k = i.wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(17) % KEY_SPACE;
+/// The key of record `i`: 8 bytes, drawn from `space` keys by a fixed permutation.
+fn key(i: u64, space: u64) -> [u8; 8] {
+    let k = i.wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(17) % space;
     let mut out = *b"k0000000";
     out[1..].copy_from_slice(format!("{k:07}").as_bytes());
     out
@@ -117,19 +119,34 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-pub fn run(ctx: &Ctx, pb: &Progress, report: &mut Report) -> anyhow::Result<()> {
-    engine_ops(ctx, pb, report)?;
-    end_to_end(ctx, pb, report)?;
-    restore(ctx, pb, report)
+/// Figure 1: ns per get+put in the guest, against native: with 100,000 keys (the store
+/// larger than the L2 cache, so the map's lookups dominate) and with 1,000 (in cache, so the
+/// engine's own cost shows).
+pub fn engine_ops(ctx: &Ctx, pb: &Progress, report: &mut Report) -> anyhow::Result<()> {
+    let wasm = std::fs::read(rill_tests::guests::STATE_BENCH).context("state-bench.wasm")?;
+    let engine = Engine::new(EngineConfig {
+        max_instances: 4,
+        ..EngineConfig::default()
+    })?;
+    let handler = engine.load(&wasm)?;
+    for space in [KEY_SPACE, 1_000] {
+        ops_at(ctx, pb, report, &handler, space)?;
+    }
+    Ok(())
 }
 
-/// Figure 1: ns per get+put in the guest, against native.
-fn engine_ops(ctx: &Ctx, pb: &Progress, report: &mut Report) -> anyhow::Result<()> {
+fn ops_at(
+    ctx: &Ctx,
+    pb: &Progress,
+    report: &mut Report,
+    handler: &rill_engine::Handler,
+    space: u64,
+) -> anyhow::Result<()> {
     let q = ctx.records < 100_000;
     let records: u64 = if q { 20_000 } else { 1_000_000 };
     let rounds = if q { 1 } else { ctx.rounds.max(5) };
     // 8-byte keys, 8-byte values (the guest adds their length to its sum).
-    let keys: Vec<[u8; 8]> = (0..records).map(key).collect();
+    let keys: Vec<[u8; 8]> = (0..records).map(|i| key(i, space)).collect();
     let batches: Vec<Vec<u8>> = keys
         .chunks(PER_BATCH as usize)
         .map(|chunk| {
@@ -144,20 +161,18 @@ fn engine_ops(ctx: &Ctx, pb: &Progress, report: &mut Report) -> anyhow::Result<(
             rill_log::batch::encode(&recs, 0)
         })
         .collect();
-    let initial: BTreeMap<Vec<u8>, Vec<u8>> = (0..KEY_SPACE)
+    let initial_vec: BTreeMap<Vec<u8>, Vec<u8>> = (0..space)
         .map(|k| {
             let mut key = *b"k0000000";
             key[1..].copy_from_slice(format!("{k:07}").as_bytes());
             (key.to_vec(), value16(0, 0))
         })
         .collect();
+    let initial: BTreeMap<StateKey, Vec<u8>> = initial_vec
+        .iter()
+        .map(|(k, v)| (StateKey::new(k), v.clone()))
+        .collect();
 
-    let wasm = std::fs::read(rill_tests::guests::STATE_BENCH).context("state-bench.wasm")?;
-    let engine = Engine::new(EngineConfig {
-        max_instances: 4,
-        ..EngineConfig::default()
-    })?;
-    let handler = engine.load(&wasm)?;
     let instance = |mode: &str, store: &Arc<Store>| {
         let mut cfg = InstanceConfig::new("state-bench", 0);
         cfg.params = vec![("mode".into(), mode.into())];
@@ -191,9 +206,10 @@ fn engine_ops(ctx: &Ctx, pb: &Progress, report: &mut Report) -> anyhow::Result<(
         }
         Ok((invoke, apply))
     };
-    // The same get + insert natively, on the same BTreeMap, keys taken from the same array.
+    // The same get + insert natively, on a `BTreeMap<Vec<u8>, Vec<u8>>` holding the same
+    // keys, keys taken from the same array.
     let native_pass = || -> Duration {
-        let mut map = initial.clone();
+        let mut map = initial_vec.clone();
         let t = Instant::now();
         for k in &keys {
             let (c, s) = decode16(map.get(&k[..]).map(Vec::as_slice));
@@ -212,12 +228,35 @@ fn engine_ops(ctx: &Ctx, pb: &Progress, report: &mut Report) -> anyhow::Result<(
         std::hint::black_box(&map);
         e
     };
+    // The same on a map of `StateKey`s (the store's own map type).
+    let native_keyed_pass = || -> Duration {
+        let mut map = initial.clone();
+        let t = Instant::now();
+        for k in &keys {
+            let k = KeyBytes::new(k);
+            let (c, s) = decode16(map.get(k).map(Vec::as_slice));
+            let v = std::hint::black_box(value16(c + 1, s + 8));
+            match map.get_mut(k) {
+                Some(old) => {
+                    old.clear();
+                    old.extend_from_slice(&v);
+                }
+                None => {
+                    map.insert(StateKey::new(k.as_bytes()), v);
+                }
+            }
+        }
+        let e = t.elapsed();
+        std::hint::black_box(&map);
+        e
+    };
     // The engine's structures without Wasm: per record, the overlay then the view, a put
-    // into a fresh `StateWrites` per 1,000 records, applied to the store.
+    // into a fresh `StateWrites` per 1,000 records (applied to the store, untimed).
     let structures_pass = || -> Duration {
         let store = Store(RwLock::new(initial.clone()));
-        let t = Instant::now();
+        let mut elapsed = Duration::ZERO;
         for chunk in keys.chunks(PER_BATCH as usize) {
+            let t = Instant::now();
             let mut writes = rill_engine::StateWrites::default();
             for k in chunk {
                 let (c, s) = match writes.get(k) {
@@ -230,33 +269,45 @@ fn engine_ops(ctx: &Ctx, pb: &Progress, report: &mut Report) -> anyhow::Result<(
                 };
                 writes.put(k, Some(&value16(c + 1, s + 8)));
             }
+            elapsed += t.elapsed();
             store.apply(&writes);
         }
-        t.elapsed()
+        elapsed
     };
 
     let per = |d: Duration| d.as_nanos() as f64 / records as f64;
-    let (mut with, mut without, mut apply, mut native, mut structures) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut with, mut without, mut apply, mut native, mut keyed, mut structures) = (
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+    );
     for round in 1..=rounds {
-        pb.phase(&format!("state: engine ops, round {round} of {rounds}"), 0);
+        pb.phase(
+            &format!("state: engine ops, {space} keys, round {round} of {rounds}"),
+            0,
+        );
         let (i, a) = guest_pass("get-put")?;
         with.push(per(i));
         apply.push(per(a));
         without.push(per(guest_pass("none")?.0));
         native.push(per(native_pass()));
+        keyed.push(per(native_keyed_pass()));
         structures.push(per(structures_pass()));
     }
-    let (with, without, apply, native, structures) = (
+    let (with, without, apply, native, keyed, structures) = (
         median(with),
         median(without),
         median(apply),
         median(native),
+        median(keyed),
         median(structures),
     );
     let op = with - without;
     let setup = format!(
-        "{records} records in invocations of {PER_BATCH}, 8 B keys drawn from {KEY_SPACE} \
+        "{records} records in invocations of {PER_BATCH}, 8 B keys drawn from {space} \
          (all present), 16 B values, median of {rounds}"
     );
     report.push(
@@ -271,13 +322,17 @@ fn engine_ops(ctx: &Ctx, pb: &Progress, report: &mut Report) -> anyhow::Result<(
         .target("≤ 200 ns", op <= 200.0),
     );
     report.push(
-        Row::new("state", "  baseline: native BTreeMap get+insert", &setup)
-            .value(format!("{native:.0} ns/op")),
+        Row::new(
+            "state",
+            "  baseline: native get+insert, BTreeMap<Vec<u8>, Vec<u8>> (BTreeMap<StateKey, _>)",
+            &setup,
+        )
+        .value(format!("{native:.0} ns/op ({keyed:.0} ns/op)")),
     );
     report.push(
         Row::new(
             "state",
-            "  breakdown: StateWrites + view + apply, no Wasm",
+            "  breakdown: StateWrites over the store, no Wasm",
             &setup,
         )
         .value(format!("{structures:.0} ns/op")),
@@ -384,7 +439,7 @@ fn drain(
 }
 
 /// Figure 2: records/s of handlers updating one key per record against the filter.
-fn end_to_end(ctx: &Ctx, pb: &Progress, report: &mut Report) -> anyhow::Result<()> {
+pub fn end_to_end(ctx: &Ctx, pb: &Progress, report: &mut Report) -> anyhow::Result<()> {
     let n = (ctx.records / 2).max(1_000);
     let partitions = ctx.partitions;
     let dir = ctx.tmp.path().join("state-e2e");
@@ -508,7 +563,7 @@ fn restored_line(log: &Path, after: usize) -> Option<(u64, u64, u64)> {
 }
 
 /// Figure 3: restore of 1,000,000 keys through a host restart.
-fn restore(ctx: &Ctx, pb: &Progress, report: &mut Report) -> anyhow::Result<()> {
+pub fn restore(ctx: &Ctx, pb: &Progress, report: &mut Report) -> anyhow::Result<()> {
     let q = ctx.records < 100_000;
     let n: u64 = if q { 20_000 } else { 1_000_000 };
     let rounds = if q { 1 } else { ctx.rounds.max(3) };

@@ -9,12 +9,14 @@
 //! writes are discarded with its emits.
 
 use std::collections::BTreeMap;
+use std::collections::btree_map::Entry;
 use std::ops::Bound;
 use std::sync::Arc;
 
 use wasmtime::Caller;
 
 use crate::host::{Abort, HostState, abort, guest_slice, guest_slice_mut};
+use crate::state_key::{KeyBytes, StateKey};
 
 /// Longest key a guest may use, in bytes.
 pub const MAX_STATE_KEY: usize = 32 << 10;
@@ -45,7 +47,7 @@ impl std::fmt::Debug for StateHandle {
 /// key order.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StateWrites {
-    map: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    map: BTreeMap<StateKey, Option<Vec<u8>>>,
 }
 
 impl StateWrites {
@@ -61,23 +63,29 @@ impl StateWrites {
 
     /// Every change, in key order: the key and its new value (`None`: deleted).
     pub fn iter(&self) -> impl ExactSizeIterator<Item = (&[u8], Option<&[u8]>)> + '_ {
-        self.map.iter().map(|(k, v)| (k.as_slice(), v.as_deref()))
+        self.map.iter().map(|(k, v)| (k.as_bytes(), v.as_deref()))
     }
 
-    /// Records a change.
+    /// Records a change. One search of the map; a key written again reuses its value's
+    /// buffer.
     pub fn put(&mut self, key: &[u8], value: Option<&[u8]>) {
-        let value = value.map(<[u8]>::to_vec);
-        match self.map.get_mut(key) {
-            Some(v) => *v = value,
-            None => {
-                self.map.insert(key.to_vec(), value);
+        match self.map.entry(StateKey::new(key)) {
+            Entry::Occupied(mut e) => match (e.get_mut(), value) {
+                (Some(old), Some(v)) => {
+                    old.clear();
+                    old.extend_from_slice(v);
+                }
+                (slot, v) => *slot = v.map(<[u8]>::to_vec),
+            },
+            Entry::Vacant(e) => {
+                e.insert(value.map(<[u8]>::to_vec));
             }
         }
     }
 
     /// The change to `key`, if there is one: `Some(None)` is a delete.
     pub fn get(&self, key: &[u8]) -> Option<Option<&[u8]>> {
-        self.map.get(key).map(Option::as_deref)
+        self.map.get(KeyBytes::new(key)).map(Option::as_deref)
     }
 
     /// Forgets every change.
@@ -90,13 +98,10 @@ impl StateWrites {
         from: &[u8],
         to: Option<&[u8]>,
     ) -> impl Iterator<Item = (&'a [u8], Option<&'a [u8]>)> + 'a {
-        let upper = match to {
-            Some(t) => Bound::Excluded(t.to_vec()),
-            None => Bound::Unbounded,
-        };
+        let upper = to.map_or(Bound::Unbounded, |t| Bound::Excluded(KeyBytes::new(t)));
         self.map
-            .range::<Vec<u8>, _>((Bound::Included(from.to_vec()), upper))
-            .map(|(k, v)| (k.as_slice(), v.as_deref()))
+            .range::<KeyBytes, _>((Bound::Included(KeyBytes::new(from)), upper))
+            .map(|(k, v)| (k.as_bytes(), v.as_deref()))
     }
 }
 
@@ -123,10 +128,13 @@ pub(crate) fn state_get(
     let mem = memory(&caller);
     let (data, state) = mem.data_and_store_mut(&mut caller);
     let result = (|| {
-        let key = guest_slice(data, key_ptr, key_len, "state_get key")?.to_vec();
-        if !valid_key(&key) {
+        // A copy, since the output may overlap it; inline (no allocation) for short keys.
+        let key = guest_slice(data, key_ptr, key_len, "state_get key")?;
+        if !valid_key(key) {
             return Ok(STATE_ERR_KEY);
         }
+        let key = StateKey::new(key);
+        let key = key.as_bytes();
         let mut found: Result<i32, Abort> = Ok(-1);
         let mut copy = |value: Option<&[u8]>| {
             let Some(v) = value else { return };
@@ -136,11 +144,11 @@ pub(crate) fn state_get(
                 v.len().min(i32::MAX as usize) as i32
             });
         };
-        match state.scratch.state.get(&key) {
+        match state.scratch.state.get(key) {
             Some(v) => copy(v),
             None => {
                 if let Some(view) = &state.state {
-                    view.0.get(&key, &mut copy);
+                    view.0.get(key, &mut copy);
                 }
             }
         }

@@ -29,7 +29,7 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
-use rill_engine::{StateView, StateWrites};
+use rill_engine::{KeyBytes, StateKey, StateView, StateWrites};
 
 pub(crate) use changelog::{Changelog, LogChangelog, changelog_records, encode_position};
 
@@ -71,10 +71,14 @@ impl DeploymentState {
     }
 }
 
+/// A partition's map: keys inline up to 23 bytes ([`StateKey`]), so a lookup compares keys
+/// in the map's nodes instead of chasing a pointer per comparison.
+pub(crate) type StateMap = BTreeMap<StateKey, Vec<u8>>;
+
 /// One partition's committed state. See the module docs.
 pub(crate) struct PartitionStore {
     partition: u32,
-    map: RwLock<BTreeMap<Vec<u8>, Vec<u8>>>,
+    map: RwLock<StateMap>,
     /// The next source offset the state reflects; -1 before anything was written.
     position: AtomicI64,
     /// The changelog offset after the last change applied (where a restore resumes).
@@ -142,17 +146,17 @@ impl PartitionStore {
         self.restored.load(Relaxed)
     }
 
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<Vec<u8>, Vec<u8>>> {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, StateMap> {
         self.map.read().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<Vec<u8>, Vec<u8>>> {
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, StateMap> {
         self.map.write().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The value of `key`.
     pub fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
-        self.read().get(key).cloned()
+        self.read().get(KeyBytes::new(key)).cloned()
     }
 
     /// Up to `limit` entries with keys in `[from, ..)` starting with `prefix`, in key order.
@@ -165,13 +169,13 @@ impl PartitionStore {
         use std::ops::Bound;
         let map = self.read();
         let lower = match after {
-            Some(a) if a >= prefix => Bound::Excluded(a),
-            _ => Bound::Included(prefix),
+            Some(a) if a >= prefix => Bound::Excluded(KeyBytes::new(a)),
+            _ => Bound::Included(KeyBytes::new(prefix)),
         };
-        map.range::<[u8], _>((lower, Bound::Unbounded))
-            .take_while(|(k, _)| k.starts_with(prefix))
+        map.range::<KeyBytes, _>((lower, Bound::Unbounded))
+            .take_while(|(k, _)| k.as_bytes().starts_with(prefix))
             .take(limit)
-            .map(|(k, v)| (k.clone(), v.clone()))
+            .map(|(k, v)| (k.as_bytes().to_vec(), v.clone()))
             .collect()
     }
 
@@ -182,17 +186,17 @@ impl PartitionStore {
             let mut map = self.write();
             for (k, v) in writes.iter() {
                 match v {
-                    Some(v) => match map.get_mut(k) {
+                    Some(v) => match map.get_mut(KeyBytes::new(k)) {
                         Some(old) => {
                             old.clear();
                             old.extend_from_slice(v);
                         }
                         None => {
-                            map.insert(k.to_vec(), v.to_vec());
+                            map.insert(StateKey::new(k), v.to_vec());
                         }
                     },
                     None => {
-                        map.remove(k);
+                        map.remove(KeyBytes::new(k));
                     }
                 }
             }
@@ -236,10 +240,10 @@ impl PartitionStore {
                 }
                 (true, None) => {}
                 (false, Some(v)) => {
-                    map.insert(key.to_vec(), v.to_vec());
+                    map.insert(StateKey::new(key), v.to_vec());
                 }
                 (false, None) => {
-                    map.remove(key);
+                    map.remove(KeyBytes::new(key));
                 }
             }
         })?;
@@ -287,18 +291,15 @@ impl PartitionStore {
 
 impl StateView for PartitionStore {
     fn get(&self, key: &[u8], f: &mut dyn FnMut(Option<&[u8]>)) {
-        f(self.read().get(key).map(Vec::as_slice))
+        f(self.read().get(KeyBytes::new(key)).map(Vec::as_slice))
     }
 
     fn scan(&self, from: &[u8], to: Option<&[u8]>, f: &mut dyn FnMut(&[u8], &[u8]) -> bool) {
         use std::ops::Bound;
         let map = self.read();
-        let upper = match to {
-            Some(t) => Bound::Excluded(t),
-            None => Bound::Unbounded,
-        };
-        for (k, v) in map.range::<[u8], _>((Bound::Included(from), upper)) {
-            if !f(k, v) {
+        let upper = to.map_or(Bound::Unbounded, |t| Bound::Excluded(KeyBytes::new(t)));
+        for (k, v) in map.range::<KeyBytes, _>((Bound::Included(KeyBytes::new(from)), upper)) {
+            if !f(k.as_bytes(), v) {
                 return;
             }
         }
