@@ -45,10 +45,24 @@ impl std::fmt::Debug for StateHandle {
 
 /// One invocation's state changes: the last value written per key (`None`: deleted), in
 /// key order.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+///
+/// Values live back to back in one buffer (a put allocates nothing once the buffer and the
+/// map's nodes have grown; a value rewritten no longer than before is overwritten in place).
+/// The buffer holds at most what the puts wrote, which the emit byte limit bounds.
+#[derive(Debug, Clone, Default)]
 pub struct StateWrites {
-    map: BTreeMap<StateKey, Option<Vec<u8>>>,
+    /// Key → where its value is in `values` (`None`: deleted).
+    map: BTreeMap<StateKey, Option<(usize, usize)>>,
+    values: Vec<u8>,
 }
+
+impl PartialEq for StateWrites {
+    fn eq(&self, other: &Self) -> bool {
+        self.iter().eq(other.iter())
+    }
+}
+
+impl Eq for StateWrites {}
 
 impl StateWrites {
     /// Whether nothing was written.
@@ -61,36 +75,45 @@ impl StateWrites {
         self.map.len()
     }
 
-    /// Every change, in key order: the key and its new value (`None`: deleted).
-    pub fn iter(&self) -> impl ExactSizeIterator<Item = (&[u8], Option<&[u8]>)> + '_ {
-        self.map.iter().map(|(k, v)| (k.as_bytes(), v.as_deref()))
+    fn value(&self, at: Option<(usize, usize)>) -> Option<&[u8]> {
+        at.map(|(start, len)| &self.values[start..start + len])
     }
 
-    /// Records a change. One search of the map; a key written again reuses its value's
-    /// buffer.
+    /// Every change, in key order: the key and its new value (`None`: deleted).
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = (&[u8], Option<&[u8]>)> + '_ {
+        self.map.iter().map(|(k, v)| (k.as_bytes(), self.value(*v)))
+    }
+
+    /// Records a change. One search of the map.
     pub fn put(&mut self, key: &[u8], value: Option<&[u8]>) {
+        fn push(values: &mut Vec<u8>, v: &[u8]) -> (usize, usize) {
+            values.extend_from_slice(v);
+            (values.len() - v.len(), v.len())
+        }
+        let values = &mut self.values;
         match self.map.entry(StateKey::new(key)) {
             Entry::Occupied(mut e) => match (e.get_mut(), value) {
-                (Some(old), Some(v)) => {
-                    old.clear();
-                    old.extend_from_slice(v);
+                (Some((start, len)), Some(v)) if v.len() <= *len => {
+                    values[*start..*start + v.len()].copy_from_slice(v);
+                    *len = v.len();
                 }
-                (slot, v) => *slot = v.map(<[u8]>::to_vec),
+                (slot, v) => *slot = v.map(|v| push(values, v)),
             },
             Entry::Vacant(e) => {
-                e.insert(value.map(<[u8]>::to_vec));
+                e.insert(value.map(|v| push(values, v)));
             }
         }
     }
 
     /// The change to `key`, if there is one: `Some(None)` is a delete.
     pub fn get(&self, key: &[u8]) -> Option<Option<&[u8]>> {
-        self.map.get(KeyBytes::new(key)).map(Option::as_deref)
+        self.map.get(KeyBytes::new(key)).map(|v| self.value(*v))
     }
 
     /// Forgets every change.
     pub fn clear(&mut self) {
         self.map.clear();
+        self.values.clear();
     }
 
     fn range<'a>(
@@ -101,7 +124,7 @@ impl StateWrites {
         let upper = to.map_or(Bound::Unbounded, |t| Bound::Excluded(KeyBytes::new(t)));
         self.map
             .range::<KeyBytes, _>((Bound::Included(KeyBytes::new(from)), upper))
-            .map(|(k, v)| (k.as_bytes(), v.as_deref()))
+            .map(|(k, v)| (k.as_bytes(), self.value(*v)))
     }
 }
 

@@ -71,7 +71,7 @@ impl DeploymentState {
     }
 }
 
-/// A partition's map: keys inline up to 23 bytes ([`StateKey`]), so a lookup compares keys
+/// A partition's map: keys inline up to 22 bytes ([`StateKey`]), so a lookup compares keys
 /// in the map's nodes instead of chasing a pointer per comparison.
 pub(crate) type StateMap = BTreeMap<StateKey, Vec<u8>>;
 
