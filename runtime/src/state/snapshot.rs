@@ -94,14 +94,17 @@ pub(super) fn load(path: &Path) -> Result<Option<Snapshot>, String> {
         at += n;
         Ok(s)
     };
-    let mut map = StateMap::new();
+    // Written in key order: collected, then built in one pass (`BTreeMap::from_iter` finds
+    // the run already sorted and fills nodes left to right instead of searching per key).
+    let mut entries = Vec::with_capacity(usize::try_from(count).unwrap_or(0).min(body.len() / 8));
     for _ in 0..count {
         let kl = u32::from_le_bytes(take(4)?.try_into().expect("4 bytes")) as usize;
         let k = StateKey::new(take(kl)?);
         let vl = u32::from_le_bytes(take(4)?.try_into().expect("4 bytes")) as usize;
         let v = take(vl)?.to_vec();
-        map.insert(k, v);
+        entries.push((k, v));
     }
+    let map = StateMap::from_iter(entries);
     Ok(Some(Snapshot {
         written_ms: i64_at(8),
         position: i64_at(16),
