@@ -49,11 +49,42 @@ impl std::fmt::Debug for StateHandle {
 /// Values live back to back in one buffer (a put allocates nothing once the buffer and the
 /// map's nodes have grown; a value rewritten no longer than before is overwritten in place).
 /// The buffer holds at most what the puts wrote, which the emit byte limit bounds.
-#[derive(Debug, Clone, Default)]
+///
+/// A bitmap of the written keys' hashes answers most reads of keys not written (the usual
+/// read-modify-write reads a key before its first put) without searching the map.
+#[derive(Debug, Clone)]
 pub struct StateWrites {
     /// Key → where its value is in `values` (`None`: deleted).
     map: BTreeMap<StateKey, Option<(usize, usize)>>,
     values: Vec<u8>,
+    /// Bit `hash(key) % 4096` is set for every key in `map`.
+    written: [u64; 64],
+}
+
+impl Default for StateWrites {
+    fn default() -> Self {
+        StateWrites {
+            map: BTreeMap::new(),
+            values: Vec::new(),
+            written: [0; 64],
+        }
+    }
+}
+
+/// The bit of `key` in [`StateWrites::written`]: (word, mask).
+#[inline]
+fn key_bit(key: &[u8]) -> (usize, u64) {
+    const K: u64 = 0x517c_c1b7_2722_0a95;
+    let mut h = key.len() as u64;
+    let mut words = key.chunks_exact(8);
+    for w in words.by_ref() {
+        h = (h.rotate_left(5) ^ u64::from_le_bytes(w.try_into().expect("8 bytes"))).wrapping_mul(K);
+    }
+    let mut tail = [0u8; 8];
+    tail[..words.remainder().len()].copy_from_slice(words.remainder());
+    h = (h.rotate_left(5) ^ u64::from_le_bytes(tail)).wrapping_mul(K);
+    let bit = (h >> 52) as usize;
+    (bit / 64, 1 << (bit % 64))
 }
 
 impl PartialEq for StateWrites {
@@ -90,6 +121,8 @@ impl StateWrites {
             values.extend_from_slice(v);
             (values.len() - v.len(), v.len())
         }
+        let (word, mask) = key_bit(key);
+        self.written[word] |= mask;
         let values = &mut self.values;
         match self.map.entry(StateKey::new(key)) {
             Entry::Occupied(mut e) => match (e.get_mut(), value) {
@@ -107,6 +140,10 @@ impl StateWrites {
 
     /// The change to `key`, if there is one: `Some(None)` is a delete.
     pub fn get(&self, key: &[u8]) -> Option<Option<&[u8]>> {
+        let (word, mask) = key_bit(key);
+        if self.written[word] & mask == 0 {
+            return None;
+        }
         self.map.get(KeyBytes::new(key)).map(|v| self.value(*v))
     }
 
@@ -114,6 +151,7 @@ impl StateWrites {
     pub fn clear(&mut self) {
         self.map.clear();
         self.values.clear();
+        self.written = [0; 64];
     }
 
     fn range<'a>(
@@ -395,6 +433,47 @@ mod tests {
             from.push(0);
             all.extend(page);
         }
+    }
+
+    #[test]
+    fn writes_read_back_their_last_value_and_nothing_else() {
+        let mut w = StateWrites::default();
+        let key = |i: u32| format!("key-{i}-{}", "x".repeat(i as usize % 40)).into_bytes();
+        for i in 0..5000u32 {
+            w.put(&key(i), Some(&i.to_le_bytes()));
+        }
+        for i in (0..5000u32).step_by(3) {
+            w.put(&key(i), Some(&[i as u8]));
+        }
+        for i in (0..5000u32).step_by(5) {
+            w.put(&key(i), Some(&[7u8; 30]));
+        }
+        for i in (0..5000u32).step_by(7) {
+            w.put(&key(i), None);
+        }
+        for i in 0..5000u32 {
+            let expected: Option<Vec<u8>> = if i % 7 == 0 {
+                None
+            } else if i % 5 == 0 {
+                Some(vec![7u8; 30])
+            } else if i % 3 == 0 {
+                Some(vec![i as u8])
+            } else {
+                Some(i.to_le_bytes().to_vec())
+            };
+            assert_eq!(
+                w.get(&key(i)).map(|v| v.map(<[u8]>::to_vec)),
+                Some(expected)
+            );
+            assert_eq!(w.get(&key(i + 5000)), None);
+        }
+        assert_eq!(w.len(), 5000);
+        let keys: Vec<&[u8]> = w.iter().map(|(k, _)| k).collect();
+        assert!(keys.windows(2).all(|p| p[0] < p[1]), "in key order");
+        let copy = w.clone();
+        assert_eq!(copy, w);
+        w.clear();
+        assert!(w.is_empty() && w.get(&key(1)).is_none());
     }
 
     #[test]
