@@ -4,7 +4,9 @@
 //! through the admin API: (1) throughput through the reference filter against the same filter
 //! compiled natively in the same run, (2) produce-to-handler latency at fixed rates, (3) one
 //! deployment on 1,000 partitions and 100 deployments on one topic, (4) restart time with a
-//! large log after a clean stop and after SIGKILL. It prints a Markdown summary table.
+//! large log after a clean stop and after SIGKILL, (5) durable state (`state.rs`): get+put in
+//! the guest against native, one key updated per record against the filter, restore of
+//! 1,000,000 keys against a raw read. It prints a Markdown summary table.
 //!
 //! ```sh
 //! cargo build --release -p rill-runtime -p rill-bench
