@@ -82,6 +82,7 @@ struct Args {
 /// What every scenario needs.
 #[allow(missing_debug_implementations)]
 pub struct Ctx {
+    quick: bool,
     bin: PathBuf,
     wasm: Vec<u8>,
     tmp: tempfile::TempDir,
@@ -154,6 +155,7 @@ fn run(args: Args) -> anyhow::Result<()> {
     }
     .context("cannot make a temp dir")?;
     let ctx = Ctx {
+        quick: q,
         bin: host::runtime_bin(args.runtime.as_deref())?,
         wasm: std::fs::read(&filter)
             .with_context(|| format!("cannot read the filter module {}", filter.display()))?,

@@ -142,7 +142,7 @@ fn ops_at(
     handler: &rill_engine::Handler,
     space: u64,
 ) -> anyhow::Result<()> {
-    let q = ctx.records < 100_000;
+    let q = ctx.quick;
     let records: u64 = if q { 20_000 } else { 1_000_000 };
     let rounds = if q { 1 } else { ctx.rounds.max(5) };
     // 8-byte keys, 8-byte values (the guest adds their length to its sum).
@@ -564,7 +564,7 @@ fn restored_line(log: &Path, after: usize) -> Option<(u64, u64, u64)> {
 
 /// Figure 3: restore of 1,000,000 keys through a host restart.
 pub fn restore(ctx: &Ctx, pb: &Progress, report: &mut Report) -> anyhow::Result<()> {
-    let q = ctx.records < 100_000;
+    let q = ctx.quick;
     let n: u64 = if q { 20_000 } else { 1_000_000 };
     let rounds = if q { 1 } else { ctx.rounds.max(3) };
     let dir = ctx.tmp.path().join("state-restore");
