@@ -2,11 +2,12 @@
 //! the same run:
 //!
 //! 1. **get+put in the guest** (`tests/guests/state-bench`, through `rill_engine` in this
-//!    process): per record one `get` and one `put` of an 8-byte key drawn from 100,000, the
-//!    value 16 bytes, over a store that already holds every key. The same guest with
-//!    `mode=none` does the same work without the state calls; the difference per record is
-//!    the cost of a get+put. Baselines: the same get+insert on a native `BTreeMap`, and the
-//!    engine's own structures (`StateWrites` over the store) without Wasm.
+//!    process): per record one `get` and one `put` of an 8-byte key drawn from 100,000 (and
+//!    then from 1,000), the value 16 bytes, over a store that already holds every key. The
+//!    same guest with `mode=none` does the same work without the state calls; the difference
+//!    per record is the cost of a get+put. Baselines: the same get+insert on a native
+//!    `BTreeMap` (`Vec<u8>` keys, and `StateKey`s), and the engine's own structures
+//!    (`StateWrites` over the store) without Wasm.
 //! 2. **One key updated per record, end to end**: a host drains the same keyed records with
 //!    the stateless filter, with `order-totals` (JSON, `get_json` + `put_json`) and with the
 //!    state-bench guest (raw 16-byte values); records/s.
