@@ -25,6 +25,7 @@ const GUESTS: &[(&str, &str)] = &[
     ("bad-import", "wasm32-unknown-unknown"),
     ("huge-data", "wasm32-unknown-unknown"),
     ("state-probe", "wasm32-unknown-unknown"),
+    ("state-bench", "wasm32-unknown-unknown"),
 ];
 
 fn main() {

@@ -46,6 +46,8 @@ pub struct Host {
     pub admin: String,
     /// Arguments after `serve --data-dir D` besides the loopback ports (cluster mode's).
     extra: Vec<String>,
+    /// `RILL_LOG` of the process (default `warn`).
+    log_filter: String,
     child: Option<Child>,
 }
 
@@ -64,6 +66,7 @@ impl Host {
             log_path: data_dir.with_extension("host.log"),
             admin: String::new(),
             extra,
+            log_filter: "warn".into(),
             child: None,
         };
         h.spawn()?;
@@ -86,7 +89,7 @@ impl Host {
             .arg(&self.data_dir)
             .args(["--admin-addr", "127.0.0.1:0", "--kafka-addr", "127.0.0.1:0"])
             .args(&self.extra)
-            .env("RILL_LOG", "warn")
+            .env("RILL_LOG", &self.log_filter)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log))
@@ -120,6 +123,11 @@ impl Host {
             .to_owned();
         self.child = Some(child);
         Ok(at - started)
+    }
+
+    /// Sets `RILL_LOG` for the next [`Host::spawn`] (its log goes to `<data dir>.host.log`).
+    pub fn set_log_filter(&mut self, filter: &str) {
+        filter.clone_into(&mut self.log_filter);
     }
 
     /// An admin API client.

@@ -4,7 +4,9 @@
 //! through the admin API: (1) throughput through the reference filter against the same filter
 //! compiled natively in the same run, (2) produce-to-handler latency at fixed rates, (3) one
 //! deployment on 1,000 partitions and 100 deployments on one topic, (4) restart time with a
-//! large log after a clean stop and after SIGKILL. It prints a Markdown summary table.
+//! large log after a clean stop and after SIGKILL, (5) durable state (`state.rs`): get+put in
+//! the guest against native, one key updated per record against the filter, restore of
+//! 1,000,000 keys against a raw read. It prints a Markdown summary table.
 //!
 //! ```sh
 //! cargo build --release -p rill-runtime -p rill-bench
@@ -25,6 +27,7 @@ mod latency;
 mod report;
 mod restart;
 mod scale;
+mod state;
 mod throughput;
 mod workload;
 
@@ -61,7 +64,8 @@ struct Args {
     /// Size of the log for the restart run, in MiB (default 10,240; quick 64).
     #[arg(long)]
     restart_mib: Option<u64>,
-    /// Scenarios to run: throughput, guarantee, latency, wide, many, restart (default all).
+    /// Scenarios to run: throughput, guarantee, latency, wide, many, restart, state-ops,
+    /// state-e2e, state-restore; `state` is the three state-* (default all).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// The `runtime` binary (default: next to this one, or RILL_BIN).
@@ -78,6 +82,7 @@ struct Args {
 /// What every scenario needs.
 #[allow(missing_debug_implementations)]
 pub struct Ctx {
+    quick: bool,
     bin: PathBuf,
     wasm: Vec<u8>,
     tmp: tempfile::TempDir,
@@ -150,6 +155,7 @@ fn run(args: Args) -> anyhow::Result<()> {
     }
     .context("cannot make a temp dir")?;
     let ctx = Ctx {
+        quick: q,
         bin: host::runtime_bin(args.runtime.as_deref())?,
         wasm: std::fs::read(&filter)
             .with_context(|| format!("cannot read the filter module {}", filter.display()))?,
@@ -167,7 +173,15 @@ fn run(args: Args) -> anyhow::Result<()> {
         many_records: if q { 1_000 } else { 100_000 },
         restart_bytes: args.restart_mib.unwrap_or(if q { 64 } else { 10_240 }) << 20,
     };
-    let want = |s: &str| args.only.is_empty() || args.only.iter().any(|o| o == s);
+    // `--only state` runs every `state-*` scenario.
+    let want = |s: &str| {
+        args.only.is_empty()
+            || args.only.iter().any(|o| {
+                o == s
+                    || s.strip_prefix(o.as_str())
+                        .is_some_and(|r| r.starts_with('-'))
+            })
+    };
     let bar = ProgressBar::new(0).with_style(
         ProgressStyle::with_template(
             "{spinner} [{elapsed_precise}] {msg:45} {wide_bar} {pos}/{len}",
@@ -179,13 +193,16 @@ fn run(args: Args) -> anyhow::Result<()> {
     let started = Instant::now();
     let mut report = report::Report::default();
     type Scenario = fn(&Ctx, &Progress, &mut report::Report) -> anyhow::Result<()>;
-    let scenarios: [(&str, Scenario); 6] = [
+    let scenarios: [(&str, Scenario); 9] = [
         ("throughput", throughput::run),
         ("guarantee", guarantee::run),
         ("latency", latency::run),
         ("wide", scale::wide),
         ("many", scale::many),
         ("restart", restart::run),
+        ("state-ops", state::engine_ops),
+        ("state-e2e", state::end_to_end),
+        ("state-restore", state::restore),
     ];
     for (name, f) in scenarios {
         if want(name) {

@@ -41,6 +41,7 @@ mod host;
 mod instance;
 mod limits;
 mod state;
+mod state_key;
 mod wasi;
 
 use std::path::PathBuf;
@@ -55,6 +56,7 @@ pub use error::{DeployError, EngineError, InstantiateError};
 pub use instance::{GuestInput, Instance, InstanceConfig, Invocation, Level, LogLine, Outcome};
 pub use limits::Limits;
 pub use state::{MAX_STATE_KEY, StateHandle, StateView, StateWrites};
+pub use state_key::{KeyBytes, StateKey};
 
 use host::HostState;
 

@@ -9,12 +9,14 @@
 //! writes are discarded with its emits.
 
 use std::collections::BTreeMap;
+use std::collections::btree_map::Entry;
 use std::ops::Bound;
 use std::sync::Arc;
 
 use wasmtime::Caller;
 
 use crate::host::{Abort, HostState, abort, guest_slice, guest_slice_mut, memory};
+use crate::state_key::{KeyBytes, StateKey};
 
 /// Longest key a guest may use, in bytes.
 pub const MAX_STATE_KEY: usize = 32 << 10;
@@ -43,10 +45,55 @@ impl std::fmt::Debug for StateHandle {
 
 /// One invocation's state changes: the last value written per key (`None`: deleted), in
 /// key order.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+///
+/// Values live back to back in one buffer (a put allocates nothing once the buffer and the
+/// map's nodes have grown; a value rewritten no longer than before is overwritten in place).
+/// The buffer holds at most what the puts wrote, which the emit byte limit bounds.
+///
+/// A bitmap of the written keys' hashes answers most reads of keys not written (the usual
+/// read-modify-write reads a key before its first put) without searching the map.
+#[derive(Debug, Clone)]
 pub struct StateWrites {
-    map: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    /// Key → where its value is in `values` (`None`: deleted).
+    map: BTreeMap<StateKey, Option<(usize, usize)>>,
+    values: Vec<u8>,
+    /// Bit `hash(key) % 4096` is set for every key in `map`.
+    written: [u64; 64],
 }
+
+impl Default for StateWrites {
+    fn default() -> Self {
+        StateWrites {
+            map: BTreeMap::new(),
+            values: Vec::new(),
+            written: [0; 64],
+        }
+    }
+}
+
+/// The bit of `key` in [`StateWrites::written`]: (word, mask).
+#[inline]
+fn key_bit(key: &[u8]) -> (usize, u64) {
+    const K: u64 = 0x517c_c1b7_2722_0a95;
+    let mut h = key.len() as u64;
+    let mut words = key.chunks_exact(8);
+    for w in words.by_ref() {
+        h = (h.rotate_left(5) ^ u64::from_le_bytes(w.try_into().expect("8 bytes"))).wrapping_mul(K);
+    }
+    let mut tail = [0u8; 8];
+    tail[..words.remainder().len()].copy_from_slice(words.remainder());
+    h = (h.rotate_left(5) ^ u64::from_le_bytes(tail)).wrapping_mul(K);
+    let bit = (h >> 52) as usize;
+    (bit / 64, 1 << (bit % 64))
+}
+
+impl PartialEq for StateWrites {
+    fn eq(&self, other: &Self) -> bool {
+        self.iter().eq(other.iter())
+    }
+}
+
+impl Eq for StateWrites {}
 
 impl StateWrites {
     /// Whether nothing was written.
@@ -59,30 +106,52 @@ impl StateWrites {
         self.map.len()
     }
 
-    /// Every change, in key order: the key and its new value (`None`: deleted).
-    pub fn iter(&self) -> impl ExactSizeIterator<Item = (&[u8], Option<&[u8]>)> + '_ {
-        self.map.iter().map(|(k, v)| (k.as_slice(), v.as_deref()))
+    fn value(&self, at: Option<(usize, usize)>) -> Option<&[u8]> {
+        at.map(|(start, len)| &self.values[start..start + len])
     }
 
-    /// Records a change.
+    /// Every change, in key order: the key and its new value (`None`: deleted).
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = (&[u8], Option<&[u8]>)> + '_ {
+        self.map.iter().map(|(k, v)| (k.as_bytes(), self.value(*v)))
+    }
+
+    /// Records a change. One search of the map.
     pub fn put(&mut self, key: &[u8], value: Option<&[u8]>) {
-        let value = value.map(<[u8]>::to_vec);
-        match self.map.get_mut(key) {
-            Some(v) => *v = value,
-            None => {
-                self.map.insert(key.to_vec(), value);
+        fn push(values: &mut Vec<u8>, v: &[u8]) -> (usize, usize) {
+            values.extend_from_slice(v);
+            (values.len() - v.len(), v.len())
+        }
+        let (word, mask) = key_bit(key);
+        self.written[word] |= mask;
+        let values = &mut self.values;
+        match self.map.entry(StateKey::new(key)) {
+            Entry::Occupied(mut e) => match (e.get_mut(), value) {
+                (Some((start, len)), Some(v)) if v.len() <= *len => {
+                    values[*start..*start + v.len()].copy_from_slice(v);
+                    *len = v.len();
+                }
+                (slot, v) => *slot = v.map(|v| push(values, v)),
+            },
+            Entry::Vacant(e) => {
+                e.insert(value.map(|v| push(values, v)));
             }
         }
     }
 
     /// The change to `key`, if there is one: `Some(None)` is a delete.
     pub fn get(&self, key: &[u8]) -> Option<Option<&[u8]>> {
-        self.map.get(key).map(Option::as_deref)
+        let (word, mask) = key_bit(key);
+        if self.written[word] & mask == 0 {
+            return None;
+        }
+        self.map.get(KeyBytes::new(key)).map(|v| self.value(*v))
     }
 
     /// Forgets every change.
     pub fn clear(&mut self) {
         self.map.clear();
+        self.values.clear();
+        self.written = [0; 64];
     }
 
     fn range<'a>(
@@ -90,13 +159,10 @@ impl StateWrites {
         from: &[u8],
         to: Option<&[u8]>,
     ) -> impl Iterator<Item = (&'a [u8], Option<&'a [u8]>)> + 'a {
-        let upper = match to {
-            Some(t) => Bound::Excluded(t.to_vec()),
-            None => Bound::Unbounded,
-        };
+        let upper = to.map_or(Bound::Unbounded, |t| Bound::Excluded(KeyBytes::new(t)));
         self.map
-            .range::<Vec<u8>, _>((Bound::Included(from.to_vec()), upper))
-            .map(|(k, v)| (k.as_slice(), v.as_deref()))
+            .range::<KeyBytes, _>((Bound::Included(KeyBytes::new(from)), upper))
+            .map(|(k, v)| (k.as_bytes(), self.value(*v)))
     }
 }
 
@@ -116,10 +182,13 @@ pub(crate) fn state_get(
     let mem = memory(&caller);
     let (data, state) = mem.data_and_store_mut(&mut caller);
     let result = (|| {
-        let key = guest_slice(data, key_ptr, key_len, "state_get key")?.to_vec();
-        if !valid_key(&key) {
+        // A copy, since the output may overlap it; inline (no allocation) for short keys.
+        let key = guest_slice(data, key_ptr, key_len, "state_get key")?;
+        if !valid_key(key) {
             return Ok(STATE_ERR_KEY);
         }
+        let key = StateKey::new(key);
+        let key = key.as_bytes();
         let mut found: Result<i32, Abort> = Ok(-1);
         let mut copy = |value: Option<&[u8]>| {
             let Some(v) = value else { return };
@@ -129,11 +198,11 @@ pub(crate) fn state_get(
                 v.len().min(i32::MAX as usize) as i32
             });
         };
-        match state.scratch.state.get(&key) {
+        match state.scratch.state.get(key) {
             Some(v) => copy(v),
             None => {
                 if let Some(view) = &state.state {
-                    view.0.get(&key, &mut copy);
+                    view.0.get(key, &mut copy);
                 }
             }
         }
@@ -357,6 +426,47 @@ mod tests {
             from.push(0);
             all.extend(page);
         }
+    }
+
+    #[test]
+    fn writes_read_back_their_last_value_and_nothing_else() {
+        let mut w = StateWrites::default();
+        let key = |i: u32| format!("key-{i}-{}", "x".repeat(i as usize % 40)).into_bytes();
+        for i in 0..5000u32 {
+            w.put(&key(i), Some(&i.to_le_bytes()));
+        }
+        for i in (0..5000u32).step_by(3) {
+            w.put(&key(i), Some(&[i as u8]));
+        }
+        for i in (0..5000u32).step_by(5) {
+            w.put(&key(i), Some(&[7u8; 30]));
+        }
+        for i in (0..5000u32).step_by(7) {
+            w.put(&key(i), None);
+        }
+        for i in 0..5000u32 {
+            let expected: Option<Vec<u8>> = if i % 7 == 0 {
+                None
+            } else if i % 5 == 0 {
+                Some(vec![7u8; 30])
+            } else if i % 3 == 0 {
+                Some(vec![i as u8])
+            } else {
+                Some(i.to_le_bytes().to_vec())
+            };
+            assert_eq!(
+                w.get(&key(i)).map(|v| v.map(<[u8]>::to_vec)),
+                Some(expected)
+            );
+            assert_eq!(w.get(&key(i + 5000)), None);
+        }
+        assert_eq!(w.len(), 5000);
+        let keys: Vec<&[u8]> = w.iter().map(|(k, _)| k).collect();
+        assert!(keys.windows(2).all(|p| p[0] < p[1]), "in key order");
+        let copy = w.clone();
+        assert_eq!(copy, w);
+        w.clear();
+        assert!(w.is_empty() && w.get(&key(1)).is_none());
     }
 
     #[test]

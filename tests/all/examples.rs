@@ -33,6 +33,7 @@ fn every_guest_has_a_host_test() {
         "bad-import",
         "huge-data",
         "state-probe",
+        "state-bench",
     ];
     for (name, path) in guests::ALL {
         assert!(
@@ -353,6 +354,30 @@ fn order_totals_counts_each_order_once_and_a_failed_record_changes_nothing() {
     );
     // A trap discards every change.
     let inv = inst.invoke(&batch(5, &[order("c9", 1)]), 5, 5);
+    assert!(inv.state.is_empty());
+}
+
+#[test]
+fn state_bench_counts_per_key_and_mode_none_writes_nothing() {
+    let (mut inst, state) = stateful(guests::STATE_BENCH, &[]);
+    let recs = [
+        Rec::kv("k1", "abc"),
+        Rec::kv("k2", "x"),
+        Rec::kv("k1", "de"),
+    ];
+    let inv = inst.invoke(&batch(0, &recs), 0, i64::MAX);
+    assert_eq!(inv.outcome, Outcome::Ok, "{:?}", inv.logs);
+    state.apply(&inv.state);
+    let value = |count: u64, sum: u64| {
+        let mut v = count.to_le_bytes().to_vec();
+        v.extend_from_slice(&sum.to_le_bytes());
+        v
+    };
+    assert_eq!(state.0.read().unwrap().get(&b"k1"[..]), Some(&value(2, 5)));
+    assert_eq!(state.0.read().unwrap().get(&b"k2"[..]), Some(&value(1, 1)));
+    let (mut none, _) = stateful(guests::STATE_BENCH, &[("mode", "none")]);
+    let inv = none.invoke(&batch(0, &recs), 0, i64::MAX);
+    assert_eq!(inv.outcome, Outcome::Ok);
     assert!(inv.state.is_empty());
 }
 

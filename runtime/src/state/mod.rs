@@ -29,7 +29,7 @@ use std::sync::atomic::{AtomicI64, AtomicU8, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
-use rill_engine::{StateView, StateWrites};
+use rill_engine::{KeyBytes, StateKey, StateView, StateWrites};
 
 pub(crate) use changelog::{Apply, Changelog, LogChangelog, changelog_records, encode_position};
 
@@ -71,10 +71,14 @@ impl DeploymentState {
     }
 }
 
+/// A partition's map: keys inline up to 22 bytes ([`StateKey`]), so a lookup compares keys
+/// in the map's nodes instead of chasing a pointer per comparison.
+pub(crate) type StateMap = BTreeMap<StateKey, Vec<u8>>;
+
 /// One partition's committed state. See the module docs.
 pub(crate) struct PartitionStore {
     partition: u32,
-    map: RwLock<BTreeMap<Vec<u8>, Vec<u8>>>,
+    map: RwLock<StateMap>,
     /// The next source offset the state reflects; -1 before anything was written.
     position: AtomicI64,
     /// The changelog offset after the last change applied (where a restore resumes).
@@ -172,17 +176,17 @@ impl PartitionStore {
         *self.write() = BTreeMap::new();
     }
 
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<Vec<u8>, Vec<u8>>> {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, StateMap> {
         self.map.read().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<Vec<u8>, Vec<u8>>> {
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, StateMap> {
         self.map.write().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The value of `key`.
     pub fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
-        self.read().get(key).cloned()
+        self.read().get(KeyBytes::new(key)).cloned()
     }
 
     /// Up to `limit` entries with keys in `[from, ..)` starting with `prefix`, in key order.
@@ -195,13 +199,13 @@ impl PartitionStore {
         use std::ops::Bound;
         let map = self.read();
         let lower = match after {
-            Some(a) if a >= prefix => Bound::Excluded(a),
-            _ => Bound::Included(prefix),
+            Some(a) if a >= prefix => Bound::Excluded(KeyBytes::new(a)),
+            _ => Bound::Included(KeyBytes::new(prefix)),
         };
-        map.range::<[u8], _>((lower, Bound::Unbounded))
-            .take_while(|(k, _)| k.starts_with(prefix))
+        map.range::<KeyBytes, _>((lower, Bound::Unbounded))
+            .take_while(|(k, _)| k.as_bytes().starts_with(prefix))
             .take(limit)
-            .map(|(k, v)| (k.clone(), v.clone()))
+            .map(|(k, v)| (k.as_bytes().to_vec(), v.clone()))
             .collect()
     }
 
@@ -212,17 +216,17 @@ impl PartitionStore {
             let mut map = self.write();
             for (k, v) in writes.iter() {
                 match v {
-                    Some(v) => match map.get_mut(k) {
+                    Some(v) => match map.get_mut(KeyBytes::new(k)) {
                         Some(old) => {
                             old.clear();
                             old.extend_from_slice(v);
                         }
                         None => {
-                            map.insert(k.to_vec(), v.to_vec());
+                            map.insert(StateKey::new(k), v.to_vec());
                         }
                     },
                     None => {
-                        map.remove(k);
+                        map.remove(KeyBytes::new(k));
                     }
                 }
             }
@@ -260,11 +264,11 @@ impl PartitionStore {
         // are the prefix of a write cut short (a producer that died mid-invocation, in
         // cluster mode; the log appends a batch whole), and are dropped.
         let mut read = 0u64;
-        let mut pending: Vec<(Vec<u8>, Option<Vec<u8>>)> = Vec::new();
+        let mut pending: Vec<(StateKey, Option<Vec<u8>>)> = Vec::new();
         let next = changelog.replay(self.partition, from, &mut |key, value| {
             read += 1;
             if !key.is_empty() {
-                pending.push((key.to_vec(), value.map(<[u8]>::to_vec)));
+                pending.push((StateKey::new(key), value.map(<[u8]>::to_vec)));
                 return;
             }
             if let Some(p) = value.and_then(changelog::decode_position) {
@@ -272,9 +276,13 @@ impl PartitionStore {
             }
             for (k, v) in pending.drain(..) {
                 match v {
-                    Some(v) => map.insert(k, v),
-                    None => map.remove(&k),
-                };
+                    Some(v) => {
+                        map.insert(k, v);
+                    }
+                    None => {
+                        map.remove(KeyBytes::new(k.as_bytes()));
+                    }
+                }
             }
         })?;
         if !pending.is_empty() {
@@ -372,18 +380,15 @@ pub(crate) fn render_metrics(all: &[(String, Arc<DeploymentState>)], out: &mut S
 
 impl StateView for PartitionStore {
     fn get(&self, key: &[u8], f: &mut dyn FnMut(Option<&[u8]>)) {
-        f(self.read().get(key).map(Vec::as_slice))
+        f(self.read().get(KeyBytes::new(key)).map(Vec::as_slice))
     }
 
     fn scan(&self, from: &[u8], to: Option<&[u8]>, f: &mut dyn FnMut(&[u8], &[u8]) -> bool) {
         use std::ops::Bound;
         let map = self.read();
-        let upper = match to {
-            Some(t) => Bound::Excluded(t),
-            None => Bound::Unbounded,
-        };
-        for (k, v) in map.range::<[u8], _>((Bound::Included(from), upper)) {
-            if !f(k, v) {
+        let upper = to.map_or(Bound::Unbounded, |t| Bound::Excluded(KeyBytes::new(t)));
+        for (k, v) in map.range::<KeyBytes, _>((Bound::Included(KeyBytes::new(from)), upper)) {
+            if !f(k.as_bytes(), v) {
                 return;
             }
         }

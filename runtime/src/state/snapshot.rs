@@ -10,9 +10,12 @@
 //! Written to a temporary file, fsynced and renamed into place. A snapshot that fails its
 //! checks is ignored: the store is rebuilt from the whole changelog instead.
 
-use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
+
+use rill_engine::StateKey;
+
+use super::StateMap;
 
 const MAGIC: &[u8; 8] = b"RILLSNP1";
 
@@ -22,7 +25,7 @@ pub(super) struct Snapshot {
     pub written_ms: i64,
     pub position: i64,
     pub changelog_next: i64,
-    pub map: BTreeMap<Vec<u8>, Vec<u8>>,
+    pub map: StateMap,
 }
 
 impl Snapshot {
@@ -38,7 +41,7 @@ impl Snapshot {
 
 /// What is written.
 pub(super) struct SnapshotRef<'a> {
-    pub map: &'a BTreeMap<Vec<u8>, Vec<u8>>,
+    pub map: &'a StateMap,
     pub position: i64,
     pub changelog_next: i64,
 }
@@ -55,6 +58,7 @@ pub(super) fn write(path: &Path, s: &SnapshotRef<'_>) -> std::io::Result<()> {
     buf.extend_from_slice(&s.changelog_next.to_le_bytes());
     buf.extend_from_slice(&(s.map.len() as u64).to_le_bytes());
     for (k, v) in s.map {
+        let k = k.as_bytes();
         buf.extend_from_slice(&(k.len() as u32).to_le_bytes());
         buf.extend_from_slice(k);
         buf.extend_from_slice(&(v.len() as u32).to_le_bytes());
@@ -90,14 +94,17 @@ pub(super) fn load(path: &Path) -> Result<Option<Snapshot>, String> {
         at += n;
         Ok(s)
     };
-    let mut map = BTreeMap::new();
+    // Written in key order: collected, then built in one pass (`BTreeMap::from_iter` finds
+    // the run already sorted and fills nodes left to right instead of searching per key).
+    let mut entries = Vec::with_capacity(usize::try_from(count).unwrap_or(0).min(body.len() / 8));
     for _ in 0..count {
         let kl = u32::from_le_bytes(take(4)?.try_into().expect("4 bytes")) as usize;
-        let k = take(kl)?.to_vec();
+        let k = StateKey::new(take(kl)?);
         let vl = u32::from_le_bytes(take(4)?.try_into().expect("4 bytes")) as usize;
         let v = take(vl)?.to_vec();
-        map.insert(k, v);
+        entries.push((k, v));
     }
+    let map = StateMap::from_iter(entries);
     Ok(Some(Snapshot {
         written_ms: i64_at(8),
         position: i64_at(16),
@@ -114,8 +121,11 @@ mod tests {
     fn a_snapshot_round_trips_and_damage_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("0.snapshot");
-        let map: BTreeMap<Vec<u8>, Vec<u8>> = (0..100u32)
-            .map(|i| (i.to_be_bytes().to_vec(), vec![i as u8; i as usize]))
+        let map: StateMap = (0..100u32)
+            .map(|i| {
+                let key = [i.to_be_bytes().as_slice(), &vec![b'k'; i as usize / 2]].concat();
+                (StateKey::new(&key), vec![i as u8; i as usize])
+            })
             .collect();
         write(
             &path,
