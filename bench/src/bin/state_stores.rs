@@ -8,6 +8,8 @@
 //! - **get**: a guest's read of an existing key, in a read transaction of 100 gets.
 //! - **load**: build the store from 1,000,000 entries read from the changelog (a restore).
 //!
+//! The in-memory map is the runtime's: a `BTreeMap<StateKey, Vec<u8>>` behind a `RwLock`.
+//!
 //! `cargo run --release -p rill-bench --bin state-stores [-- --keys N]`
 
 use std::collections::BTreeMap;
@@ -16,6 +18,7 @@ use std::time::Instant;
 
 use anyhow::Result;
 use redb::TableDefinition;
+use rill_engine::{KeyBytes, StateKey};
 
 const TABLE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("state");
 const BATCH: usize = 100;
@@ -55,11 +58,11 @@ fn time<T>(f: impl FnOnce() -> T) -> (T, f64) {
 }
 
 fn btree(keys: u64, ops: usize) -> Figures {
-    let map = RwLock::new(BTreeMap::<Vec<u8>, Vec<u8>>::new());
+    let map = RwLock::new(BTreeMap::<StateKey, Vec<u8>>::new());
     let ((), load_s) = time(|| {
         let mut m = map.write().unwrap();
         for i in 0..keys {
-            m.insert(i.to_be_bytes().to_vec(), value(i).to_vec());
+            m.insert(StateKey::new(&i.to_be_bytes()), value(i).to_vec());
         }
     });
     let mut k = Keys {
@@ -72,13 +75,13 @@ fn btree(keys: u64, ops: usize) -> Figures {
             for j in 0..BATCH {
                 let key = k.next();
                 let v = value((b * BATCH + j) as u64);
-                match m.get_mut(&key[..]) {
+                match m.get_mut(KeyBytes::new(&key)) {
                     Some(old) => {
                         old.clear();
                         old.extend_from_slice(&v);
                     }
                     None => {
-                        m.insert(key.to_vec(), v.to_vec());
+                        m.insert(StateKey::new(&key), v.to_vec());
                     }
                 }
             }
@@ -89,12 +92,12 @@ fn btree(keys: u64, ops: usize) -> Figures {
         for _ in 0..ops {
             let key = k.next();
             let m = map.read().unwrap();
-            found += m.get(&key[..]).map_or(0, Vec::len);
+            found += m.get(KeyBytes::new(&key)).map_or(0, Vec::len);
         }
     });
     assert!(found > 0);
     Figures {
-        name: "BTreeMap in memory (Rill's choice)",
+        name: "BTreeMap<StateKey> in memory (Rill's)",
         load_s,
         commit_ns_per_put: commit * 1e9 / ops as f64,
         get_ns: get * 1e9 / ops as f64,
