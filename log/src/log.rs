@@ -19,6 +19,7 @@ use crate::producers;
 use crate::txn::Coordinator;
 
 mod txn;
+use crate::compaction::CompactionReport;
 use crate::recovery::{CheckpointStatus, Job, RecoveryEvent, RecoveryStats, open_all};
 use crate::retention::RetentionReport;
 use crate::topic::{Topic, valid_topic_name};
@@ -364,6 +365,21 @@ impl Log {
     /// How much [`open`](Self::open) had to read, and whether it used the checkpoint.
     pub fn recovery_stats(&self) -> &RecoveryStats {
         &self.stats
+    }
+
+    /// Compacts every partition of every compacted topic (see
+    /// [`Partition::compact`](crate::Partition::compact)). Call it periodically.
+    pub fn compact(&self) -> Result<CompactionReport, StorageError> {
+        self.compact_at(now_ms())
+    }
+
+    /// [`compact`](Self::compact) as if the time were `now_ms`.
+    pub fn compact_at(&self, now_ms: i64) -> Result<CompactionReport, StorageError> {
+        let mut report = CompactionReport::default();
+        for p in self.inner.partitions() {
+            report.add(&p.compact(now_ms)?);
+        }
+        Ok(report)
     }
 
     /// Deletes sealed segments that break their topic's retention. Call it periodically.
