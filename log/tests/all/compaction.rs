@@ -619,3 +619,55 @@ fn committed_and_aborted_transactions_survive_compaction() {
     log.end_txn("tx", pid, e, true).unwrap();
     assert!(committed(&p).contains(&("a".into(), "next".into())));
 }
+
+#[test]
+fn a_failed_rewrite_leaves_the_segment_whole_and_the_next_pass_succeeds() {
+    use rill_log::LogOptions;
+    use rill_log::io::FaultIo;
+    for fault_kind in ["sync", "enospc"] {
+        let dir = tempfile::tempdir().unwrap();
+        let fault = FaultIo::new();
+        let opts = LogOptions {
+            io: Arc::new(fault.clone()),
+            ..quiet_opts()
+        };
+        let log = Log::open(dir.path(), opts.clone()).unwrap();
+        log.create_topic("c", compacted(DAY as u64, 0)).unwrap();
+        let p = part(&log, "c");
+        let t = now();
+        for round in 0..5 {
+            for k in 0..8 {
+                put(
+                    &p,
+                    &format!("k{k}"),
+                    Some(&format!("{round}{}", "v".repeat(60))),
+                    t,
+                );
+            }
+        }
+        log.flush().unwrap();
+        let before = read_recs(&p);
+        match fault_kind {
+            "sync" => fault.fail_next_syncs(1),
+            _ => fault.set_space_left(10),
+        }
+        assert!(
+            p.compact(t).is_err(),
+            "{fault_kind}: the pass reports the failure"
+        );
+        fault.set_space_left(u64::MAX);
+        assert_eq!(
+            read_recs(&p),
+            before,
+            "{fault_kind}: nothing changed for readers"
+        );
+        let r = p.compact(t + 1).unwrap();
+        assert!(r.segments_rewritten > 0, "{fault_kind}: {r:?}");
+        let after = read_recs(&p);
+        assert!(after.len() < before.len());
+        drop(p);
+        drop(log);
+        let log = Log::open(dir.path(), opts).unwrap();
+        assert_eq!(read_recs(&part(&log, "c")), after, "{fault_kind}: reopened");
+    }
+}
