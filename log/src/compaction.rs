@@ -12,7 +12,7 @@
 //!   topic was compacted), sits in a batch newer than `min_compaction_lag_ms`, or is in a
 //!   compressed batch (the log cannot decompress; such batches are kept whole). A tombstone
 //!   (null value) that is the latest of its key survives until `delete_retention_ms` after
-//!   the first pass that saw its segment sealed. Records of aborted transactions go.
+//!   the first pass that saw its segment sealed (that time is kept in `cleaner-first-seen`). Records of aborted transactions go.
 //! - Offsets never change. A batch that keeps some records keeps its header (base offset,
 //!   lastOffsetDelta, producer fields, attributes, firstTimestamp) and loses the others, as
 //!   Kafka's cleaner does; maxTimestamp, recordsCount, length and CRC are recomputed. A run
@@ -75,7 +75,7 @@ impl CompactionReport {
     }
 }
 
-/// Per-partition cleaner bookkeeping, in memory only.
+/// Per-partition cleaner bookkeeping.
 #[derive(Debug, Default)]
 pub(crate) struct CleanerState {
     /// End offset of the sealed segments the last pass examined.
@@ -83,9 +83,38 @@ pub(crate) struct CleanerState {
     /// Earliest time a kept tombstone or lagging record becomes removable.
     next_due_ms: Option<i64>,
     /// When a pass first saw each segment (by base offset) sealed: the start of its
-    /// tombstones' `delete_retention_ms`. Lost at restart, which only makes tombstones live
-    /// longer.
+    /// tombstones' `delete_retention_ms`. Persisted in [`FIRST_SEEN_FILE`] after each pass
+    /// that changed it; a crash before that only makes tombstones live longer.
     first_seen_ms: HashMap<i64, i64>,
+    /// Whether `first_seen_ms` was read from its file.
+    loaded: bool,
+}
+
+/// Per-partition file of the segments' "first seen" times: a line `rill-first-seen 1`, then
+/// one line `<base offset> <ms>` per segment.
+pub(crate) const FIRST_SEEN_FILE: &str = "cleaner-first-seen";
+
+fn decode_first_seen(text: &str) -> Option<HashMap<i64, i64>> {
+    let mut lines = text.lines();
+    if lines.next()? != "rill-first-seen 1" {
+        return None;
+    }
+    lines
+        .map(|l| {
+            let (b, t) = l.split_once(' ')?;
+            Some((b.parse().ok()?, t.parse().ok()?))
+        })
+        .collect()
+}
+
+fn encode_first_seen(m: &HashMap<i64, i64>) -> Vec<u8> {
+    let mut v: Vec<_> = m.iter().collect();
+    v.sort_unstable();
+    let mut s = String::from("rill-first-seen 1\n");
+    for (b, t) in v {
+        s.push_str(&format!("{b} {t}\n"));
+    }
+    s.into_bytes()
 }
 
 /// The latest offset of each key below the last stable offset.
@@ -123,7 +152,14 @@ impl Partition {
             return Ok(report);
         };
         {
-            let st = lock(&self.cleaner);
+            let mut st = lock(&self.cleaner);
+            if !st.loaded {
+                st.loaded = true;
+                // A missing or unreadable file only restarts the tombstones' clocks.
+                if let Ok(text) = std::fs::read_to_string(self.dir.join(FIRST_SEEN_FILE)) {
+                    st.first_seen_ms = decode_first_seen(&text).unwrap_or_default();
+                }
+            }
             let new_segments = st.last_end.is_none_or(|e| end > e);
             let due = st.next_due_ms.is_some_and(|t| now_ms >= t);
             if !new_segments && !due {
@@ -168,6 +204,24 @@ impl Partition {
         st.next_due_ms = next_due;
         let live: Vec<i64> = self.segs().iter().map(|s| s.base_offset).collect();
         st.first_seen_ms.retain(|b, _| live.contains(b));
+        let bytes = encode_first_seen(&st.first_seen_ms);
+        drop(st);
+        let path = self.dir.join(FIRST_SEEN_FILE);
+        let unchanged = std::fs::read(&path).is_ok_and(|old| old == bytes);
+        if !unchanged {
+            // Renamed into place but not fsynced: losing it in a crash only restarts the
+            // clocks (tombstones kept longer), and a pass costs no fsync when it removes
+            // nothing.
+            let tmp = path.with_extension("tmp");
+            let io = &*self.ctx.io;
+            io.open(&tmp, true)
+                .and_then(|f| {
+                    f.set_len(0)?;
+                    write_all_at(&*f, &bytes, 0)
+                })
+                .and_then(|()| io.rename(&tmp, &path))
+                .map_err(io_at(&path))?;
+        }
         Ok(report)
     }
 

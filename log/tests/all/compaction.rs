@@ -671,3 +671,29 @@ fn a_failed_rewrite_leaves_the_segment_whole_and_the_next_pass_succeeds() {
         assert_eq!(read_recs(&part(&log, "c")), after, "{fault_kind}: reopened");
     }
 }
+
+#[test]
+fn the_tombstone_clock_survives_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = now();
+    let tomb = {
+        let log = open(dir.path());
+        log.create_topic("c", compacted(60_000, 0)).unwrap();
+        let p = part(&log, "c");
+        put(&p, "a", Some("1"), t);
+        let tomb = put(&p, "a", None, t);
+        for i in 0..8 {
+            put(&p, &format!("z{i}"), Some(&"f".repeat(200)), t);
+        }
+        assert!(p.compact(t).unwrap().ran);
+        assert!(read_recs(&p).contains(&tomb));
+        tomb
+    };
+    let pdir = dir.path().join("topics").join("c").join("0");
+    assert!(pdir.join("cleaner-first-seen").exists());
+    let log = open(dir.path());
+    let p = part(&log, "c");
+    // The first pass after the reopen is at the horizon of the first pass before it.
+    p.compact(t + 60_000).unwrap();
+    assert!(!read_recs(&p).contains(&tomb), "the horizon kept its start");
+}
