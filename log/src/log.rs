@@ -373,13 +373,25 @@ impl Log {
         self.compact_at(now_ms())
     }
 
-    /// [`compact`](Self::compact) as if the time were `now_ms`.
+    /// [`compact`](Self::compact) as if the time were `now_ms`. A partition that fails does
+    /// not keep the others from being compacted; the first error is returned after all were
+    /// tried.
     pub fn compact_at(&self, now_ms: i64) -> Result<CompactionReport, StorageError> {
         let mut report = CompactionReport::default();
+        let mut first_error = None;
         for p in self.inner.partitions() {
-            report.add(&p.compact(now_ms)?);
+            match p.compact(now_ms) {
+                Ok(r) => report.add(&r),
+                Err(e) => {
+                    tracing::warn!(topic = p.topic(), partition = p.id(), error = %e, "compaction failed");
+                    first_error.get_or_insert(e);
+                }
+            }
         }
-        Ok(report)
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(report),
+        }
     }
 
     /// Deletes sealed segments that break their topic's retention. Call it periodically.
