@@ -203,4 +203,38 @@ mod tests {
         assert_eq!(parse_bytes("4096").unwrap(), 4096);
         assert!(parse_bytes("lots").is_err());
     }
+
+    #[test]
+    fn create_takes_the_compaction_flags() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Cli {
+            #[command(subcommand)]
+            cmd: TopicCommand,
+        }
+        let cli = Cli::try_parse_from([
+            "topic",
+            "create",
+            "kv",
+            "--cleanup-policy",
+            "compact,delete",
+            "--delete-retention",
+            "1h",
+            "--min-compaction-lag",
+            "10m",
+        ])
+        .unwrap();
+        let TopicCommand::Create {
+            cleanup_policy,
+            delete_retention,
+            min_compaction_lag,
+            ..
+        } = cli.cmd
+        else {
+            panic!("not create");
+        };
+        assert_eq!(cleanup_policy.as_deref(), Some("compact,delete"));
+        assert_eq!(delete_retention, Some(3_600_000));
+        assert_eq!(min_compaction_lag, Some(600_000));
+    }
 }
