@@ -27,13 +27,14 @@
 //!   Readers that hold the old segment keep reading the unlinked file through its handle.
 
 use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use crate::batch::{self, CRC_START, Compression, HEADER_LEN, RecordBatch};
 use crate::checkpoint::Point;
 use crate::error::{StorageError, io_at};
-use crate::io::{read_full_at, write_all_at};
+use crate::io::{FileHandle, Io, read_full_at, write_all_at};
 use crate::partition::{Partition, lock};
 use crate::producers::AbortedTxn;
 use crate::segment::Segment;
@@ -186,18 +187,26 @@ impl Partition {
                 ),
             };
             report.segments_examined += 1;
-            let cleaned = self.clean_segment(seg, &rules)?;
+            let mut output = Output::new(&*self.ctx.io, cleaned_path(&seg.path));
+            let cleaned = match self.clean_segment(seg, &rules, &mut output) {
+                Ok(c) => c,
+                Err(e) => {
+                    output.discard();
+                    return Err(e);
+                }
+            };
             if let Some(t) = cleaned.next_due_ms {
                 next_due = Some(next_due.map_or(t, |n| n.min(t)));
             }
             if cleaned.removed == 0 {
+                output.discard();
                 continue;
             }
             report.segments_rewritten += 1;
             report.records_removed += cleaned.removed;
             report.bytes_before += seg.size();
-            report.bytes_after += cleaned.bytes.len() as u64;
-            self.swap_in(seg, &cleaned.bytes)?;
+            report.bytes_after += output.len();
+            self.swap_in(seg, output)?;
         }
         let mut st = lock(&self.cleaner);
         st.last_end = Some(end);
@@ -269,7 +278,12 @@ impl Partition {
     }
 
     /// The cleaned bytes of one sealed segment.
-    fn clean_segment(&self, seg: &Segment, rules: &Rules<'_>) -> Result<Cleaned, StorageError> {
+    fn clean_segment(
+        &self,
+        seg: &Segment,
+        rules: &Rules<'_>,
+        out_file: &mut Output<'_>,
+    ) -> Result<Cleaned, StorageError> {
         let size = seg.size();
         let mut positions = Vec::new();
         let walked = seg
@@ -306,8 +320,8 @@ impl Partition {
             })?;
             match rules.filter(&b, &mut out) {
                 Kept::All => {
-                    flush_filler(&mut filler, &mut out.bytes);
-                    out.bytes.extend_from_slice(b.as_bytes());
+                    flush_filler(&mut filler, &mut out_file.buf);
+                    out_file.buf.extend_from_slice(b.as_bytes());
                 }
                 Kept::None => {
                     filler = Some(match filler {
@@ -316,29 +330,22 @@ impl Partition {
                     });
                 }
                 Kept::Some { records, max_ts } => {
-                    flush_filler(&mut filler, &mut out.bytes);
-                    rebuild(&b, &records, max_ts, &mut out.bytes);
+                    flush_filler(&mut filler, &mut out_file.buf);
+                    rebuild(&b, &records, max_ts, &mut out_file.buf);
                 }
             }
+            out_file.maybe_spill().map_err(io_at(&out_file.path))?;
         }
-        flush_filler(&mut filler, &mut out.bytes);
+        flush_filler(&mut filler, &mut out_file.buf);
         Ok(out)
     }
 
-    /// Replaces `old` on disk and in the segment list with a segment holding `bytes`.
-    fn swap_in(&self, old: &Arc<Segment>, bytes: &[u8]) -> Result<(), StorageError> {
+    /// Replaces `old` on disk and in the segment list with the cleaned segment in `output`.
+    fn swap_in(&self, old: &Arc<Segment>, mut output: Output<'_>) -> Result<(), StorageError> {
         let io = &*self.ctx.io;
         let [log, ix, tix] = old.paths(&self.dir);
-        let tmp = log.with_file_name(format!(
-            "{}{CLEANED_SUFFIX}",
-            log.file_name().and_then(|n| n.to_str()).unwrap_or_default()
-        ));
-        let f = io.open(&tmp, true).map_err(io_at(&tmp))?;
-        f.set_len(0)
-            .and_then(|()| write_all_at(&*f, bytes, 0))
-            .and_then(|()| f.sync_data())
-            .map_err(io_at(&tmp))?;
-        drop(f);
+        let tmp = output.path.clone();
+        output.finish().map_err(io_at(&tmp))?;
         // The old indexes go first, durably: a crash from here on finds a `.log` (old or
         // new) without its seal entry, whose indexes recovery rebuilds from the batches. New
         // indexes beside the old `.log`, or old ones beside the new, can never be seen.
@@ -388,6 +395,81 @@ impl Partition {
     }
 }
 
+/// Bytes of a cleaned segment buffered before they are written to its `.cleaned` file.
+const SPILL_BYTES: usize = 4 << 20;
+
+/// `<base>.log.cleaned` beside `<base>.log`.
+fn cleaned_path(log: &Path) -> PathBuf {
+    let name = log.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+    log.with_file_name(format!("{name}{CLEANED_SUFFIX}"))
+}
+
+/// A cleaned segment being written: buffered, and spilled to its `.cleaned` file whenever
+/// the buffer passes [`SPILL_BYTES`], so memory stays bounded whatever the segment size.
+/// A segment with nothing to remove and under that size never touches the disk.
+struct Output<'a> {
+    io: &'a dyn Io,
+    path: PathBuf,
+    file: Option<Arc<dyn FileHandle>>,
+    buf: Vec<u8>,
+    written: u64,
+}
+
+impl<'a> Output<'a> {
+    fn new(io: &'a dyn Io, path: PathBuf) -> Self {
+        Output {
+            io,
+            path,
+            file: None,
+            buf: Vec::new(),
+            written: 0,
+        }
+    }
+
+    fn len(&self) -> u64 {
+        self.written + self.buf.len() as u64
+    }
+
+    fn maybe_spill(&mut self) -> std::io::Result<()> {
+        if self.buf.len() >= SPILL_BYTES {
+            self.spill()?;
+        }
+        Ok(())
+    }
+
+    fn spill(&mut self) -> std::io::Result<()> {
+        let f = match &self.file {
+            Some(f) => f.clone(),
+            None => {
+                let f = self.io.open(&self.path, true)?;
+                f.set_len(0)?;
+                self.file = Some(f.clone());
+                f
+            }
+        };
+        write_all_at(&*f, &self.buf, self.written)?;
+        self.written += self.buf.len() as u64;
+        self.buf.clear();
+        Ok(())
+    }
+
+    /// Writes what is buffered and fsyncs the file.
+    fn finish(&mut self) -> std::io::Result<()> {
+        self.spill()?;
+        match &self.file {
+            Some(f) => f.sync_data(),
+            None => Ok(()),
+        }
+    }
+
+    /// Removes the file, if one was started (a leftover is removed at open anyway).
+    fn discard(self) {
+        if self.file.is_some() {
+            let _ = self.io.remove_file(&self.path);
+        }
+    }
+}
+
 /// What a pass keeps, for one segment.
 struct Rules<'a> {
     keys: &'a KeyMap,
@@ -401,7 +483,6 @@ struct Rules<'a> {
 /// One segment's cleaned bytes.
 #[derive(Default)]
 struct Cleaned {
-    bytes: Vec<u8>,
     removed: u64,
     next_due_ms: Option<i64>,
 }

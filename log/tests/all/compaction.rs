@@ -722,3 +722,42 @@ fn the_tombstone_clock_survives_a_reopen() {
     p.compact(t + 60_000).unwrap();
     assert!(!read_recs(&p).contains(&tomb), "the horizon kept its start");
 }
+
+#[test]
+fn a_segment_larger_than_the_write_buffer_is_cleaned_in_pieces() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path());
+    let cfg = TopicConfig {
+        segment_bytes: 8 << 20,
+        ..compacted(DAY as u64, 0)
+    };
+    log.create_topic("c", cfg).unwrap();
+    let p = part(&log, "c");
+    let value = "v".repeat(1000);
+    let t = now();
+    // About 9 MiB of distinct keys, every tenth key written twice: the first segment (8 MiB)
+    // keeps most of its bytes, more than the cleaner buffers before writing.
+    let mut appended = Vec::new();
+    for i in 0..9000 {
+        appended.push(put(&p, &format!("k{i}"), Some(&value), t));
+        if i % 10 == 0 {
+            appended.push(put(&p, &format!("k{i}"), Some("again"), t));
+        }
+    }
+    assert!(p.segment_count() > 1);
+    let r = p.compact(t).unwrap();
+    assert!(r.bytes_after > 4 << 20 && r.records_removed > 0, "{r:?}");
+    let got = read_recs(&p);
+    let latest = latest(&appended);
+    let want: Vec<Rec> = appended
+        .iter()
+        .filter(|a| latest[a.key.as_ref().unwrap()] == a.offset || a.offset >= r.cleaned_up_to)
+        .cloned()
+        .collect();
+    assert_eq!(got, want);
+    assert!(
+        !dir.path()
+            .join("topics/c/0/00000000000000000000.log.cleaned")
+            .exists()
+    );
+}
