@@ -30,6 +30,7 @@ fn append_error_code(e: &AppendError) -> ResponseError {
             ResponseError::MessageTooLarge
         }
         AppendError::Closed => ResponseError::NotLeaderOrFollower,
+        AppendError::NullKeyInCompactedTopic => ResponseError::InvalidRecord,
         AppendError::Producer(ProducerError::Fenced { .. }) => ResponseError::InvalidProducerEpoch,
         AppendError::Producer(_) => ResponseError::OutOfOrderSequenceNumber,
         _ => ResponseError::KafkaStorageError,
@@ -52,7 +53,12 @@ struct Slot {
     partition: Option<Arc<Partition>>,
     flush: FlushPolicy,
     pending: Pending,
+    /// The error message, when more precise than the code's.
+    message: Option<&'static str>,
 }
+
+/// Kafka's message for a record without a key sent to a compacted topic.
+const NULL_KEY_MESSAGE: &str = "Compacted topic cannot accept message without key";
 
 /// Produce: appends every partition's batches and answers per partition (or not at all for
 /// acks=0).
@@ -83,7 +89,11 @@ pub(crate) async fn handle(
                     .as_ref()
                     .map_or(FlushPolicy::Never, |t| t.config().flush),
                 pending: Pending::Done(Err(ResponseError::UnknownTopicOrPartition)),
+                message: None,
             };
+            let compacted = topic
+                .as_ref()
+                .is_ok_and(|t| t.config().cleanup_policy.compacts());
             let part = match &topic {
                 Ok(t) => topics::partition(t, pd.index)
                     .cloned()
@@ -95,7 +105,17 @@ pub(crate) async fn handle(
                 (Ok(_), None) => Pending::Done(Err(ResponseError::CorruptMessage)),
                 (Ok(p), Some(records)) => {
                     slot.partition = Some(p.clone());
-                    match check_transactional(broker, transactional, &name, pd.index, &records) {
+                    let checked =
+                        check_transactional(broker, transactional, &name, pd.index, &records)
+                            .and_then(|()| {
+                                if compacted && has_null_key(&records) {
+                                    slot.message = Some(NULL_KEY_MESSAGE);
+                                    Err(ResponseError::InvalidRecord)
+                                } else {
+                                    Ok(())
+                                }
+                            });
+                    match checked {
                         Ok(()) => start_append(&slot, p, records),
                         Err(e) => Pending::Done(Err(e)),
                     }
@@ -128,11 +148,17 @@ pub(crate) async fn handle(
                     pr = pr.with_log_start_offset(p.log_start_offset());
                 }
             }
-            Err(code) => {
+            Err(mut code) => {
+                // Kafka answers INVALID_RECORD from Produce v8 (KIP-467), CORRUPT_MESSAGE
+                // before.
+                if code == ResponseError::InvalidRecord && slot.message.is_some() && version < 8 {
+                    code = ResponseError::CorruptMessage;
+                }
                 broker.stats.count_error(code.code());
                 pr = pr.with_error_code(code.code()).with_base_offset(-1);
                 if version >= 8 {
-                    pr = pr.with_error_message(Some(StrBytes::from_static_str(error_text(code))));
+                    let text = slot.message.unwrap_or_else(|| error_text(code));
+                    pr = pr.with_error_message(Some(StrBytes::from_static_str(text)));
                 }
             }
         }
@@ -156,6 +182,18 @@ fn error_text(code: ResponseError) -> &'static str {
         }
         _ => "produce failed",
     }
+}
+
+/// Whether any data record in `records` has a null key, decompressing compressed batches
+/// (the log can only check uncompressed ones). Undecodable bytes are left to the log's
+/// validation.
+fn has_null_key(records: &[u8]) -> bool {
+    let Ok(plain) = crate::compression::decompress_batches(records) else {
+        return false;
+    };
+    rill_log::batches(&plain).any(|b| {
+        b.is_ok_and(|b| !b.is_control() && b.records().any(|r| r.is_ok_and(|r| r.key.is_none())))
+    })
 }
 
 fn log_append_error(topic: &str, partition: i32, e: &AppendError) -> ResponseError {

@@ -58,7 +58,8 @@ pub(crate) fn partition(topic: &Topic, index: i32) -> Option<&Arc<rill_log::Part
 /// Translates a CreateTopics entry to a Rill topic config.
 ///
 /// Understood configs: `retention.ms`, `retention.bytes` (-1 = unlimited), `segment.bytes`,
-/// `segment.ms`, `max.message.bytes`, `flush.messages` (`1` = flush `always`), `flush.ms` (= flush `interval:N`)
+/// `segment.ms`, `max.message.bytes`, `cleanup.policy` (`delete`, `compact`,
+/// `compact,delete`), `delete.retention.ms`, `min.compaction.lag.ms`, `flush.messages` (`1` = flush `always`), `flush.ms` (= flush `interval:N`)
 /// and Rill's own `rill.flush` (`always`, `never`, `interval:N`). Any other config name is
 /// rejected with `INVALID_CONFIG`, as Kafka does, so a client never believes a setting took
 /// effect when it did not.
@@ -121,6 +122,17 @@ fn topic_config(
                 };
             }
             "rill.flush" => cfg.flush = value.parse().map_err(|_| bad())?,
+            "cleanup.policy" => {
+                cfg.cleanup_policy = value
+                    .parse()
+                    .map_err(|e: String| (ResponseError::InvalidConfig, e))?;
+            }
+            "delete.retention.ms" => {
+                cfg.delete_retention_ms = u64::try_from(num()?).map_err(|_| bad())?;
+            }
+            "min.compaction.lag.ms" => {
+                cfg.min_compaction_lag_ms = u64::try_from(num()?).map_err(|_| bad())?;
+            }
             other => {
                 return Err((
                     ResponseError::InvalidConfig,

@@ -34,7 +34,7 @@ pub const HEADER_LEN: usize = 61;
 pub const LOG_OVERHEAD: usize = 12;
 /// Byte offset where the CRC-covered part starts.
 pub(crate) const CRC_START: usize = 21;
-const TIMESTAMP_TYPE_LOG_APPEND: i16 = 1 << 3;
+pub(crate) const TIMESTAMP_TYPE_LOG_APPEND: i16 = 1 << 3;
 /// Attribute bit: the batch belongs to a transaction.
 pub(crate) const ATTR_TRANSACTIONAL: i16 = 1 << 4;
 /// Attribute bit: the batch is a control batch (a transaction marker).
@@ -156,7 +156,11 @@ impl<'a> RecordBatch<'a> {
         Ok((RecordBatch { buf: &buf[..size] }, size))
     }
 
-    /// Checks the CRC and the record count against lastOffsetDelta.
+    /// Checks the CRC and the record count against lastOffsetDelta: a stored batch holds at
+    /// most `lastOffsetDelta + 1` records. Compaction leaves fewer (it keeps a batch's
+    /// offset range and drops records inside it, as Kafka's cleaner does) or none (a batch
+    /// standing for records removed); a producer's batch must hold exactly that many, which
+    /// [`validate_producer_batch`](Self::validate_producer_batch) checks.
     pub fn validate(&self) -> Result<(), BatchError> {
         let computed = self.computed_crc();
         if computed != self.crc() {
@@ -165,15 +169,7 @@ impl<'a> RecordBatch<'a> {
                 computed,
             });
         }
-        let count = self.record_count();
-        let delta = self.last_offset_delta();
-        if count < 1 || delta != count - 1 {
-            return Err(BatchError::BadRecordCount {
-                count,
-                last_offset_delta: delta,
-            });
-        }
-        Ok(())
+        check_record_count(self.record_count(), self.last_offset_delta())
     }
 
     /// The batch bytes, header included.
@@ -264,6 +260,26 @@ impl<'a> RecordBatch<'a> {
     }
 }
 
+impl<'a> RecordBatch<'a> {
+    /// The records of an uncompressed batch, each with the bytes it occupies in the batch
+    /// (its length varint included). Those bytes stay valid in a batch with the same base
+    /// offset and firstTimestamp, which is how compaction rewrites a batch without some of
+    /// its records.
+    pub(crate) fn records_with_bytes(
+        &self,
+    ) -> impl Iterator<Item = Result<(BatchRecord<'a>, &'a [u8]), BatchError>> + 'a {
+        let mut it = self.records();
+        std::iter::from_fn(move || {
+            let before = it.rest;
+            let r = it.next()?;
+            Some(r.map(|rec| {
+                let used = before.len() - it.rest.len();
+                (rec, &before[..used])
+            }))
+        })
+    }
+}
+
 /// Compressed batches are not decompressed, so their recordsCount cannot be checked against
 /// the records; it is only bounded by this many records per byte of compressed data, far
 /// above what any codec achieves on real records (each takes at least 7 bytes uncompressed)
@@ -287,6 +303,13 @@ impl RecordBatch<'_> {
     /// [`set_max_timestamp`]: crate::batch::set_max_timestamp
     pub fn validate_producer_batch(&self) -> Result<Option<i64>, BatchError> {
         self.validate()?;
+        let (count, delta) = (self.record_count(), self.last_offset_delta());
+        if count < 1 || delta != count - 1 {
+            return Err(BatchError::BadRecordCount {
+                count,
+                last_offset_delta: delta,
+            });
+        }
         let compression = self.compression();
         if let Compression::Unknown(_) = compression {
             return Err(BatchError::BadRecord("unknown compression codec"));
@@ -317,6 +340,18 @@ impl RecordBatch<'_> {
         // compute.
         Ok(max_ts.filter(|_| !log_append_time))
     }
+}
+
+/// The record count a stored batch may have: `0..=lastOffsetDelta + 1` (see
+/// [`RecordBatch::validate`]).
+pub(crate) fn check_record_count(count: i32, last_offset_delta: i32) -> Result<(), BatchError> {
+    if count < 0 || last_offset_delta < 0 || i64::from(count) > i64::from(last_offset_delta) + 1 {
+        return Err(BatchError::BadRecordCount {
+            count,
+            last_offset_delta,
+        });
+    }
+    Ok(())
 }
 
 /// Walks concatenated batches; stops after the first error.

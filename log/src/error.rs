@@ -165,6 +165,10 @@ pub enum AppendError {
     /// `append` was called with no record.
     #[error("no record to append")]
     Empty,
+    /// A record without a key was sent to a compacted topic, which keeps records by key
+    /// (Kafka refuses it with `INVALID_RECORD`). Nothing was appended.
+    #[error("compacted topic cannot accept a record without a key")]
+    NullKeyInCompactedTopic,
     /// An earlier fsync or truncate failed; the partition refuses writes until the log is
     /// reopened and recovery has validated the tail.
     #[error("partition failed after an earlier I/O error; reopen the log to recover")]

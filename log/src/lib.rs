@@ -56,6 +56,7 @@
 
 pub mod batch;
 mod checkpoint;
+mod compaction;
 mod config;
 pub mod error;
 pub mod index;
@@ -73,6 +74,7 @@ mod topic;
 mod txn;
 
 pub use batch::{BatchBuilder, BatchRecord, Compression, Header, Record, RecordBatch, batches};
+pub use compaction::CompactionReport;
 pub use config::{
     CleanupPolicy, DEFAULT_MAX_MESSAGE_BYTES, FlushPolicy, ParseFlushPolicyError, TopicConfig,
 };

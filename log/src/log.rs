@@ -19,6 +19,7 @@ use crate::producers;
 use crate::txn::Coordinator;
 
 mod txn;
+use crate::compaction::CompactionReport;
 use crate::recovery::{CheckpointStatus, Job, RecoveryEvent, RecoveryStats, open_all};
 use crate::retention::RetentionReport;
 use crate::topic::{Topic, valid_topic_name};
@@ -364,6 +365,33 @@ impl Log {
     /// How much [`open`](Self::open) had to read, and whether it used the checkpoint.
     pub fn recovery_stats(&self) -> &RecoveryStats {
         &self.stats
+    }
+
+    /// Compacts every partition of every compacted topic (see
+    /// [`Partition::compact`](crate::Partition::compact)). Call it periodically.
+    pub fn compact(&self) -> Result<CompactionReport, StorageError> {
+        self.compact_at(now_ms())
+    }
+
+    /// [`compact`](Self::compact) as if the time were `now_ms`. A partition that fails does
+    /// not keep the others from being compacted; the first error is returned after all were
+    /// tried.
+    pub fn compact_at(&self, now_ms: i64) -> Result<CompactionReport, StorageError> {
+        let mut report = CompactionReport::default();
+        let mut first_error = None;
+        for p in self.inner.partitions() {
+            match p.compact(now_ms) {
+                Ok(r) => report.add(&r),
+                Err(e) => {
+                    tracing::warn!(topic = p.topic(), partition = p.id(), error = %e, "compaction failed");
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(report),
+        }
     }
 
     /// Deletes sealed segments that break their topic's retention. Call it periodically.

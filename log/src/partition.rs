@@ -15,6 +15,7 @@ use event_listener::{Event, EventListener};
 
 use crate::batch::{self, Record, RecordBatch};
 use crate::checkpoint::Point;
+use crate::compaction::CleanerState;
 use crate::config::{FlushPolicy, TopicConfig};
 use crate::error::{AppendError, BatchError, StorageError};
 use crate::io::{Io, write_all_at};
@@ -168,8 +169,10 @@ pub struct Partition {
     /// Serializes sealing and background fsyncs (flusher, `flush`, `close`), so the durable
     /// point is never moved past a segment another thread is still sealing.
     maint: Mutex<()>,
-    /// Serializes retention passes.
+    /// Serializes retention and compaction passes.
     pub(crate) retention: Mutex<()>,
+    /// The compactor's bookkeeping (`compaction.rs`).
+    pub(crate) cleaner: Mutex<CleanerState>,
     /// Idempotent and transactional producers (`producers.rs`); changed under the writer
     /// lock, after it in lock order.
     pub(crate) producers: Mutex<ProducerState>,
@@ -202,7 +205,7 @@ pub(crate) fn now_ms() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
@@ -259,6 +262,7 @@ impl Partition {
             dir_synced: AtomicBool::new(recovered.dir_synced),
             maint: Mutex::new(()),
             retention: Mutex::new(()),
+            cleaner: Mutex::new(CleanerState::default()),
             first_unstable: AtomicI64::new(i64::MAX),
             producers: Mutex::new(ProducerState::default()),
         }
@@ -326,6 +330,9 @@ impl Partition {
         if records.is_empty() {
             return Err(AppendError::Empty);
         }
+        if self.config.cleanup_policy.compacts() && records.iter().any(|r| r.key.is_none()) {
+            return Err(AppendError::NullKeyInCompactedTopic);
+        }
         let max = self.config.max_message_bytes;
         if let Some(size) = records
             .iter()
@@ -380,6 +387,15 @@ impl Partition {
                 // see it (Kafka's LogValidator rewrites it too; some producers send -1).
                 fix.push((at, computed));
                 max_ts = computed;
+            }
+            if self.config.cleanup_policy.compacts() && !b.is_control() {
+                // Compressed batches cannot be checked here (the log does not decompress);
+                // the Kafka door checks them after decompressing.
+                for r in b.records() {
+                    if r.is_ok_and(|r| r.key.is_none()) {
+                        return Err(AppendError::NullKeyInCompactedTopic);
+                    }
+                }
             }
             let len = b.as_bytes().len();
             // Kafka checks every batch a producer sends against the topic's limit.

@@ -51,7 +51,9 @@ impl BatchProducer {
             producer_id: pid,
             epoch: b.producer_epoch(),
             base_sequence: b.base_sequence(),
-            records: b.record_count(),
+            // The batch's offset range, not its record count: compaction may have removed
+            // records from it, and the sequence numbers follow the offsets.
+            records: b.last_offset_delta().saturating_add(1),
             transactional: b.is_transactional(),
             marker,
             timestamp_ms: b.max_timestamp(),

@@ -22,6 +22,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::checkpoint::Point;
+use crate::compaction::CLEANED_SUFFIX;
 use crate::config::{FlushPolicy, TopicConfig};
 use crate::index::TimeIndex;
 use crate::partition::{Ctx, Partition, Recovered, Writer, now_ms, prealloc_entries};
@@ -46,6 +47,9 @@ pub enum RecoveryAction {
     /// The partition's recovery checkpoint did not match its files, so the partition was
     /// recovered as if it had none (unsealed segments scanned from their start).
     CheckpointIgnored,
+    /// A file left by an interrupted compaction (`.cleaned`) was removed; the segment it
+    /// would have replaced is whole.
+    LeftoverRemoved,
 }
 
 /// One finding of [`Log::open`](crate::Log::open).
@@ -77,6 +81,7 @@ impl std::fmt::Display for RecoveryEvent {
                 self.position
             ),
             RecoveryAction::CheckpointIgnored => "ignored the recovery checkpoint".to_string(),
+            RecoveryAction::LeftoverRemoved => "removed the leftover file".to_string(),
         };
         write!(
             f,
@@ -233,8 +238,19 @@ fn open_partition(job: &Job, ctx: Ctx) -> std::io::Result<Opened> {
     let created_dir = std::fs::symlink_metadata(dir).is_err();
     ctx.io.create_dir_all(dir)?;
     let mut bases: Vec<i64> = Vec::new();
+    let mut f_leftovers = Vec::new();
     for e in std::fs::read_dir(dir)? {
-        if let Some(b) = e?.file_name().to_str().and_then(parse_log_name) {
+        let name = e?.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if name.ends_with(CLEANED_SUFFIX) || name.ends_with(".deleted") {
+            // A compaction's cleaned segment that a crash kept from being renamed into place
+            // (`compaction.rs`): the segment it was cleaning is still whole.
+            let path = dir.join(name);
+            io_remove_leftover(&ctx, &path)?;
+            f_leftovers.push(path);
+            continue;
+        }
+        if let Some(b) = parse_log_name(name) {
             bases.push(b);
         }
     }
@@ -257,6 +273,14 @@ fn open_partition(job: &Job, ctx: Ctx) -> std::io::Result<Opened> {
         walked: 0,
         rewrite: false,
     };
+    for path in f_leftovers {
+        f.event(
+            &path,
+            0,
+            "leftover of an interrupted compaction".into(),
+            RecoveryAction::LeftoverRemoved,
+        );
+    }
     let mut cp = job.checkpoint;
     let cp_idx = match cp {
         None => None,
@@ -625,19 +649,24 @@ fn rebuild_below(seg: &Segment, cp: Point, interval: u64, f: &mut Findings<'_>) 
 
 /// Result of walking a segment from a known-good point.
 #[derive(Debug)]
-struct Scan {
+pub(crate) struct Scan {
     /// First byte not accepted.
-    stop: u64,
+    pub stop: u64,
     /// Offset after the last accepted batch.
-    next: i64,
+    pub next: i64,
     /// Why the walk stopped before the end of the file.
-    error: Option<String>,
+    pub error: Option<String>,
 }
 
 /// Walks `seg` from `from` to the end of its file, rebuilding its indexes from there; with
 /// `verify`, every batch is fully validated (CRC-32C included), otherwise only its header.
 /// Index entries below `from` are kept, as far as they are consistent with it.
-fn scan(seg: &Segment, from: Point, interval: u64, verify: bool) -> std::io::Result<Scan> {
+pub(crate) fn scan(
+    seg: &Segment,
+    from: Point,
+    interval: u64,
+    verify: bool,
+) -> std::io::Result<Scan> {
     let size = seg.file.len()?;
     let mut ix = seg.indexes_mut();
     if from.pos == 0 {
@@ -699,4 +728,17 @@ fn age_start(seg: &Segment, now: i64) -> std::io::Result<i64> {
         }
         None => now,
     })
+}
+
+/// Removes a leftover file, durably.
+fn io_remove_leftover(ctx: &Ctx, path: &Path) -> std::io::Result<()> {
+    match ctx.io.remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    match path.parent() {
+        Some(dir) => ctx.io.sync_dir(dir),
+        None => Ok(()),
+    }
 }

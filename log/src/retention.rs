@@ -1,9 +1,9 @@
 //! Deleting whole sealed segments by age and by total size.
 //!
 //! Only a prefix of sealed segments is ever deleted, oldest first, so the log stays one
-//! contiguous range of offsets. The active segment is never deleted. Compaction by key will
-//! be a second cleaner that rewrites sealed segments into new ones (same format, offsets kept,
-//! gaps allowed) and swaps them in under the same segment-list lock; nothing here prevents it.
+//! contiguous range of offsets. The active segment is never deleted. Only topics whose
+//! cleanup policy deletes (`delete`, `compact,delete`) lose segments here; compaction by key
+//! (`compaction.rs`) is the other cleaner, serialized with this one per partition.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -38,7 +38,10 @@ impl Partition {
     pub(crate) fn enforce_retention(&self, now_ms: i64) -> Result<RetentionReport, StorageError> {
         let (retention_ms, retention_bytes) =
             (self.config.retention_ms, self.config.retention_bytes);
-        if retention_ms.is_none() && retention_bytes.is_none() {
+        // With `compact` alone, retention settings are ignored, as in Kafka.
+        if !self.config.cleanup_policy.deletes()
+            || (retention_ms.is_none() && retention_bytes.is_none())
+        {
             return Ok(RetentionReport::default());
         }
         let _pass = self.retention.lock().unwrap_or_else(|e| e.into_inner());

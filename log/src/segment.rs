@@ -402,12 +402,7 @@ fn check_header(h: &[u8]) -> Result<(i64, i64, i64), crate::error::BatchError> {
     };
     let delta = i32::from_be_bytes([h[23], h[24], h[25], h[26]]);
     let count = i32::from_be_bytes([h[57], h[58], h[59], h[60]]);
-    if count < 1 || delta != count - 1 {
-        return Err(crate::error::BatchError::BadRecordCount {
-            count,
-            last_offset_delta: delta,
-        });
-    }
+    batch::check_record_count(count, delta)?;
     let base = i64_at(0);
     Ok((base, base.wrapping_add(i64::from(delta)), i64_at(35)))
 }

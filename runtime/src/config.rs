@@ -47,7 +47,7 @@ pub struct Config {
     /// Write `/tmp/perf-<pid>.map` so `perf record`/`perf top` can name the functions of
     /// compiled handlers (for profiling; off by default).
     pub wasm_perf_map: bool,
-    /// How often retention runs.
+    /// How often retention and compaction run.
     #[serde(with = "duration_ms")]
     pub retention_check_interval: Duration,
     /// Cluster mode: run deployments on an external Kafka cluster instead of the embedded

@@ -92,15 +92,31 @@ fn topic_entries(cfg: &TopicConfig, host: &TopicConfig) -> Vec<Entry> {
         })
     };
     let week = SEVEN_DAYS_MS.to_string();
-    // Fixed by Rill: no compaction, create-time timestamps, one replica, producer codecs.
     add(
         "cleanup.policy",
-        "delete".into(),
+        cfg.cleanup_policy.to_string(),
         "delete",
-        "delete".into(),
+        host.cleanup_policy.to_string(),
         LIST,
         Some("log.cleanup.policy"),
     );
+    add(
+        "delete.retention.ms",
+        cfg.delete_retention_ms.to_string(),
+        "86400000",
+        host.delete_retention_ms.to_string(),
+        LONG,
+        Some("log.cleaner.delete.retention.ms"),
+    );
+    add(
+        "min.compaction.lag.ms",
+        cfg.min_compaction_lag_ms.to_string(),
+        "0",
+        host.min_compaction_lag_ms.to_string(),
+        LONG,
+        Some("log.cleaner.min.compaction.lag.ms"),
+    );
+    // Fixed by Rill: create-time timestamps, one replica, producer codecs.
     add(
         "compression.type",
         "producer".into(),
@@ -248,7 +264,24 @@ fn broker_entries(broker: &Broker) -> Vec<Entry> {
         None,
         STRING,
     );
-    add("log.cleanup.policy", s(&"delete"), Some("delete"), LIST);
+    add(
+        "log.cleaner.delete.retention.ms",
+        s(&host.delete_retention_ms),
+        Some("86400000"),
+        LONG,
+    );
+    add(
+        "log.cleaner.min.compaction.lag.ms",
+        s(&host.min_compaction_lag_ms),
+        Some("0"),
+        LONG,
+    );
+    add(
+        "log.cleanup.policy",
+        s(&host.cleanup_policy),
+        Some("delete"),
+        LIST,
+    );
     add(
         "log.flush.interval.messages",
         Some(msgs),

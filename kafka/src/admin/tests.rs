@@ -395,3 +395,115 @@ async fn produce_refuses_a_batch_over_max_message_bytes() {
         0
     );
 }
+
+#[test]
+fn compaction_configs_are_taken_at_create_and_described() {
+    let (_dir, b) = broker();
+    let cfg = |k: &str, v: &str| {
+        create_topics_request::CreatableTopicConfig::default()
+            .with_name(StrBytes::from_string(k.into()))
+            .with_value(Some(StrBytes::from_string(v.into())))
+    };
+    let topic = |n: &str, configs| {
+        create_topics_request::CreatableTopic::default()
+            .with_name(name(n))
+            .with_num_partitions(1)
+            .with_replication_factor(1)
+            .with_configs(configs)
+    };
+    let create = CreateTopicsRequest::default().with_topics(vec![
+        topic(
+            "kv",
+            vec![
+                cfg("cleanup.policy", "compact,delete"),
+                cfg("delete.retention.ms", "1000"),
+                cfg("min.compaction.lag.ms", "5000"),
+            ],
+        ),
+        topic("bad-policy", vec![cfg("cleanup.policy", "shred")]),
+        topic("bad-ms", vec![cfg("delete.retention.ms", "-5")]),
+    ]);
+    let resp = crate::topics::create_topics(&b, create, 7);
+    assert_eq!(resp.topics[0].error_code, 0);
+    for t in &resp.topics[1..] {
+        assert_eq!(t.error_code, code(ResponseError::InvalidConfig), "{t:?}");
+        assert!(t.error_message.is_some());
+    }
+    let kv = b.log.topic("kv").unwrap();
+    let c = kv.config();
+    assert_eq!(c.cleanup_policy, rill_log::CleanupPolicy::CompactDelete);
+    assert_eq!(
+        (c.delete_retention_ms, c.min_compaction_lag_ms),
+        (1000, 5000)
+    );
+
+    let resp = describe(&b, 4, 2, "kv", None);
+    let r = &resp.results[0];
+    let c = config(r, "cleanup.policy");
+    assert_eq!(
+        (c.value.as_deref(), c.config_source),
+        (Some("compact,delete"), 1)
+    );
+    let d = config(r, "delete.retention.ms");
+    assert_eq!((d.value.as_deref(), d.config_source), (Some("1000"), 1));
+    assert_eq!(
+        config(r, "min.compaction.lag.ms").value.as_deref(),
+        Some("5000")
+    );
+    // A topic left at the defaults: Kafka's values, and the broker's names as synonyms.
+    let resp = describe(&b, 4, 2, "t", None);
+    let d = config(&resp.results[0], "delete.retention.ms");
+    assert_eq!((d.value.as_deref(), d.config_source), (Some("86400000"), 5));
+    let resp = describe(&b, 4, 4, "0", None);
+    for k in [
+        "log.cleaner.delete.retention.ms",
+        "log.cleaner.min.compaction.lag.ms",
+        "log.cleanup.policy",
+    ] {
+        config(&resp.results[0], k);
+    }
+}
+
+#[tokio::test]
+async fn produce_of_a_null_key_to_a_compacted_topic_is_an_invalid_record() {
+    let (_dir, b) = broker();
+    let compact = TopicConfig {
+        cleanup_policy: rill_log::CleanupPolicy::Compact,
+        ..TopicConfig::default()
+    };
+    b.log.create_topic("kv", compact).unwrap();
+    let recs = [rill_log::Record {
+        key: None,
+        value: Some(b"v"),
+        headers: &[],
+        timestamp_ms: Some(5),
+    }];
+    let batch = Bytes::from(rill_log::batch::encode(&recs, 5));
+    // Kafka answers INVALID_RECORD with its message from v8 (KIP-467), CORRUPT_MESSAGE before.
+    for (v, want) in [
+        (9, ResponseError::InvalidRecord),
+        (7, ResponseError::CorruptMessage),
+    ] {
+        let req = ProduceRequest::default().with_acks(1).with_topic_data(vec![
+            produce_request::TopicProduceData::default()
+                .with_name(name("kv"))
+                .with_partition_data(vec![
+                    produce_request::PartitionProduceData::default()
+                        .with_index(0)
+                        .with_records(Some(batch.clone())),
+                ]),
+        ]);
+        let resp = crate::produce::handle(&b, req, v).await.unwrap();
+        let p = &resp.responses[0].partition_responses[0];
+        assert_eq!(p.error_code, code(want), "v{v}");
+        if v >= 8 {
+            assert!(
+                p.error_message
+                    .as_deref()
+                    .is_some_and(|m| m.contains("without key"))
+            );
+        }
+    }
+    let kv = b.log.topic("kv").unwrap();
+    assert_eq!(kv.partition(0).unwrap().high_watermark(), 0);
+}

@@ -3,6 +3,7 @@
 mod admin;
 mod basic;
 mod common;
+mod compaction;
 mod crash;
 mod model;
 mod offsets;

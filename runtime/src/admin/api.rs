@@ -24,6 +24,16 @@ pub struct CreateTopic {
     pub retention_bytes: Option<u64>,
     /// Roll segments at this size.
     pub segment_bytes: Option<u64>,
+    /// `delete`, `compact` or `compact,delete` (Kafka's `cleanup.policy`); `delete` when
+    /// absent.
+    #[serde(default)]
+    pub cleanup_policy: Option<String>,
+    /// How long tombstones of a compacted topic are kept (Kafka's `delete.retention.ms`).
+    #[serde(default)]
+    pub delete_retention_ms: Option<u64>,
+    /// A record is never compacted away before it is this old (`min.compaction.lag.ms`).
+    #[serde(default)]
+    pub min_compaction_lag_ms: Option<u64>,
 }
 
 /// A topic as the API shows it.
@@ -39,6 +49,15 @@ pub struct TopicInfo {
     pub retention_ms: Option<u64>,
     /// Retention by size.
     pub retention_bytes: Option<u64>,
+    /// Cleanup policy in Kafka's spelling (`delete`, `compact`, `compact,delete`).
+    #[serde(default)]
+    pub cleanup_policy: String,
+    /// How long tombstones are kept, in ms.
+    #[serde(default)]
+    pub delete_retention_ms: u64,
+    /// Minimum age before a record may be compacted away, in ms.
+    #[serde(default)]
+    pub min_compaction_lag_ms: u64,
     /// Per partition: start offset, end offset, bytes.
     pub partition_info: Vec<PartitionSummary>,
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 
-use rill_log::{AppendError, FlushPolicy, Header, Record, TopicConfig, TopicError};
+use rill_log::{AppendError, CleanupPolicy, FlushPolicy, Header, Record, TopicConfig, TopicError};
 
 use super::api::*;
 use axum::Json;
@@ -21,7 +21,10 @@ fn append_fail(e: AppendError) -> Fail {
     // A full disk is the client's to know about, distinctly: nothing was appended.
     let code = if msg.contains("No space left") || msg.contains("ENOSPC") {
         StatusCode::INSUFFICIENT_STORAGE
-    } else if matches!(e, AppendError::InvalidBatch(_)) {
+    } else if matches!(
+        e,
+        AppendError::InvalidBatch(_) | AppendError::NullKeyInCompactedTopic
+    ) {
         StatusCode::BAD_REQUEST
     } else if matches!(e, AppendError::MessageTooLarge { .. }) {
         // The topic's max.message.bytes, as the Kafka door's MESSAGE_TOO_LARGE.
@@ -40,6 +43,9 @@ fn topic_info(t: &rill_log::Topic) -> TopicInfo {
         flush: c.flush.to_string(),
         retention_ms: c.retention_ms,
         retention_bytes: c.retention_bytes,
+        cleanup_policy: c.cleanup_policy.to_string(),
+        delete_retention_ms: c.delete_retention_ms,
+        min_compaction_lag_ms: c.min_compaction_lag_ms,
         partition_info: t
             .partitions()
             .iter()
@@ -96,6 +102,15 @@ pub(super) async fn create_topic(
     cfg.retention_bytes = req.retention_bytes;
     if let Some(s) = req.segment_bytes {
         cfg.segment_bytes = s;
+    }
+    if let Some(p) = &req.cleanup_policy {
+        cfg.cleanup_policy = p.parse::<CleanupPolicy>().map_err(bad)?;
+    }
+    if let Some(ms) = req.delete_retention_ms {
+        cfg.delete_retention_ms = ms;
+    }
+    if let Some(ms) = req.min_compaction_lag_ms {
+        cfg.min_compaction_lag_ms = ms;
     }
     let log = host.log.clone();
     let name = req.name.clone();

@@ -26,6 +26,16 @@ pub enum TopicCommand {
         /// Roll segments at this size, e.g. 1GiB (the default).
         #[arg(long, value_parser = parse_bytes)]
         segment_bytes: Option<u64>,
+        /// `delete` (the default), `compact` (keep the latest record per key) or
+        /// `compact,delete`, as Kafka's cleanup.policy.
+        #[arg(long)]
+        cleanup_policy: Option<String>,
+        /// How long a compacted topic keeps tombstones, e.g. 1d (the default), 1h.
+        #[arg(long, value_parser = parse_duration_ms)]
+        delete_retention: Option<u64>,
+        /// Never compact away a record younger than this, e.g. 10m (default 0).
+        #[arg(long, value_parser = parse_duration_ms)]
+        min_compaction_lag: Option<u64>,
     },
     /// List topics.
     List,
@@ -50,6 +60,9 @@ pub fn run(client: &Client, cmd: TopicCommand) -> anyhow::Result<()> {
             retention,
             retention_bytes,
             segment_bytes,
+            cleanup_policy,
+            delete_retention,
+            min_compaction_lag,
         } => {
             let req = CreateTopic {
                 name,
@@ -58,6 +71,9 @@ pub fn run(client: &Client, cmd: TopicCommand) -> anyhow::Result<()> {
                 retention_ms: retention,
                 retention_bytes,
                 segment_bytes,
+                cleanup_policy,
+                delete_retention_ms: delete_retention,
+                min_compaction_lag_ms: min_compaction_lag,
             };
             let t: TopicInfo = client.post("/v1/topics", &req)?;
             outln!(
@@ -91,7 +107,7 @@ pub fn run(client: &Client, cmd: TopicCommand) -> anyhow::Result<()> {
         TopicCommand::Describe { name } => {
             let t: TopicInfo = client.get(&format!("/v1/topics/{name}"))?;
             outln!(
-                "topic {}  partitions {}  flush {}  retention {}  retention-bytes {}",
+                "topic {}  partitions {}  flush {}  retention {}  retention-bytes {}  cleanup {}",
                 t.name,
                 t.partitions,
                 t.flush,
@@ -101,6 +117,7 @@ pub fn run(client: &Client, cmd: TopicCommand) -> anyhow::Result<()> {
                 t.retention_bytes
                     .map(|b| b.to_string())
                     .unwrap_or_else(|| "none".into()),
+                t.cleanup_policy,
             )?;
             outln!(
                 "{:>9} {:>14} {:>14} {:>14}",
@@ -185,5 +202,39 @@ mod tests {
         assert_eq!(parse_bytes("512MiB").unwrap(), 512 << 20);
         assert_eq!(parse_bytes("4096").unwrap(), 4096);
         assert!(parse_bytes("lots").is_err());
+    }
+
+    #[test]
+    fn create_takes_the_compaction_flags() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Cli {
+            #[command(subcommand)]
+            cmd: TopicCommand,
+        }
+        let cli = Cli::try_parse_from([
+            "topic",
+            "create",
+            "kv",
+            "--cleanup-policy",
+            "compact,delete",
+            "--delete-retention",
+            "1h",
+            "--min-compaction-lag",
+            "10m",
+        ])
+        .unwrap();
+        let TopicCommand::Create {
+            cleanup_policy,
+            delete_retention,
+            min_compaction_lag,
+            ..
+        } = cli.cmd
+        else {
+            panic!("not create");
+        };
+        assert_eq!(cleanup_policy.as_deref(), Some("compact,delete"));
+        assert_eq!(delete_retention, Some(3_600_000));
+        assert_eq!(min_compaction_lag, Some(600_000));
     }
 }
