@@ -41,7 +41,6 @@ pub fn collect(
     max: usize,
     committed: bool,
 ) -> Result<Vec<FetchedRecord>, CollectError> {
-    let b64 = base64::engine::general_purpose::STANDARD;
     let mut out = Vec::new();
     for p in topic.partitions() {
         if out.len() >= max {
@@ -56,9 +55,32 @@ pub fn collect(
         } else {
             p.high_watermark()
         };
-        if *pos >= end {
-            continue;
+        // A compacted partition can hold runs of empty batches: read on until this
+        // partition gives a record or its end.
+        let before = out.len();
+        while *pos < end && out.len() == before {
+            let at = *pos;
+            read_batches(p, pos, &mut out, max, committed)?;
+            if *pos == at {
+                break;
+            }
         }
+    }
+    Ok(out)
+}
+
+/// One read of `p` from `*pos`: its records, up to `max` in `out`, with `*pos` moved past
+/// every batch read whole (empty ones and markers included).
+fn read_batches(
+    p: &rill_log::Partition,
+    pos: &mut i64,
+    out: &mut Vec<FetchedRecord>,
+    max: usize,
+    committed: bool,
+) -> Result<(), CollectError> {
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let id = p.id();
+    {
         let read = if committed {
             p.read_committed(*pos, 1 << 20)
         } else {
@@ -130,7 +152,9 @@ pub fn collect(
                 });
                 *pos = rec.offset + 1;
             }
+            // Every record of the batch was taken (or it had none left, after compaction).
+            *pos = (*pos).max(batch.last_offset() + 1);
         }
     }
-    Ok(out)
+    Ok(())
 }
