@@ -106,6 +106,7 @@ scenarios! {
     confluent_out_of_range: Confluent, "out-of-range", [];
     confluent_admin: Confluent, "admin", [];
     confluent_errors: Confluent, "errors", [UNSUPPORTED_API];
+    confluent_compaction: Confluent, "compaction", [];
 
     kafka_python_produce_consume: KafkaPython, "produce-consume", [];
     kafka_python_codecs: KafkaPython, "codecs", [];

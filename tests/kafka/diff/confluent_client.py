@@ -479,6 +479,49 @@ def errors(a):
     return out
 
 
+def compaction(a):
+    """Compacted topics as clients see them: creation with the cleanup configs (and a bad
+    one), DescribeConfigs, a null key refused, keyed records and tombstones accepted and
+    read back. Whether and when the cleaner runs is the broker's business and not compared."""
+    ad = admin(a)
+    out = {}
+    topic_keys = ["cleanup.policy", "delete.retention.ms", "min.compaction.lag.ms"]
+    fs = ad.create_topics([NewTopic(a.topic, num_partitions=1, replication_factor=1,
+                                    config={"cleanup.policy": "compact",
+                                            "delete.retention.ms": "5000",
+                                            "min.compaction.lag.ms": "100"}),
+                           NewTopic(f"{a.topic}-both", num_partitions=1, replication_factor=1,
+                                    config={"cleanup.policy": "compact,delete"}),
+                           NewTopic(f"{a.topic}-bad", num_partitions=1, replication_factor=1,
+                                    config={"cleanup.policy": "compost"})])
+    names = {a.topic: "compact", f"{a.topic}-both": "both", f"{a.topic}-bad": "bad"}
+    out["create"] = {names[t]: (None if f.exception(timeout=20) is None else err_name(f.exception()))
+                     for t, f in fs.items()}
+    dc.wait_until(lambda: a.topic in ad.list_topics(timeout=10).topics, 20, "topic metadata")
+    for t in (a.topic, f"{a.topic}-both"):
+        res = ConfigResource(ResourceType.TOPIC, t)
+        try:
+            r = ad.describe_configs([res])[res].result(timeout=20)
+            out[f"configs_{names[t]}"] = {k: ({"value": r[k].value, "default": r[k].is_default}
+                                              if k in r else "absent") for k in topic_keys}
+        except KafkaException as e:
+            out[f"configs_{names[t]}"] = {"error": err_name(e)}
+    p = producer(a, **{"message.timeout.ms": 10000})
+    reports = produce_all(p, a.topic, [(None, b"no key", [], 0)])
+    out["null_key"] = reports[0][2] if reports[0] else "no report"
+    reports = produce_all(p, a.topic, [(b"k1", b"v1", [], 0), (b"k2", b"v2", [], 0),
+                                       (b"k1", b"v1b", [], 0), (b"k2", None, [], 0)])
+    out["keyed"] = [{"offset": r[1], "error": r[2]} for r in reports]
+    c = consumer(a)
+    c.assign([TopicPartition(a.topic, 0, 0)])
+    got, errs = drain(c, 4, timeout=20)
+    c.close()
+    out["read"] = [{"offset": o, "key": k.decode() if k else None,
+                    "value": v.decode() if v is not None else None} for (_, o, k, v, _) in got]
+    out["read_errors"] = sorted(set(errs))
+    return out
+
+
 SCENARIOS = {
     "produce-consume": produce_consume,
     "codecs": codecs,
@@ -488,6 +531,7 @@ SCENARIOS = {
     "out-of-range": out_of_range,
     "admin": admin_scenario,
     "errors": errors,
+    "compaction": compaction,
 }
 
 if __name__ == "__main__":
