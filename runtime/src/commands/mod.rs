@@ -61,8 +61,9 @@ use rill_runtime::admin::client::Client;
     about,
     long_about = None,
     after_help = "Not there yet: replication, authentication and TLS (both doors listen on \
-                  loopback), state in cluster mode, changing a topic's partition count, WASI capabilities for handlers, an SDK for languages \
-                  other than Rust. See README.md."
+                  loopback), replay (deploy --reset) in cluster mode, state larger than memory, \
+                  compaction of compressed batches, WASI capabilities for handlers, an SDK for \
+                  languages other than Rust. See README.md."
 )]
 pub struct Cli {
     /// The admin API of the host to talk to.
