@@ -367,10 +367,14 @@ fn totals_in_log(h: &TestHost, topic: &str) -> BTreeMap<String, (u64, u64)> {
     }
 }
 
-/// SIGKILLs while the read model handles orders, a few per run (the long loop is
-/// `crashloop`, docs/reliability.md): the totals queried at the end equal the totals of the
-/// orders in the log, exactly.
+/// SIGKILLs while the read model handles orders: eight per run, or `RILL_STATE_KILLS` for a
+/// soak (docs/reliability.md). The totals queried at the end equal the totals of the orders
+/// in the log, exactly.
 fn killed_while_counting(guarantee: &str) {
+    let kills: u64 = std::env::var("RILL_STATE_KILLS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(8);
     let mut h = TestHost::start();
     h.cli_ok(&["topic", "create", "orders", "--partitions", "3"]);
     h.cli_ok(&[
@@ -387,7 +391,7 @@ fn killed_while_counting(guarantee: &str) {
     ]);
     let mut jitter = u64::from(std::process::id());
     let mut mid_stream = 0;
-    for round in 0..8u64 {
+    for round in 0..kills {
         let (lines, _) = orders(round * 4000, 4000, 40);
         produce(&h, "orders", &lines);
         jitter = jitter
@@ -405,8 +409,14 @@ fn killed_while_counting(guarantee: &str) {
     );
     caught_up(&h, "totals");
     let want = totals_in_log(&h, "orders");
-    assert_eq!(want.values().map(|t| t.0).sum::<u64>(), 8 * 4000);
+    assert_eq!(want.values().map(|t| t.0).sum::<u64>(), kills * 4000);
     assert_eq!(queried(&h, "totals"), want, "{}", h.log());
+    eprintln!(
+        "{guarantee}: {kills} kills ({mid_stream} while orders were being counted), {} orders, \
+         {} customers: totals exact",
+        kills * 4000,
+        want.len()
+    );
 }
 
 #[test]
