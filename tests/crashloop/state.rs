@@ -177,6 +177,34 @@ fn restored_since(log: &str, from: usize) -> (u64, u64, u64, u64, usize) {
     sum
 }
 
+/// Restarts the (stopped or killed) host, waits until it caught up, checks the state against
+/// the log and that the restore logged every key; returns the restore's figures.
+fn restart_and_check(h: &mut TestHost, expected: &Expected, kills: u32) -> String {
+    let log_from = h.log().len();
+    let restart = Instant::now();
+    h.spawn();
+    let got = caught_up(h);
+    let restart_ms = restart.elapsed().as_millis();
+    assert_eq!(
+        compare(expected, &got, kills),
+        0,
+        "the state differs from the log after the last restart; host log: {}",
+        h.log_path.display()
+    );
+    let (keys, from_snapshot, from_changelog, restore_ms, stores) =
+        restored_since(&h.log(), log_from);
+    assert_eq!(
+        keys,
+        expected.totals.len() as u64,
+        "the restart did not restore every key"
+    );
+    format!(
+        "stores={stores} keys={keys} from_snapshot={from_snapshot} \
+         from_changelog={from_changelog} max_store_ms={restore_ms} \
+         ready_and_caught_up_ms={restart_ms}"
+    )
+}
+
 /// `line` without its terminal colour codes (`ESC [ ... m`).
 fn strip_ansi(line: &str) -> String {
     let mut out = String::with_capacity(line.len());
@@ -269,31 +297,18 @@ pub fn run(args: &Args) {
             );
         }
     }
-    // A clean restart: every key restored, from the snapshot the clean stop wrote.
+    // A last SIGKILL, then a clean stop: both restarts restore every key, the first from the
+    // last snapshot and the changelog after it, the second from the snapshot the stop wrote.
+    h.kill();
+    kills += 1;
+    let killed_restore = restart_and_check(&mut h, &expected, kills);
     assert!(h.stop(), "the host did not stop cleanly");
-    let log_from = h.log().len();
-    let restart = Instant::now();
-    h.spawn();
-    let got = caught_up(&h);
-    let restart_ms = restart.elapsed().as_millis();
-    mismatches += compare(&expected, &got, kills);
-    let (keys, from_snapshot, from_changelog, restore_ms, stores) =
-        restored_since(&h.log(), log_from);
-    assert_eq!(
-        mismatches, 0,
-        "the state differs from the log after the clean restart"
-    );
-    assert_eq!(
-        keys,
-        expected.totals.len() as u64,
-        "the clean restart did not restore every key"
-    );
+    let clean_restore = restart_and_check(&mut h, &expected, kills);
     println!(
         "crashloop ok handler=order-totals guarantee={guarantee} kills={kills} \
          restore_kills={restore_kills} checks={checks} orders_in_log={} customers={} \
-         mismatches={mismatches} final_restore: stores={stores} keys={keys} \
-         from_snapshot={from_snapshot} from_changelog={from_changelog} max_store_ms={restore_ms} \
-         ready_and_caught_up_ms={restart_ms} batch={} seed={} elapsed_s={:.1}",
+         mismatches={mismatches} restore_after_kill: {killed_restore} \
+         restore_after_stop: {clean_restore} batch={} seed={} elapsed_s={:.1}",
         expected.orders,
         expected.totals.len(),
         args.batch,
