@@ -165,8 +165,8 @@ fn parse_args() -> Args {
 /// The value produced for order `id`: the notifier's input, and what the log must return.
 fn order_value(id: u64) -> String {
     format!(
-        r#"{{"type":"order_created","order_id":{id},"email":"c{id}@example.com","total_cents":{}}}"#,
-        id * 7 % 10_000
+        r#"{{"type":"order_created","order_id":{id},"email":"c{id}@example.com","total_cents":{t},"amount_cents":{t}}}"#,
+        t = id * 7 % 10_000
     )
 }
 

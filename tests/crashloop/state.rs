@@ -1,6 +1,8 @@
 //! The crash loop over durable state (`--handler order-totals`): the `order-totals` read
 //! model deployed on a multi-partition `orders` topic, keyed orders produced without pause
-//! by two admin-API producers (each one its own thread and connection), the host SIGKILLed at
+//! by two admin-API producers (each one its own thread and connection) and, with
+//! confluent-kafka installed and `--producer` not `http`, the Kafka producer of the notifier
+//! loop, the host SIGKILLed at
 //! random moments (mid-invocation, and about one restart in four again within a few
 //! milliseconds, while its stores are restoring) and restarted on the same data dir.
 //!
@@ -27,7 +29,12 @@ use rill_runtime::scheduler::DeploymentInfo;
 use rill_tests::guests;
 use rill_tests::host::TestHost;
 
-use crate::{Args, PARTITIONS, Rng, WAIT, read_to_end};
+use std::sync::Mutex;
+
+use crate::{
+    Args, KafkaProducer, PARTITIONS, Rng, Shared, WAIT, have_confluent_kafka, read_to_end,
+    stable_port,
+};
 
 /// Customers the orders are spread over.
 const CUSTOMERS: u64 = 97;
@@ -228,7 +235,11 @@ pub fn run(args: &Args) {
     } else {
         "at-least-once"
     };
-    let mut h = TestHost::start_with(&["--default-flush", "always"]);
+    let kafka_addr = format!(
+        "127.0.0.1:{}",
+        stable_port(&mut Rng(args.seed ^ 0x006b_6166_6b61))
+    );
+    let mut h = TestHost::start_with(&["--default-flush", "always", "--kafka-addr", &kafka_addr]);
     h.cli_ok(&[
         "topic",
         "create",
@@ -248,6 +259,13 @@ pub fn run(args: &Args) {
         "--guarantee",
         guarantee,
     ]);
+    // The notifier loop's confluent-kafka producer too (its orders carry `amount_cents`),
+    // unless `--producer http` or it is not installed; its reports are not checked here.
+    let shared = Arc::new(Mutex::new(Shared::default()));
+    let mut kafka = (args.kafka && have_confluent_kafka()).then(|| {
+        let log = h.log_path.with_file_name("kafka-producer.log");
+        KafkaProducer::start(h.kafka, &args.codec, log, shared.clone())
+    });
     let mut expected = Expected {
         pos: (0..PARTITIONS).map(|p| (p, 0)).collect(),
         totals: BTreeMap::new(),
@@ -262,11 +280,17 @@ pub fn run(args: &Args) {
                 std::thread::spawn(move || producer(c, seed, k))
             })
             .collect();
+        if let Some(k) = &mut kafka {
+            k.command("resume");
+        }
         // A random moment: mostly while produce and invocations are both busy.
         std::thread::sleep(Duration::from_millis(10 + rng.below(300)));
         killed.store(true, Ordering::SeqCst);
         h.kill();
         kills += 1;
+        if let Some(k) = &mut kafka {
+            k.pause();
+        }
         for p in producers {
             p.join().expect("producer thread");
         }
@@ -278,6 +302,10 @@ pub fn run(args: &Args) {
             kills += 1;
             restore_kills += 1;
             h.spawn();
+        }
+        // Its records queued while the host was down are delivered before the checks.
+        if let Some(k) = &mut kafka {
+            k.wait_paused();
         }
         let got = caught_up(&h);
         expected.read(&h.client());
@@ -297,6 +325,10 @@ pub fn run(args: &Args) {
             );
         }
     }
+    if let Some(k) = kafka.take() {
+        k.stop();
+    }
+    let kafka_acked = shared.lock().unwrap().kafka_acked;
     // A last SIGKILL, then a clean stop: both restarts restore every key, the first from the
     // last snapshot and the changelog after it, the second from the snapshot the stop wrote.
     h.kill();
@@ -306,7 +338,8 @@ pub fn run(args: &Args) {
     let clean_restore = restart_and_check(&mut h, &expected, kills);
     println!(
         "crashloop ok handler=order-totals guarantee={guarantee} kills={kills} \
-         restore_kills={restore_kills} checks={checks} orders_in_log={} customers={} \
+         restore_kills={restore_kills} checks={checks} kafka_acked={kafka_acked} \
+         orders_in_log={} customers={} \
          mismatches={mismatches} restore_after_kill: {killed_restore} \
          restore_after_stop: {clean_restore} batch={} seed={} elapsed_s={:.1}",
         expected.orders,
