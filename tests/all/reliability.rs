@@ -169,10 +169,31 @@ fn crash_loop_exactly_once() {
     crash_loop_with("exactly-once");
 }
 
+/// The crash loop over durable state (`--handler order-totals`), both guarantees: after
+/// every kill (some of them while the stores restore) the queried totals per customer equal
+/// those of the orders in the log, exactly.
+#[test]
+fn crash_loop_state() {
+    for guarantee in ["at-least-once", "exactly-once"] {
+        crash_loop_run(&[
+            "--kills",
+            "6",
+            "--handler",
+            "order-totals",
+            "--guarantee",
+            guarantee,
+        ]);
+    }
+}
+
 fn crash_loop_with(guarantee: &str) {
     let kills = std::env::var("RILL_CRASHLOOP_KILLS").unwrap_or_else(|_| "5".into());
+    crash_loop_run(&["--kills", &kills, "--guarantee", guarantee]);
+}
+
+fn crash_loop_run(args: &[&str]) {
     let out = Command::new(env!("CARGO_BIN_EXE_crashloop"))
-        .args(["--kills", &kills, "--guarantee", guarantee])
+        .args(args)
         .env("RILL_BIN", rill_tests::host::runtime_bin())
         .output()
         .expect("run crashloop");

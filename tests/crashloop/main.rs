@@ -26,7 +26,11 @@
 //! target/debug/crashloop --kills 100 --producer kafka
 //! target/debug/crashloop --kills 50 --producer kafka --kafka-codec zstd
 //! target/debug/crashloop --kills 300 --guarantee exactly-once
+//! target/debug/crashloop --kills 20 --handler order-totals --guarantee exactly-once
 //! ```
+//!
+//! `--handler order-totals` runs the durable-state scenario instead (`state.rs`): the
+//! queried totals per customer against those of the orders in the log, after every kill.
 //!
 //! Exits 0 and prints one `crashloop ok ...` summary line, or panics naming the violation.
 
@@ -44,6 +48,8 @@ use rill_runtime::admin::client::Client;
 use rill_runtime::scheduler::DeploymentInfo;
 use rill_tests::guests;
 use rill_tests::host::TestHost;
+
+mod state;
 
 const PARTITIONS: u32 = 4;
 const WAIT: Duration = Duration::from_secs(60);
@@ -80,6 +86,9 @@ struct Args {
     /// The notifier's delivery guarantee. Under exactly-once the emails are read committed
     /// and no order may be mailed twice.
     exactly_once: bool,
+    /// `--handler order-totals`: the durable-state scenario (`state.rs`) instead of the
+    /// notifier's.
+    order_totals: bool,
 }
 
 fn parse_args() -> Args {
@@ -95,6 +104,7 @@ fn parse_args() -> Args {
         producer_explicit: false,
         codec: "none".to_owned(),
         exactly_once: false,
+        order_totals: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -131,11 +141,18 @@ fn parse_args() -> Args {
                     }
                 };
             }
+            "--handler" => {
+                a.order_totals = match it.next().as_deref() {
+                    Some("order-totals") => true,
+                    Some("notifier") => false,
+                    other => panic!("--handler needs notifier or order-totals, not {other:?}"),
+                };
+            }
             "-h" | "--help" => {
                 println!(
                     "usage: crashloop [--long | --kills N] [--seed S] [--batch B] \
                      [--producer http|kafka|both] [--kafka-codec none|gzip|snappy|lz4|zstd] \
-                     [--guarantee at-least-once|exactly-once]"
+                     [--guarantee at-least-once|exactly-once] [--handler notifier|order-totals]"
                 );
                 std::process::exit(0);
             }
@@ -148,8 +165,8 @@ fn parse_args() -> Args {
 /// The value produced for order `id`: the notifier's input, and what the log must return.
 fn order_value(id: u64) -> String {
     format!(
-        r#"{{"type":"order_created","order_id":{id},"email":"c{id}@example.com","total_cents":{}}}"#,
-        id * 7 % 10_000
+        r#"{{"type":"order_created","order_id":{id},"email":"c{id}@example.com","total_cents":{t},"amount_cents":{t}}}"#,
+        t = id * 7 % 10_000
     )
 }
 
@@ -712,6 +729,10 @@ fn main() {
         let bin = exe.with_file_name("runtime");
         // SAFETY: single-threaded here; nothing else reads the environment yet.
         unsafe { std::env::set_var("RILL_BIN", bin) };
+    }
+    if args.order_totals {
+        state::run(&args);
+        return;
     }
     if args.kafka && !have_confluent_kafka() {
         let msg = "confluent-kafka is not installed \

@@ -38,7 +38,7 @@ MAX_OUTSTANDING = 2000
 
 def order_value(i):
     # Byte for byte what order_value() in tests/crashloop/main.rs builds.
-    return f'{{"type":"order_created","order_id":{i},"email":"c{i}@example.com","total_cents":{i * 7 % 10000}}}'
+    return f'{{"type":"order_created","order_id":{i},"email":"c{i}@example.com","total_cents":{i * 7 % 10000},"amount_cents":{i * 7 % 10000}}}'
 
 
 def order_key(i):

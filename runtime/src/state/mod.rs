@@ -140,7 +140,13 @@ impl PartitionStore {
             serving: AtomicU8::new(Serving::Elsewhere as u8),
             unsaved: AtomicU64::new(0),
             snapshot,
-            last_snapshot: std::sync::Mutex::new(Instant::now()),
+            // The first snapshot may come as soon as enough changed: a host restarted more
+            // often than SNAPSHOT_EVERY would otherwise never write one.
+            last_snapshot: std::sync::Mutex::new(
+                Instant::now()
+                    .checked_sub(SNAPSHOT_EVERY)
+                    .unwrap_or_else(Instant::now),
+            ),
             restore_ms: AtomicU64::new(0),
         }
     }
