@@ -108,10 +108,12 @@ fn caught_up(h: &TestHost) -> BTreeMap<String, Totals> {
         scan_all(&client, &ends)
     })
     .unwrap_or_else(|| {
+        let d = client.get_text(&format!("/v1/deployments/{DEPLOYMENT}"));
+        let scan = client.get_text(&format!("/v1/deployments/{DEPLOYMENT}/state?limit=10000"));
         panic!(
             "order-totals did not catch up (committed offsets and store positions at the \
-             end); host log: {}",
-            h.log_path.display()
+             end)\ndeployment: {d:?}\nstate: {scan:?}\nhost log:\n{}",
+            h.log()
         )
     })
 }

@@ -8,7 +8,7 @@
 //! ```
 //!
 //! Input value (JSON): `{"order_id": "...", "customer": "c-42", "amount_cents": 4150}`
-//! (`total_cents` is read as `amount_cents`),
+//! (without `amount_cents`, `total_cents` is read instead),
 //! keyed by customer (the key wins over the field), so one customer's events are in one
 //! partition and its totals in that partition's store. The state's changes commit with the
 //! offset: a record handled again after a crash does not count twice.
@@ -19,8 +19,10 @@ use rill_guest::prelude::*;
 struct OrderCreated {
     #[serde(default)]
     customer: Option<String>,
-    #[serde(alias = "total_cents")]
-    amount_cents: u64,
+    #[serde(default)]
+    amount_cents: Option<u64>,
+    #[serde(default)]
+    total_cents: Option<u64>,
 }
 
 /// The view of one customer.
@@ -37,9 +39,12 @@ fn on_record(rec: &Record<'_>, ctx: &mut Context) -> Result<()> {
         (_, Some(c)) if !c.is_empty() => c.as_bytes().to_vec(),
         _ => rill_guest::bail!("order has no customer: neither a key nor a `customer` field"),
     };
+    let Some(cents) = order.amount_cents.or(order.total_cents) else {
+        rill_guest::bail!("order has no amount: neither `amount_cents` nor `total_cents`");
+    };
     let mut totals: Totals = ctx.state().get_json(&customer)?.unwrap_or_default();
     totals.orders += 1;
-    totals.total_cents += order.amount_cents;
+    totals.total_cents += cents;
     ctx.state().put_json(&customer, &totals)
 }
 
