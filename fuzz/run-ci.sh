@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds every fuzz target and runs each for N seconds (default 20): batch_decode and
-# index_lookup (rill-log), kafka_request_decode (rill-kafka), abi_boundary (rill-engine).
+# index_lookup (rill-log), kafka_request_decode (rill-kafka), abi_boundary (rill-engine),
+# schema_inputs (rill-schema).
 # Every target runs even if an earlier one fails; the script fails if any did.
 # Usage: fuzz/run-ci.sh [seconds]
 # Needs the nightly toolchain and cargo-fuzz (`cargo install cargo-fuzz`).

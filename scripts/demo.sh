@@ -13,10 +13,10 @@ run() { printf '$ %s\n' "$*"; "$@"; }
 step "Setting up (installs the Wasm toolchain if missing)"
 scripts/setup.sh
 
-step "Building the host and the example handler"
+step "Building the host and the example handlers"
 cargo build --quiet -p rill-runtime --bin runtime
 scripts/wasm-build.sh --target wasm32-unknown-unknown --target-dir "$root/target/wasm" -- \
-  --quiet --manifest-path examples/Cargo.toml -p notifier -p order-totals
+  --quiet --manifest-path examples/Cargo.toml -p notifier -p order-totals -p order-created
 runtime() { "$root/target/debug/runtime" "$@"; }
 wasm="$root/target/wasm/wasm32-unknown-unknown/release/notifier.wasm"
 totals="$root/target/wasm/wasm32-unknown-unknown/release/order_totals.wasm"
@@ -25,7 +25,7 @@ data=${RILL_DEMO_DIR:-"$root/target/demo-data"}
 rm -rf "$data"
 step "Starting a host on $data"
 "$root/target/debug/runtime" serve --data-dir "$data" --admin-addr 127.0.0.1:0 \
-  --kafka-addr 127.0.0.1:0 >"$root/target/demo-host.out" 2>"$root/target/demo-host.log" &
+  --kafka-addr 127.0.0.1:0 --schema-registry-addr 127.0.0.1:0 >"$root/target/demo-host.out" 2>"$root/target/demo-host.log" &
 host=$!
 trap 'kill -TERM $host 2>/dev/null || true; wait $host 2>/dev/null || true' EXIT
 for _ in $(seq 1 300); do
@@ -35,7 +35,8 @@ for _ in $(seq 1 300); do
 done
 export RILL_ADMIN=$(sed -n 's/^rill ready admin=\([^ ]*\).*/\1/p' "$root/target/demo-host.out")
 kafka=$(sed -n 's/.* kafka=\([^ ]*\).*/\1/p' "$root/target/demo-host.out")
-echo "host ready: admin API $RILL_ADMIN, Kafka listener $kafka"
+export RILL_SCHEMA_REGISTRY=$(sed -n 's/.* schema_registry=\([^ ]*\).*/\1/p' "$root/target/demo-host.out")
+echo "host ready: admin API $RILL_ADMIN, Kafka listener $kafka, schema registry $RILL_SCHEMA_REGISTRY"
 
 step "Creating topics"
 run runtime topic create orders --partitions 4 --flush always
@@ -76,6 +77,22 @@ for _ in $(seq 1 100); do
 done
 run runtime state get order-totals customer-1
 run runtime state scan order-totals --prefix customer-1 --limit 5
+
+schemas="$root/examples/order-created/schemas"
+created="$root/target/wasm/wasm32-unknown-unknown/release/order_created.wasm"
+step "Schemas that evolve (examples/order-created): v1, then v2 renames a field and adds one"
+run runtime schema register orders-value "$schemas/order_v1.avsc"
+run runtime schema check orders-value "$schemas/order_v2.avsc"
+run runtime schema register orders-value "$schemas/order_v2.avsc"
+step "v3 changes total_cents to a string: the registry refuses it (BACKWARD, the default)"
+if runtime schema register orders-value "$schemas/order_v3.avsc"; then
+  echo "v3 was accepted: that is a bug" >&2; exit 1
+fi
+step "A handler built with v1 (reading subject orders-value) is checked against every registered version at deploy"
+run runtime topic create orders-created --partitions 1
+run runtime topic create order-lines
+run runtime deploy "$created" --name order-created --topic orders-created --output order-lines
+run runtime schema list orders-value
 
 step "Host status"
 run runtime status

@@ -51,6 +51,12 @@ if ! python3 -c 'import confluent_kafka, kafka' >/dev/null 2>&1; then
   python3 -m pip install --quiet --disable-pip-version-check \
     'confluent-kafka==2.16.1' 'kafka-python==3.0.12'
 fi
+# The schema registry client and its serializers (Avro, JSON Schema, Protobuf).
+if ! python3 -c 'import confluent_kafka.schema_registry.avro, confluent_kafka.schema_registry.protobuf, confluent_kafka.schema_registry.json_schema' >/dev/null 2>&1; then
+  say "installing confluent-kafka's schema registry extras"
+  python3 -m pip install --quiet --disable-pip-version-check \
+    'confluent-kafka[avro,json,protobuf,schemaregistry]==2.16.1'
+fi
 
 # 4. Apache Kafka beside Rill: a JDK and Maven (to assemble the pinned broker, tools and
 #    Java client from Maven Central: scripts/kafka.sh fetch), and Go for the franz-go client.

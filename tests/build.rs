@@ -16,6 +16,7 @@ const GUESTS: &[(&str, &str)] = &[
     ("filter", "wasm32-unknown-unknown"),
     ("dedup", "wasm32-unknown-unknown"),
     ("order-totals", "wasm32-unknown-unknown"),
+    ("order-created", "wasm32-unknown-unknown"),
     ("wasi-logger", "wasm32-wasip1"),
     ("infinite-loop", "wasm32-unknown-unknown"),
     ("memory-bomb", "wasm32-unknown-unknown"),
@@ -26,6 +27,7 @@ const GUESTS: &[(&str, &str)] = &[
     ("huge-data", "wasm32-unknown-unknown"),
     ("state-probe", "wasm32-unknown-unknown"),
     ("state-bench", "wasm32-unknown-unknown"),
+    ("avro-bench", "wasm32-unknown-unknown"),
 ];
 
 fn main() {

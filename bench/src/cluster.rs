@@ -17,7 +17,7 @@
 //!   of every partition (lag 0; polled every 10 ms) and all N/4 outputs in the output topic.
 //! - **Rebalance** (`rebalance.rs`): kill -9 one of H hosts, and start it again.
 
-mod kafka;
+pub(crate) mod kafka;
 mod native;
 mod rebalance;
 

@@ -44,6 +44,10 @@ pub struct Host {
     log_path: PathBuf,
     /// Admin API base URL of the running process.
     pub admin: String,
+    /// Its Kafka listener (`host:port`), when it runs one.
+    pub kafka: Option<String>,
+    /// Its schema registry's URL, when it serves one.
+    pub schema_registry: Option<String>,
     /// Arguments after `serve --data-dir D` besides the loopback ports (cluster mode's).
     extra: Vec<String>,
     /// `RILL_LOG` of the process (default `warn`).
@@ -65,6 +69,8 @@ impl Host {
             data_dir: data_dir.to_owned(),
             log_path: data_dir.with_extension("host.log"),
             admin: String::new(),
+            kafka: None,
+            schema_registry: None,
             extra,
             log_filter: "warn".into(),
             child: None,
@@ -88,6 +94,7 @@ impl Host {
             .arg("--data-dir")
             .arg(&self.data_dir)
             .args(["--admin-addr", "127.0.0.1:0", "--kafka-addr", "127.0.0.1:0"])
+            .args(["--schema-registry-addr", "127.0.0.1:0"])
             .args(&self.extra)
             .env("RILL_LOG", &self.log_filter)
             .stdin(Stdio::null())
@@ -121,6 +128,13 @@ impl Host {
             .find_map(|w| w.strip_prefix("admin="))
             .context("ready line names no admin address")?
             .to_owned();
+        let word = |key: &str| {
+            line.split_whitespace()
+                .find_map(|w| w.strip_prefix(key))
+                .map(str::to_owned)
+        };
+        self.kafka = word("kafka=");
+        self.schema_registry = word("schema_registry=").filter(|u| u.starts_with("http"));
         self.child = Some(child);
         Ok(at - started)
     }

@@ -19,6 +19,7 @@
 //! `rill-bench cluster ...` is the cluster-mode bench against an Apache Kafka cluster
 //! (`cluster.rs`; `bench/cluster.sh` starts the cluster and runs it).
 
+mod avro;
 mod cluster;
 mod guarantee;
 mod host;
@@ -29,6 +30,7 @@ mod restart;
 mod scale;
 mod state;
 mod throughput;
+mod validation;
 mod workload;
 
 use std::path::PathBuf;
@@ -65,7 +67,8 @@ struct Args {
     #[arg(long)]
     restart_mib: Option<u64>,
     /// Scenarios to run: throughput, guarantee, latency, wide, many, restart, state-ops,
-    /// state-e2e, state-restore; `state` is the three state-* (default all).
+    /// state-e2e, state-restore, avro, validation; `state` is the three state-* (default
+    /// all).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// The `runtime` binary (default: next to this one, or RILL_BIN).
@@ -193,7 +196,7 @@ fn run(args: Args) -> anyhow::Result<()> {
     let started = Instant::now();
     let mut report = report::Report::default();
     type Scenario = fn(&Ctx, &Progress, &mut report::Report) -> anyhow::Result<()>;
-    let scenarios: [(&str, Scenario); 9] = [
+    let scenarios: [(&str, Scenario); 11] = [
         ("throughput", throughput::run),
         ("guarantee", guarantee::run),
         ("latency", latency::run),
@@ -203,6 +206,8 @@ fn run(args: Args) -> anyhow::Result<()> {
         ("state-ops", state::engine_ops),
         ("state-e2e", state::end_to_end),
         ("state-restore", state::restore),
+        ("avro", avro::run),
+        ("validation", validation::run),
     ];
     for (name, f) in scenarios {
         if want(name) {

@@ -15,6 +15,8 @@ pub(crate) struct Loaded {
     pub(crate) kind: GuestKind,
     /// It imports the state functions.
     pub(crate) stateful: bool,
+    /// It imports the schema functions.
+    pub(crate) typed: bool,
 }
 
 const WASM_MAGIC: &[u8; 4] = b"\0asm";
@@ -66,6 +68,7 @@ pub(crate) fn load(engine: Engine, module: Module, hash: String) -> Result<Handl
     let mut linker = engine.inner.linker.clone();
     let mut kind = GuestKind::Core;
     let mut stateful = false;
+    let mut typed = false;
     for import in module.imports() {
         let (m, n) = (import.module(), import.name());
         let forbid = |reason: String| DeployError::ForbiddenImport {
@@ -87,6 +90,7 @@ pub(crate) fn load(engine: Engine, module: Module, hash: String) -> Result<Handl
                     )));
                 }
                 stateful |= host::STATE_IMPORTS.contains(&n);
+                typed |= host::SCHEMA_IMPORTS.contains(&n);
             }
             wasi::MODULE => {
                 kind = GuestKind::Wasi;
@@ -128,6 +132,7 @@ pub(crate) fn load(engine: Engine, module: Module, hash: String) -> Result<Handl
             hash,
             kind,
             stateful,
+            typed,
         }),
     };
     check_version(&handler)?;

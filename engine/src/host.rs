@@ -11,6 +11,7 @@ use wasmtime::{Caller, Linker, Memory, TypedFunc};
 use crate::emits::Emits;
 use crate::instance::{Level, LogLine};
 use crate::limits::MemoryLimiter;
+use crate::schema::SchemaHandle;
 use crate::state::{StateHandle, StateWrites};
 use crate::{Limits, wasi};
 
@@ -25,9 +26,13 @@ pub(crate) const IMPORTS: &[&str] = &[
     "state_get",
     "state_put",
     "state_scan",
+    "schema_get",
+    "schema_id",
 ];
 /// The imports that make a module stateful (`docs/abi.md`, "State").
 pub(crate) const STATE_IMPORTS: &[&str] = &["state_get", "state_put", "state_scan"];
+/// The imports of typed handlers (`docs/abi.md`, "Schemas").
+pub(crate) const SCHEMA_IMPORTS: &[&str] = &["schema_get", "schema_id"];
 
 /// `emit` return codes (documented in docs/abi.md).
 pub(crate) const EMIT_ERR_TOPIC: i32 = -1;
@@ -78,6 +83,8 @@ pub(crate) struct HostState {
     pub(crate) outputs: Option<Vec<String>>,
     /// The partition's committed state; `None` reads as empty.
     pub(crate) state: Option<StateHandle>,
+    /// Where `schema_get` and `schema_id` get schemas; `None`: no registry.
+    pub(crate) schemas: Option<SchemaHandle>,
     pub(crate) limits: Limits,
     pub(crate) scratch: Scratch,
     pub(crate) started: Instant,
@@ -103,6 +110,7 @@ impl HostState {
             params,
             outputs,
             state,
+            schemas: None,
             limits,
             scratch: Scratch::default(),
             started: Instant::now(),
@@ -294,6 +302,8 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
     linker.func_wrap(MODULE, "state_get", crate::state::state_get)?;
     linker.func_wrap(MODULE, "state_put", crate::state::state_put)?;
     linker.func_wrap(MODULE, "state_scan", crate::state::state_scan)?;
+    linker.func_wrap(MODULE, "schema_get", crate::schema::schema_get)?;
+    linker.func_wrap(MODULE, "schema_id", crate::schema::schema_id)?;
     let _ = wasi::MODULE;
     Ok(())
 }

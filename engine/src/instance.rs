@@ -6,6 +6,7 @@ use wasmtime::{Memory, Store, Trap, TypedFunc};
 
 use crate::emits::Emits;
 use crate::host::{Abort, HostState, Scratch};
+use crate::schema::SchemaHandle;
 use crate::state::{StateHandle, StateWrites};
 use crate::{Handler, InstantiateError, Limits, framing, wasi};
 
@@ -26,6 +27,9 @@ pub struct InstanceConfig {
     /// The partition's committed state, read by `state_get` and `state_scan`; `None` reads
     /// as empty (writes are still returned in [`Invocation::state`]).
     pub state: Option<StateHandle>,
+    /// Where the `schema_get` and `schema_id` imports get schemas; `None`: no registry (they
+    /// return an error code and log why).
+    pub schemas: Option<SchemaHandle>,
 }
 
 impl InstanceConfig {
@@ -38,6 +42,7 @@ impl InstanceConfig {
             outputs: None,
             limits: Limits::default(),
             state: None,
+            schemas: None,
         }
     }
 }
@@ -200,6 +205,8 @@ impl Live {
             cfg.limits.clone(),
             engine.cfg.max_memory_bytes,
         );
+        let mut state = state;
+        state.schemas = cfg.schemas.clone();
         let mut store = Store::new(&engine.engine, state);
         store.limiter(|s| &mut s.limiter);
         store.epoch_deadline_trap();

@@ -40,6 +40,7 @@ mod framing;
 mod host;
 mod instance;
 mod limits;
+mod schema;
 mod state;
 mod state_key;
 mod wasi;
@@ -55,6 +56,11 @@ pub use emits::{Emit, EmitRef, Emits};
 pub use error::{DeployError, EngineError, InstantiateError};
 pub use instance::{GuestInput, Instance, InstanceConfig, Invocation, Level, LogLine, Outcome};
 pub use limits::Limits;
+pub use schema::{
+    DeclaredSchema, ResolveError, SCHEMA_ERR_INVALID, SCHEMA_ERR_UNAVAILABLE, SCHEMA_ERR_UNKNOWN,
+    SCHEMA_SECTION, SchemaFormat, SchemaHandle, SchemaResolver, SchemaRole, SectionError,
+    declared_schemas,
+};
 pub use state::{MAX_STATE_KEY, StateHandle, StateView, StateWrites};
 pub use state_key::{KeyBytes, StateKey};
 
@@ -249,6 +255,12 @@ impl Handler {
     /// `state_scan`): its deployment then gets a durable store per partition.
     pub fn uses_state(&self) -> bool {
         self.inner.stateful
+    }
+
+    /// Whether the module imports the schema functions (`schema_get`, `schema_id`): it is a
+    /// typed handler, whose instances need a [`SchemaResolver`].
+    pub fn uses_schemas(&self) -> bool {
+        self.inner.typed
     }
 
     /// Creates an instance with its own memory and limits.

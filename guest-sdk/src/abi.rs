@@ -59,6 +59,14 @@ mod imports {
             out_ptr: *mut u8,
             out_cap: i32,
         ) -> i32;
+        pub fn schema_get(id: i32, out_ptr: *mut u8, out_cap: i32) -> i32;
+        pub fn schema_id(
+            subject_ptr: *const u8,
+            subject_len: i32,
+            format: i32,
+            schema_ptr: *const u8,
+            schema_len: i32,
+        ) -> i32;
     }
 }
 
@@ -202,6 +210,36 @@ pub(crate) fn state_scan(from: &[u8], to: Option<&[u8]>, out: &mut [u8]) -> i32 
     }
     #[cfg(not(target_arch = "wasm32"))]
     crate::testing::shim_state_scan(from, to, out)
+}
+
+/// Calls the `schema_get` import: the length of the writer schema of `id` (its first
+/// `out.len()` bytes copied into `out`), or a negative code.
+pub(crate) fn schema_get(id: u32, out: &mut [u8]) -> i32 {
+    #[cfg(target_arch = "wasm32")]
+    // SAFETY: `out` is a live, writable buffer of `out.len()` bytes; the host writes at most
+    // that many bytes into it (bounds-checked on its side).
+    unsafe {
+        imports::schema_get(id as i32, out.as_mut_ptr(), out.len() as i32)
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    crate::testing::shim_schema_get(id, out)
+}
+
+/// Calls the `schema_id` import: the id of `text` under `subject`, or a negative code.
+pub(crate) fn schema_id(subject: &str, format: i32, text: &str) -> i32 {
+    #[cfg(target_arch = "wasm32")]
+    // SAFETY: live slices, only read by the host.
+    unsafe {
+        imports::schema_id(
+            subject.as_ptr(),
+            subject.len() as i32,
+            format,
+            text.as_ptr(),
+            text.len() as i32,
+        )
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    crate::testing::shim_schema_id(subject, format, text)
 }
 
 thread_local! {

@@ -2,9 +2,12 @@
 #![deny(missing_docs)]
 
 pub mod abi;
+#[cfg(feature = "avro")]
+pub mod avro;
 mod context;
 mod error;
 mod record;
+pub mod schema;
 mod state;
 pub mod testing;
 

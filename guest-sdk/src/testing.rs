@@ -68,6 +68,9 @@ struct Shim {
     /// Committed state, and the writes of the invocation running.
     state: std::collections::BTreeMap<Vec<u8>, Vec<u8>>,
     writes: std::collections::BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    /// The registry: schema texts by id (ids from 1), and ids by (subject, text).
+    schemas: Vec<String>,
+    subjects: std::collections::BTreeMap<(String, String), u32>,
 }
 
 #[cfg(not(target_arch = "wasm32"))]
@@ -101,6 +104,43 @@ pub fn set_state(key: &[u8], value: Option<&[u8]>) {
             s.state.remove(key);
         }
     })
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+/// Registers `text` under `subject` in this thread's stand-in registry (or finds it) and
+/// returns its id, as a producer's serializer would. Handlers' `schema_get` and
+/// `schema_id` read it; ids start at 1 and are never reused.
+pub fn register_schema(subject: &str, text: &str) -> u32 {
+    SHIM.with_borrow_mut(|s| {
+        let key = (subject.to_owned(), text.to_owned());
+        if let Some(id) = s.subjects.get(&key) {
+            return *id;
+        }
+        s.schemas.push(text.to_owned());
+        let id = s.schemas.len() as u32;
+        s.subjects.insert(key, id);
+        id
+    })
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+pub(crate) fn shim_schema_get(id: u32, out: &mut [u8]) -> i32 {
+    SHIM.with_borrow(|s| {
+        let Some(text) = (id as usize).checked_sub(1).and_then(|i| s.schemas.get(i)) else {
+            return -1;
+        };
+        let n = text.len().min(out.len());
+        out[..n].copy_from_slice(&text.as_bytes()[..n]);
+        text.len() as i32
+    })
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+pub(crate) fn shim_schema_id(subject: &str, format: i32, text: &str) -> i32 {
+    if !(0..=2).contains(&format) {
+        return -3;
+    }
+    register_schema(subject, text) as i32
 }
 
 #[cfg(not(target_arch = "wasm32"))]

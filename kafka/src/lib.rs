@@ -55,6 +55,7 @@ mod server;
 mod stats;
 mod topics;
 mod txn;
+pub mod validation;
 
 use std::future::Future;
 use std::sync::Arc;

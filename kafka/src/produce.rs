@@ -10,11 +10,14 @@
 //! `interval:N` and `never` it returns once the bytes are in the page cache and visible to
 //! readers. acks=0 appends the same way but sends no response, as Kafka does.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use kafka_protocol::ResponseError;
-use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::produce_response::{
+    BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
+};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use kafka_protocol::protocol::StrBytes;
 use rill_log::{AppendError, AppendInfo, FlushPolicy, Partition, ProducerError};
@@ -22,6 +25,7 @@ use rill_log::{AppendError, AppendInfo, FlushPolicy, Partition, ProducerError};
 use crate::server::Broker;
 use crate::stats;
 use crate::topics;
+use crate::validation::{self, Refusal};
 
 fn append_error_code(e: &AppendError) -> ResponseError {
     match e {
@@ -44,6 +48,13 @@ enum Pending {
         tokio::task::JoinHandle<Result<AppendInfo, AppendError>>,
         usize,
     ),
+    /// Schema validation had to ask the registry, on the blocking pool; the append starts
+    /// once it answers.
+    Validating(
+        tokio::task::JoinHandle<Result<(), Refusal>>,
+        Arc<Partition>,
+        Bytes,
+    ),
 }
 
 struct Slot {
@@ -54,8 +65,14 @@ struct Slot {
     flush: FlushPolicy,
     pending: Pending,
     /// The error message, when more precise than the code's.
-    message: Option<&'static str>,
+    message: Option<Cow<'static, str>>,
+    /// The records that made the batch invalid (Produce v8+ `record_errors`).
+    record_errors: Vec<BatchIndexAndErrorMessage>,
 }
+
+/// The code for a registry that could not be asked: retriable, so producers try again, and
+/// nothing was appended (Confluent documents no code for this; see `docs/kafka.md`).
+const REGISTRY_UNAVAILABLE: ResponseError = ResponseError::RequestTimedOut;
 
 /// Kafka's message for a record without a key sent to a compacted topic.
 const NULL_KEY_MESSAGE: &str = "Compacted topic cannot accept message without key";
@@ -76,6 +93,8 @@ pub(crate) async fn handle(
         let transactional = req.transactional_id.as_ref().is_some_and(|t| !t.is_empty());
         let topic = if !matches!(acks, -1..=1) {
             Err(ResponseError::InvalidRequiredAcks)
+        } else if broker.is_reserved(&name) {
+            Err(ResponseError::InvalidTopicException)
         } else {
             topics::get_or_create(broker, &name, true)
         };
@@ -90,10 +109,15 @@ pub(crate) async fn handle(
                     .map_or(FlushPolicy::Never, |t| t.config().flush),
                 pending: Pending::Done(Err(ResponseError::UnknownTopicOrPartition)),
                 message: None,
+                record_errors: Vec::new(),
             };
             let compacted = topic
                 .as_ref()
                 .is_ok_and(|t| t.config().cleanup_policy.compacts());
+            let validating = topic
+                .as_ref()
+                .ok()
+                .filter(|t| validation::validates(t.config()));
             let part = match &topic {
                 Ok(t) => topics::partition(t, pd.index)
                     .cloned()
@@ -109,29 +133,56 @@ pub(crate) async fn handle(
                         check_transactional(broker, transactional, &name, pd.index, &records)
                             .and_then(|()| {
                                 if compacted && has_null_key(&records) {
-                                    slot.message = Some(NULL_KEY_MESSAGE);
+                                    slot.message = Some(Cow::Borrowed(NULL_KEY_MESSAGE));
                                     Err(ResponseError::InvalidRecord)
                                 } else {
                                     Ok(())
                                 }
                             });
-                    match checked {
-                        Ok(()) => start_append(&slot, p, records),
-                        Err(e) => Pending::Done(Err(e)),
+                    match (checked, validating) {
+                        (Err(e), _) => Pending::Done(Err(e)),
+                        (Ok(()), None) => start_append(&slot, p, records),
+                        (Ok(()), Some(t)) => match check_schemas(broker, t, &records, false) {
+                            Ok(()) => start_append(&slot, p, records),
+                            Err(Refusal::WouldBlock) => {
+                                let (broker, t, bytes) =
+                                    (broker.clone(), t.clone(), records.clone());
+                                Pending::Validating(
+                                    tokio::task::spawn_blocking(move || {
+                                        check_schemas(&broker, &t, &bytes, true)
+                                    }),
+                                    p,
+                                    records,
+                                )
+                            }
+                            Err(r) => Pending::Done(Err(refused(&mut slot, r))),
+                        },
                     }
                 }
             };
             slots.push(slot);
         }
     }
-    for slot in slots {
-        let result = match slot.pending {
+    for mut slot in slots {
+        let mut pending = std::mem::replace(
+            &mut slot.pending,
+            Pending::Done(Err(ResponseError::UnknownServerError)),
+        );
+        if let Pending::Validating(h, p, records) = pending {
+            pending = match h.await {
+                Ok(Ok(())) => start_append(&slot, p, records),
+                Ok(Err(r)) => Pending::Done(Err(refused(&mut slot, r))),
+                Err(_) => Pending::Done(Err(ResponseError::UnknownServerError)),
+            };
+        }
+        let result = match pending {
             Pending::Done(r) => r,
             Pending::Blocking(h, len) => match h.await {
                 Ok(Ok(info)) => Ok((info, len)),
                 Ok(Err(e)) => Err(log_append_error(&slot.name, slot.index, &e)),
                 Err(_) => Err(ResponseError::KafkaStorageError),
             },
+            Pending::Validating(..) => Err(ResponseError::UnknownServerError),
         };
         let mut pr = PartitionProduceResponse::default().with_index(slot.index);
         match result {
@@ -157,8 +208,13 @@ pub(crate) async fn handle(
                 broker.stats.count_error(code.code());
                 pr = pr.with_error_code(code.code()).with_base_offset(-1);
                 if version >= 8 {
-                    let text = slot.message.unwrap_or_else(|| error_text(code));
-                    pr = pr.with_error_message(Some(StrBytes::from_static_str(text)));
+                    let text = slot.message.unwrap_or(Cow::Borrowed(error_text(code)));
+                    pr = pr
+                        .with_error_message(Some(match text {
+                            Cow::Borrowed(t) => StrBytes::from_static_str(t),
+                            Cow::Owned(t) => StrBytes::from_string(t),
+                        }))
+                        .with_record_errors(slot.record_errors);
                 }
             }
         }
@@ -175,12 +231,60 @@ fn error_text(code: ResponseError) -> &'static str {
         ResponseError::CorruptMessage => "invalid record batch",
         ResponseError::MessageTooLarge => "record batch larger than the topic's max.message.bytes",
         ResponseError::UnknownTopicOrPartition => "unknown topic or partition",
+        ResponseError::InvalidTopicException => {
+            "the topic belongs to the host and takes no records from clients"
+        }
         ResponseError::OutOfOrderSequenceNumber => "out-of-order sequence number",
         ResponseError::InvalidProducerEpoch => "producer fenced by a newer epoch",
         ResponseError::InvalidTxnState => {
             "transactional batch for a partition not added to an open transaction"
         }
         _ => "produce failed",
+    }
+}
+
+/// Asks the installed validator about a batch for a topic with schema validation on.
+/// Compressed batches are checked decompressed; bytes that do not even decompress are
+/// refused here, since they could not have been checked.
+fn check_schemas(
+    broker: &Broker,
+    topic: &rill_log::Topic,
+    records: &[u8],
+    may_block: bool,
+) -> Result<(), Refusal> {
+    let Some(validator) = broker.validator() else {
+        return Err(Refusal::Unavailable(format!(
+            "topic '{}' validates records against schemas, but this host has no schema \
+             registry to check them with",
+            topic.name()
+        )));
+    };
+    let plain = crate::compression::decompress_batches(records).map_err(|e| Refusal::Invalid {
+        index: 0,
+        message: format!("the batch could not be decompressed to check its schemas: {e}"),
+    })?;
+    validator.check_batches(topic.name(), topic.config(), &plain, may_block)
+}
+
+/// The code and message of a refusal by schema validation, kept in `slot`.
+fn refused(slot: &mut Slot, r: Refusal) -> ResponseError {
+    match r {
+        Refusal::Invalid { index, message } => {
+            tracing::debug!(topic = %slot.name, partition = slot.index, "refused batch: {message}");
+            slot.record_errors = vec![
+                BatchIndexAndErrorMessage::default()
+                    .with_batch_index(i32::try_from(index).unwrap_or(i32::MAX))
+                    .with_batch_index_error_message(Some(StrBytes::from_string(message.clone()))),
+            ];
+            slot.message = Some(Cow::Owned(message));
+            ResponseError::InvalidRecord
+        }
+        other => {
+            let message = other.to_string();
+            tracing::warn!(topic = %slot.name, partition = slot.index, "schema check failed: {message}");
+            slot.message = Some(Cow::Owned(message));
+            REGISTRY_UNAVAILABLE
+        }
     }
 }
 

@@ -14,6 +14,7 @@ use crate::config::KafkaConfig;
 use crate::error::KafkaError;
 use crate::groups::Coordinator;
 use crate::stats::{self, KafkaStats};
+use crate::validation::RecordValidator;
 
 /// How long shutdown waits for open connections to finish their current request.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -32,6 +33,12 @@ pub struct Broker {
     pub(crate) groups: Coordinator,
     /// Request memory, in KiB units: a frame's bytes are reserved before it is read.
     pub(crate) request_memory: Arc<Semaphore>,
+    /// Checks batches for topics that validate records against schemas; set once by the
+    /// host. Without one, such topics refuse every batch (never append unchecked).
+    validator: OnceLock<Arc<dyn RecordValidator>>,
+    /// Topics the host owns (the schema registry's `_schemas`): Kafka clients may read
+    /// them, never produce to or delete them.
+    reserved: std::sync::RwLock<Vec<String>>,
 }
 
 impl Broker {
@@ -63,6 +70,8 @@ impl Broker {
             stats: KafkaStats::default(),
             advertised: OnceLock::new(),
             groups,
+            validator: OnceLock::new(),
+            reserved: Default::default(),
         }))
     }
 
@@ -77,6 +86,35 @@ impl Broker {
     /// Live counters, for the host's `/metrics`.
     pub fn stats(&self) -> &KafkaStats {
         &self.stats
+    }
+
+    /// Installs the checker of topics with schema validation on. Only the first call takes
+    /// effect; returns whether this one did.
+    pub fn set_validator(&self, validator: Arc<dyn RecordValidator>) -> bool {
+        self.validator.set(validator).is_ok()
+    }
+
+    /// Reserves `topic` for the host: produce and DeleteTopics are refused with
+    /// INVALID_TOPIC_EXCEPTION, as Kafka refuses them on its internal topics.
+    pub fn reserve_topic(&self, topic: &str) {
+        self.reserved
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(topic.to_string());
+    }
+
+    /// Whether `topic` is reserved for the host.
+    pub(crate) fn is_reserved(&self, topic: &str) -> bool {
+        self.reserved
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .any(|t| t == topic)
+    }
+
+    /// The installed schema validator, if any.
+    pub(crate) fn validator(&self) -> Option<&Arc<dyn RecordValidator>> {
+        self.validator.get()
     }
 
     /// The log this broker serves.

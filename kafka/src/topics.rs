@@ -59,7 +59,8 @@ pub(crate) fn partition(topic: &Topic, index: i32) -> Option<&Arc<rill_log::Part
 ///
 /// Understood configs: `retention.ms`, `retention.bytes` (-1 = unlimited), `segment.bytes`,
 /// `segment.ms`, `max.message.bytes`, `cleanup.policy` (`delete`, `compact`,
-/// `compact,delete`), `delete.retention.ms`, `min.compaction.lag.ms`, `flush.messages` (`1` = flush `always`), `flush.ms` (= flush `interval:N`)
+/// `compact,delete`), `delete.retention.ms`, `min.compaction.lag.ms`, Confluent Server's `confluent.value.schema.validation` and
+/// `confluent.key.schema.validation` (`true`/`false`), `flush.messages` (`1` = flush `always`), `flush.ms` (= flush `interval:N`)
 /// and Rill's own `rill.flush` (`always`, `never`, `interval:N`). Any other config name is
 /// rejected with `INVALID_CONFIG`, as Kafka does, so a client never believes a setting took
 /// effect when it did not.
@@ -133,6 +134,12 @@ fn topic_config(
             "min.compaction.lag.ms" => {
                 cfg.min_compaction_lag_ms = u64::try_from(num()?).map_err(|_| bad())?;
             }
+            "confluent.value.schema.validation" => {
+                cfg.value_schema_validation = parse_bool(value).ok_or_else(bad)?;
+            }
+            "confluent.key.schema.validation" => {
+                cfg.key_schema_validation = parse_bool(value).ok_or_else(bad)?;
+            }
             other => {
                 return Err((
                     ResponseError::InvalidConfig,
@@ -144,6 +151,15 @@ fn topic_config(
     cfg.validate()
         .map_err(|e| (ResponseError::InvalidConfig, e))?;
     Ok(cfg)
+}
+
+/// A boolean config value as Kafka's `ConfigDef` parses one: `true` or `false`, any case.
+fn parse_bool(value: &str) -> Option<bool> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "true" => Some(true),
+        "false" => Some(false),
+        _ => None,
+    }
 }
 
 /// CreateTopics: creates each topic, or with `validate_only` just checks it.

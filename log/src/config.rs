@@ -165,6 +165,14 @@ pub struct TopicConfig {
     /// A record is never compacted away before it is this old, in ms (Kafka's
     /// `min.compaction.lag.ms`, default 0).
     pub min_compaction_lag_ms: u64,
+    /// Whether every non-null value appended through a door must be framed with the id of
+    /// a schema registered as a version of the subject `<topic>-value`, and decode with it
+    /// (Confluent Server's `confluent.value.schema.validation`, default off). The log only
+    /// keeps the setting; the doors check (`rill-runtime`'s `schema::validation`).
+    pub value_schema_validation: bool,
+    /// The same for non-null keys and the subject `<topic>-key`
+    /// (`confluent.key.schema.validation`, default off).
+    pub key_schema_validation: bool,
 }
 
 /// Kafka's default `max.message.bytes`: 1 MiB plus the 12-byte log overhead (offset and
@@ -184,6 +192,8 @@ impl Default for TopicConfig {
             cleanup_policy: CleanupPolicy::Delete,
             delete_retention_ms: 24 * 3600 * 1000,
             min_compaction_lag_ms: 0,
+            value_schema_validation: false,
+            key_schema_validation: false,
         }
     }
 }
@@ -251,6 +261,21 @@ mod tests {
         };
         let s = toml::to_string(&c).unwrap();
         assert!(s.contains("[flush]\ninterval_ms = 5"), "{s}");
+        assert_eq!(toml::from_str::<TopicConfig>(&s).unwrap(), c);
+    }
+
+    #[test]
+    fn schema_validation_defaults_off_and_round_trips() {
+        // A topic.toml written before the setting existed reads it as off.
+        let old: TopicConfig = toml::from_str("partitions = 2").unwrap();
+        assert!(!old.value_schema_validation && !old.key_schema_validation);
+        let c = TopicConfig {
+            value_schema_validation: true,
+            key_schema_validation: true,
+            ..TopicConfig::default()
+        };
+        let s = toml::to_string(&c).unwrap();
+        assert!(s.contains("value_schema_validation = true"), "{s}");
         assert_eq!(toml::from_str::<TopicConfig>(&s).unwrap(), c);
     }
 }

@@ -12,6 +12,9 @@
 //!
 //! [defaults]
 //! flush = "never"
+//!
+//! [schema_registry]
+//! listen = "127.0.0.1:8081"
 //! ```
 
 use std::net::SocketAddr;
@@ -53,6 +56,39 @@ pub struct Config {
     /// Cluster mode: run deployments on an external Kafka cluster instead of the embedded
     /// log (`[cluster]`; see docs/cluster.md).
     pub cluster: Option<crate::cluster::ClusterConfig>,
+    /// The schema registry (`[schema_registry]`; see docs/schemas.md).
+    pub schema_registry: SchemaRegistrySection,
+}
+
+/// The `[schema_registry]` section.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SchemaRegistrySection {
+    /// Whether this host serves a registry (Confluent's REST API). Ignored when `url` is
+    /// set, and in cluster mode, where hosts share an external registry instead.
+    pub enabled: bool,
+    /// Where the registry listens (Confluent's port by default). Port 0 picks a free port.
+    pub listen: SocketAddr,
+    /// An external registry (`http://host:8081`) the host uses instead of serving its own:
+    /// for door validation, typed handlers and deploy-time checks.
+    pub url: Option<String>,
+}
+
+impl Default for SchemaRegistrySection {
+    fn default() -> Self {
+        SchemaRegistrySection {
+            enabled: true,
+            listen: "127.0.0.1:8081".parse().expect("valid literal address"),
+            url: None,
+        }
+    }
+}
+
+impl SchemaRegistrySection {
+    /// Whether this host serves its own registry, given whether it runs in cluster mode.
+    pub fn served(&self, cluster: bool) -> bool {
+        self.enabled && self.url.is_none() && !cluster
+    }
 }
 
 /// The `[kafka]` section.
@@ -196,6 +232,7 @@ impl Default for Config {
             wasm_perf_map: false,
             retention_check_interval: Duration::from_secs(60),
             cluster: None,
+            schema_registry: SchemaRegistrySection::default(),
         }
     }
 }
@@ -377,6 +414,23 @@ mod tests {
         let e = Config::from_toml("retention_check_interval = 0").unwrap_err();
         assert!(e.contains("retention_check_interval"), "{e}");
         assert!(Config::from_toml("[defaults]\npartitions = 0").is_err());
+    }
+
+    #[test]
+    fn schema_registry_section() {
+        let c = Config::default();
+        assert_eq!(c.schema_registry.listen.port(), 8081);
+        assert!(c.schema_registry.served(false) && !c.schema_registry.served(true));
+        let c = Config::from_toml(
+            "[schema_registry]\nlisten = \"127.0.0.1:0\"\nurl = \"http://r:8081\"",
+        )
+        .unwrap();
+        assert_eq!(c.schema_registry.url.as_deref(), Some("http://r:8081"));
+        assert!(
+            !c.schema_registry.served(false),
+            "an external registry replaces this one"
+        );
+        assert!(Config::from_toml("[schema_registry]\nport = 1").is_err());
     }
 
     #[test]

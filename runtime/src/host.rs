@@ -63,6 +63,9 @@ pub enum HostError {
     /// Cluster mode could not start.
     #[error(transparent)]
     Cluster(#[from] crate::cluster::ClusterError),
+    /// The schema registry's store could not be read.
+    #[error("cannot open the schema registry: {0}")]
+    SchemaRegistry(String),
 }
 
 impl From<rill_log::OpenError> for HostError {
@@ -107,6 +110,14 @@ pub struct Host {
     pub kafka: Option<Arc<rill_kafka::Broker>>,
     /// Cluster mode: the Kafka cluster deployments run on.
     pub cluster: Option<Arc<crate::cluster::Cluster>>,
+    /// Where schemas come from: this host's registry, an external one, or none.
+    pub schemas: Option<Arc<dyn crate::schema::SchemaSource>>,
+    /// This host's own registry, when it serves one.
+    pub schema_registry: Option<Arc<crate::schema::registry::Registry>>,
+    /// The registry's address, when this host serves one.
+    pub schema_registry_addr: Option<SocketAddr>,
+    /// Checks records bound for topics with schema validation on, at both doors.
+    pub schema_validator: Arc<crate::schema::validation::Validator>,
     /// Becomes true when the host starts shutting down, so long polls end at once.
     stopping: watch::Receiver<bool>,
 }
@@ -132,10 +143,23 @@ impl std::fmt::Debug for Host {
     }
 }
 
+/// The addresses a started host listens on (the real ports, when port 0 was asked for).
+#[derive(Debug, Clone)]
+pub struct Listening {
+    /// The admin API.
+    pub admin: SocketAddr,
+    /// The Kafka listener, when on.
+    pub kafka: Option<SocketAddr>,
+    /// This host's schema registry, when it serves one.
+    pub schema_registry: Option<SocketAddr>,
+    /// The external schema registry the host uses instead, if any.
+    pub schema_registry_url: Option<String>,
+}
+
 /// Runs a host until `shutdown` resolves, then stops cleanly: listeners close, every worker
 /// finishes (and commits) its in-flight invocation, and the log writes its recovery
 /// checkpoint, so the next start scans nothing. `ready` is called once with the bound
-/// addresses (admin, Kafka), so callers that asked for port 0 learn the real ports.
+/// addresses, so callers that asked for port 0 learn the real ports.
 ///
 /// `shutdown` is watched from the start: if it resolves during recovery or restore, the host
 /// finishes starting (the log must be consistent to close it) and then stops at once, without
@@ -143,7 +167,7 @@ impl std::fmt::Debug for Host {
 pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
-    ready: impl FnOnce(SocketAddr, Option<SocketAddr>),
+    ready: impl FnOnce(&Listening),
 ) -> Result<(), HostError> {
     // One signal fans out to every part.
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -196,7 +220,7 @@ async fn serve(
     max_append_bytes: usize,
     opened: Instant,
     stop_rx: watch::Receiver<bool>,
-    ready: impl FnOnce(SocketAddr, Option<SocketAddr>),
+    ready: impl FnOnce(&Listening),
 ) -> Result<(), HostError> {
     let stopped = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
@@ -213,6 +237,7 @@ async fn serve(
     let (admin_listener, kafka_listener) = bind(&config).await?;
     let admin_addr = admin_listener.local_addr().map_err(HostError::Admin)?;
     let kafka_addr = kafka_listener.as_ref().and_then(|l| l.local_addr().ok());
+    let schemas = open_schemas(&config, &log).await?;
 
     // Cluster mode: deployments run on the Kafka cluster; the embedded log stays for the
     // data dir's own use, its Kafka door off.
@@ -237,7 +262,14 @@ async fn serve(
         }),
     };
     let scheduler = Scheduler::new(backend, engine, store, config.parallelism());
+    // Typed handlers (deploy-time checks, `schema_get`/`schema_id`) use the same registry.
+    if let Some(source) = &schemas.source {
+        scheduler.set_schemas(source.clone());
+    }
 
+    let schema_validator = Arc::new(crate::schema::validation::Validator::new(
+        schemas.source.clone(),
+    ));
     let broker = match &kafka_listener {
         Some(_) => {
             let mut cfg = config.kafka.config.clone();
@@ -253,7 +285,12 @@ async fn serve(
                 flush: config.defaults.flush,
                 ..rill_log::TopicConfig::default()
             });
-            Some(rill_kafka::Broker::new(log.clone(), cfg)?)
+            let broker = rill_kafka::Broker::new(log.clone(), cfg)?;
+            broker.set_validator(schema_validator.clone());
+            if schemas.registry.is_some() {
+                broker.reserve_topic(crate::schema::store::TOPIC);
+            }
+            Some(broker)
         }
         None => None,
     };
@@ -279,6 +316,10 @@ async fn serve(
         kafka_addr,
         kafka: broker.clone(),
         cluster: cluster.clone(),
+        schemas: schemas.source.clone(),
+        schema_registry: schemas.registry.clone(),
+        schema_registry_addr: schemas.addr,
+        schema_validator,
     });
     if let Some(c) = &cluster {
         crate::cluster::run_catalog(host.clone(), c.clone()).await?;
@@ -294,8 +335,28 @@ async fn serve(
         })
     });
     let retention_task = tokio::spawn(retention_loop(host.clone(), stopped(stop_rx.clone())));
+    let registry_task = schemas
+        .listener
+        .zip(schemas.registry)
+        .map(|(listener, registry)| {
+            let stop = stopped(stop_rx.clone());
+            tokio::spawn(async move {
+                let app = crate::schema::server::router(registry);
+                if let Err(e) = axum::serve(listener, app)
+                    .with_graceful_shutdown(stop)
+                    .await
+                {
+                    tracing::error!("schema registry stopped: {e}");
+                }
+            })
+        });
 
-    ready(admin_addr, kafka_addr);
+    ready(&Listening {
+        admin: admin_addr,
+        kafka: kafka_addr,
+        schema_registry: schemas.addr,
+        schema_registry_url: host.config.schema_registry.url.clone(),
+    });
     let app = crate::admin::router(host.clone());
     // An admin server that fails still lets everything below run: workers finish and
     // commit before the error is returned (and the caller closes the log).
@@ -312,11 +373,64 @@ async fn serve(
     if let Some(t) = kafka_task {
         let _ = t.await;
     }
+    if let Some(t) = registry_task {
+        let _ = t.await;
+    }
     // Awaited, not aborted: aborting would not stop a pass already running on the blocking
     // pool, and the log must not close under it. The loop ends at the stop signal, or at the
     // end of its current pass.
     let _ = retention_task.await;
     served
+}
+
+/// The host's schemas: its own registry (served on its listener), an external one, or none.
+struct Schemas {
+    source: Option<Arc<dyn crate::schema::SchemaSource>>,
+    registry: Option<Arc<crate::schema::registry::Registry>>,
+    listener: Option<TcpListener>,
+    addr: Option<SocketAddr>,
+}
+
+async fn open_schemas(config: &Config, log: &Arc<Log>) -> Result<Schemas, HostError> {
+    let section = &config.schema_registry;
+    if let Some(url) = &section.url {
+        let client = crate::schema::client::RegistryClient::new(url);
+        return Ok(Schemas {
+            source: Some(Arc::new(client)),
+            registry: None,
+            listener: None,
+            addr: None,
+        });
+    }
+    if !section.served(config.cluster.is_some()) {
+        return Ok(Schemas {
+            source: None,
+            registry: None,
+            listener: None,
+            addr: None,
+        });
+    }
+    let store = crate::schema::store::LogStore::new(log.clone());
+    let (registry, warnings) = crate::schema::registry::Registry::open(Box::new(store))
+        .map_err(|e| HostError::SchemaRegistry(e.message))?;
+    for w in warnings {
+        tracing::warn!("schema registry: {w}");
+    }
+    let listener = TcpListener::bind(section.listen)
+        .await
+        .map_err(|cause| HostError::Bind {
+            what: "schema registry",
+            addr: section.listen,
+            cause,
+        })?;
+    let addr = listener.local_addr().ok();
+    let registry = Arc::new(registry);
+    Ok(Schemas {
+        source: Some(registry.clone()),
+        registry: Some(registry),
+        listener: Some(listener),
+        addr,
+    })
 }
 
 fn close_log(log: &Log) {

@@ -9,8 +9,8 @@
 //! # async fn demo() -> Result<(), rill_runtime::host::HostError> {
 //! let config = rill_runtime::config::Config::default();
 //! let shutdown = async { let _ = tokio::signal::ctrl_c().await; };
-//! rill_runtime::host::run(config, shutdown, |admin, kafka| {
-//!     println!("admin API on {admin}, Kafka on {kafka:?}");
+//! rill_runtime::host::run(config, shutdown, |l| {
+//!     println!("admin API on {}, Kafka on {:?}", l.admin, l.kafka);
 //! })
 //! .await
 //! # }
@@ -25,6 +25,7 @@ pub mod handler_logs;
 pub mod host;
 pub mod metrics;
 pub mod scheduler;
+pub mod schema;
 mod state;
 
 /// Milliseconds since the Unix epoch.

@@ -24,6 +24,7 @@ fn every_guest_has_a_host_test() {
         "filter",
         "dedup",
         "order-totals",
+        "order-created",
         "wasi-logger",
         "infinite-loop",
         "memory-bomb",
@@ -34,6 +35,7 @@ fn every_guest_has_a_host_test() {
         "huge-data",
         "state-probe",
         "state-bench",
+        "avro-bench",
     ];
     for (name, path) in guests::ALL {
         assert!(

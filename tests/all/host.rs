@@ -920,6 +920,7 @@ fn startup_errors_are_one_line_with_a_non_zero_exit() {
             .arg(dir.path().join("data"))
             .args(args)
             .env("RILL_LOG", "off")
+            .env("RILL_SCHEMA_REGISTRY_ADDR", "127.0.0.1:0")
             .output()
             .expect("run runtime serve")
     };

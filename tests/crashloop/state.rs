@@ -129,6 +129,11 @@ fn scan_all(client: &Client, ends: &BTreeMap<u32, i64>) -> Option<BTreeMap<Strin
             path.push_str(&format!("&after={a}"));
         }
         let page: StateScan = client.get(&path).ok()?;
+        // A partition whose worker has not started yet (just after a restart) is listed
+        // as elsewhere, not scanned: not caught up yet.
+        if !page.elsewhere.is_empty() {
+            return None;
+        }
         for e in page.entries {
             if Some(&e.position) != ends.get(&e.partition) {
                 return None;

@@ -53,7 +53,6 @@ class KafkaPython:
     def __init__(self, a):
         from kafka import KafkaConsumer
         self.c = KafkaConsumer(
-            a.topic,
             bootstrap_servers=a.bootstrap,
             group_id=a.group,
             enable_auto_commit=False,
@@ -62,6 +61,10 @@ class KafkaPython:
             heartbeat_interval_ms=500,
             max_poll_records=1,
         )
+        # Topic metadata before the first poll: see group_split.py (a kafka-python 3.0.12
+        # rejoin hang).
+        self.c.subscribe([a.topic])
+        self.c.partitions_for_topic(a.topic)
 
     def poll(self):
         out = []

@@ -57,9 +57,18 @@ def main():
 
     def run_kafka_python(n):
         from kafka import KafkaConsumer
-        c = KafkaConsumer(a.topic, bootstrap_servers=a.bootstrap, group_id=a.group,
+        c = KafkaConsumer(bootstrap_servers=a.bootstrap, group_id=a.group,
                           auto_offset_reset="earliest", session_timeout_ms=6000,
                           heartbeat_interval_ms=300, auto_commit_interval_ms=200)
+        # kafka-python 3.0.12 never finishes a rejoin that its leader starts because the
+        # topic's metadata arrived after its first assignment, when a short poll times out
+        # between that JoinGroup and its SyncGroup: the member stops heartbeating and
+        # fetching for good, against any broker. Fetching the topic's metadata after
+        # subscribing and before the first poll (which joins) keeps the first assignment
+        # complete, so that rejoin never happens.
+        c.subscribe([a.topic])
+        if not c.partitions_for_topic(a.topic):
+            fail(f"kafka-python does not see topic {a.topic}")
         while not stop.is_set():
             for _, msgs in c.poll(timeout_ms=100).items():
                 records[n].extend((m.partition, m.offset) for m in msgs)

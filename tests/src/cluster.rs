@@ -57,11 +57,15 @@ impl Cluster {
     /// Starts a host attached to the cluster, its host id `id` (unique per test: it names
     /// the owner of partitions, and group members of every test meet on the broker).
     pub fn host(&self, id: &str) -> TestHost {
+        self.host_with(id, &[])
+    }
+
+    /// [`Cluster::host`] with extra `serve` flags.
+    pub fn host_with(&self, id: &str, extra: &[&str]) -> TestHost {
         let config = self.config.to_str().expect("UTF-8 temp path");
-        let h = TestHost::start_cluster(
-            &self.bootstrap,
-            &["--config", config, "--cluster-host-id", id],
-        );
+        let mut args = vec!["--config", config, "--cluster-host-id", id];
+        args.extend_from_slice(extra);
+        let h = TestHost::start_cluster(&self.bootstrap, &args);
         assert_eq!(
             h.host_id.as_deref(),
             Some(id),

@@ -45,6 +45,9 @@ pub struct TestHost {
     pub host_id: Option<String>,
     /// Cluster mode: the bootstrap it is attached to (`cluster=` of the ready line).
     pub cluster: Option<String>,
+    /// This host's schema registry (`schema_registry=` of the ready line), when it serves
+    /// one: `http://127.0.0.1:PORT`.
+    pub schema_registry: Option<String>,
     extra: Vec<String>,
     /// Whether to pass a free `--kafka-addr` (never in cluster mode, whose listener is off).
     kafka_listener: bool,
@@ -97,6 +100,7 @@ impl TestHost {
             data_dir,
             host_id: None,
             cluster: None,
+            schema_registry: None,
             extra: extra.iter().map(|s| s.to_string()).collect(),
             kafka_listener,
             child: None,
@@ -125,12 +129,23 @@ impl TestHost {
         } else {
             &["--kafka-addr", "127.0.0.1:0"]
         };
+        // Tests run side by side: the registry gets a free port unless a test names one.
+        let registry_given = self
+            .extra
+            .iter()
+            .any(|a| a.starts_with("--schema-registry-addr"));
+        let registry_default: &[&str] = if registry_given {
+            &[]
+        } else {
+            &["--schema-registry-addr", "127.0.0.1:0"]
+        };
         let mut child = Command::new(runtime_bin())
             .arg("serve")
             .arg("--data-dir")
             .arg(&self.data_dir)
             .args(["--admin-addr", "127.0.0.1:0"])
             .args(kafka_default)
+            .args(registry_default)
             .args(&self.extra)
             .env("RILL_LOG", "info,rill_runtime=debug")
             .stdin(Stdio::null())
@@ -169,6 +184,9 @@ impl TestHost {
             }
             if let Some(c) = word.strip_prefix("cluster=") {
                 self.cluster = Some(c.to_owned());
+            }
+            if let Some(r) = word.strip_prefix("schema_registry=") {
+                self.schema_registry = r.starts_with("http://").then(|| r.to_owned());
             }
         }
         self.child = Some(child);

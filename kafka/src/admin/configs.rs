@@ -116,6 +116,23 @@ fn topic_entries(cfg: &TopicConfig, host: &TopicConfig) -> Vec<Entry> {
         LONG,
         Some("log.cleaner.min.compaction.lag.ms"),
     );
+    // Confluent Server's broker-side schema validation (TopicNameStrategy only).
+    add(
+        "confluent.key.schema.validation",
+        cfg.key_schema_validation.to_string(),
+        "false",
+        host.key_schema_validation.to_string(),
+        BOOLEAN,
+        None,
+    );
+    add(
+        "confluent.value.schema.validation",
+        cfg.value_schema_validation.to_string(),
+        "false",
+        host.value_schema_validation.to_string(),
+        BOOLEAN,
+        None,
+    );
     // Fixed by Rill: create-time timestamps, one replica, producer codecs.
     add(
         "compression.type",

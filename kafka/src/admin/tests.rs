@@ -336,6 +336,10 @@ async fn delete_groups_only_empty_known_groups() {
                 .with_name(StrBytes::from_static_str("range"))
                 .with_metadata(Bytes::new()),
         ]);
+    // v5 first hands out the member id (KIP-394); the member enters with it.
+    let first = crate::groups::api::join_group(&b, &client, join.clone(), 5).await;
+    assert_eq!(first.error_code, code(ResponseError::MemberIdRequired));
+    let join = join.with_member_id(first.member_id);
     let joined = crate::groups::api::join_group(&b, &client, join, 5).await;
     assert_eq!(joined.error_code, 0);
     assert_eq!(del("busy"), code(ResponseError::NonEmptyGroup));
@@ -506,4 +510,44 @@ async fn produce_of_a_null_key_to_a_compacted_topic_is_an_invalid_record() {
     }
     let kv = b.log.topic("kv").unwrap();
     assert_eq!(kv.partition(0).unwrap().high_watermark(), 0);
+}
+
+#[test]
+fn schema_validation_configs_are_taken_at_create_and_described() {
+    let (_dir, b) = broker();
+    let cfg = |k: &str, v: &str| {
+        create_topics_request::CreatableTopicConfig::default()
+            .with_name(StrBytes::from_string(k.into()))
+            .with_value(Some(StrBytes::from_string(v.into())))
+    };
+    let topic = |n: &str, configs| {
+        create_topics_request::CreatableTopic::default()
+            .with_name(name(n))
+            .with_num_partitions(1)
+            .with_replication_factor(1)
+            .with_configs(configs)
+    };
+    let create = CreateTopicsRequest::default().with_topics(vec![
+        topic(
+            "checked",
+            vec![cfg("confluent.value.schema.validation", "true")],
+        ),
+        topic("bad", vec![cfg("confluent.key.schema.validation", "yes")]),
+    ]);
+    let resp = crate::topics::create_topics(&b, create, 7);
+    assert_eq!(resp.topics[0].error_code, 0);
+    assert_eq!(
+        resp.topics[1].error_code,
+        code(ResponseError::InvalidConfig)
+    );
+    let c = b.log.topic("checked").unwrap().config().clone();
+    assert!(c.value_schema_validation && !c.key_schema_validation);
+
+    let resp = describe(&b, 4, 2, "checked", None);
+    let r = &resp.results[0];
+    let v = config(r, "confluent.value.schema.validation");
+    assert_eq!((v.value.as_deref(), v.config_source), (Some("true"), 1));
+    assert_eq!(v.config_type, 1, "BOOLEAN");
+    let k = config(r, "confluent.key.schema.validation");
+    assert_eq!((k.value.as_deref(), k.config_source), (Some("false"), 5));
 }

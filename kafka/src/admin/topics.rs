@@ -23,6 +23,14 @@ fn delete_one(broker: &Broker, name: &str) -> Result<(), Failure> {
             format!("invalid topic name {name:?}"),
         ));
     }
+    if broker.is_reserved(name) {
+        return Err((
+            ResponseError::InvalidTopicException,
+            format!(
+                "topic '{name}' belongs to the host (the schema registry's store) and cannot be deleted"
+            ),
+        ));
+    }
     match broker.log.delete_topic(name) {
         Ok(()) => {
             tracing::info!(topic = name, "deleted topic");

@@ -99,6 +99,7 @@ pub(crate) async fn join_group(
             .iter()
             .map(|p| (p.name.to_string(), p.metadata.clone()))
             .collect(),
+        require_known_member: version >= 4 && req.group_instance_id.is_none(),
     };
     let group = req.group_id.0.as_str();
     let outcome = match broker.groups.join(group, params) {

@@ -19,8 +19,14 @@
 //! SyncGroup wait on oneshot channels filled when the rebalance step completes.
 
 pub(crate) mod api;
+mod group;
+#[cfg(test)]
+mod tests;
 
-use std::collections::{BTreeMap, HashMap};
+pub(crate) use group::State;
+use group::{Group, Member};
+
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -37,26 +43,6 @@ const TICK: Duration = Duration::from_millis(100);
 /// we allow shorter ones so tests can expire members quickly).
 const MIN_SESSION: Duration = Duration::from_millis(1000);
 const MAX_SESSION: Duration = Duration::from_secs(30 * 60);
-
-/// A group's state, named as Kafka names it in DescribeGroups/ListGroups.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum State {
-    Empty,
-    PreparingRebalance,
-    CompletingRebalance,
-    Stable,
-}
-
-impl State {
-    pub(crate) fn name(self) -> &'static str {
-        match self {
-            State::Empty => "Empty",
-            State::PreparingRebalance => "PreparingRebalance",
-            State::CompletingRebalance => "CompletingRebalance",
-            State::Stable => "Stable",
-        }
-    }
-}
 
 /// What a JoinGroup request gets once its rebalance step completes.
 #[derive(Debug, Clone)]
@@ -102,166 +88,10 @@ pub(crate) struct JoinParams {
     pub rebalance_timeout: Duration,
     pub protocol_type: String,
     pub protocols: Vec<(String, Bytes)>,
-}
-
-#[derive(Debug)]
-struct Member {
-    instance_id: Option<String>,
-    client_id: String,
-    client_host: String,
-    session_timeout: Duration,
-    rebalance_timeout: Duration,
-    protocols: Vec<(String, Bytes)>,
-    assignment: Bytes,
-    last_seen: Instant,
-    join: Option<oneshot::Sender<JoinOutcome>>,
-    sync: Option<oneshot::Sender<SyncOutcome>>,
-}
-
-impl Member {
-    fn metadata(&self, protocol: &str) -> Bytes {
-        self.protocols
-            .iter()
-            .find(|(n, _)| n == protocol)
-            .map(|(_, m)| m.clone())
-            .unwrap_or_default()
-    }
-    fn supports(&self, protocol: &str) -> bool {
-        self.protocols.iter().any(|(n, _)| n == protocol)
-    }
-}
-
-#[derive(Debug)]
-struct Group {
-    state: State,
-    generation: i32,
-    protocol_type: String,
-    protocol: String,
-    leader: Option<String>,
-    members: BTreeMap<String, Member>,
-    /// When PreparingRebalance gives up on members that have not rejoined.
-    deadline: Instant,
-    /// Until when the first join of an empty group waits for more members.
-    initial_until: Option<Instant>,
-}
-
-impl Group {
-    fn new(now: Instant) -> Self {
-        Group {
-            state: State::Empty,
-            generation: 0,
-            protocol_type: String::new(),
-            protocol: String::new(),
-            leader: None,
-            members: BTreeMap::new(),
-            deadline: now,
-            initial_until: None,
-        }
-    }
-
-    fn start_rebalance(&mut self, now: Instant, initial_delay: Duration) {
-        let was_empty = self.state == State::Empty;
-        self.state = State::PreparingRebalance;
-        for m in self.members.values_mut() {
-            if let Some(tx) = m.sync.take() {
-                let _ = tx.send(SyncOutcome::err(ResponseError::RebalanceInProgress));
-            }
-        }
-        let timeout = self
-            .members
-            .values()
-            .map(|m| m.rebalance_timeout)
-            .max()
-            .unwrap_or_default();
-        self.deadline = now + timeout;
-        self.initial_until =
-            (was_empty && !initial_delay.is_zero()).then(|| now + initial_delay.min(timeout));
-    }
-
-    /// Completes the join step if every member has rejoined (and any initial delay has
-    /// passed) or the deadline has come.
-    fn try_complete_join(&mut self, now: Instant) {
-        if self.state != State::PreparingRebalance {
-            return;
-        }
-        let all_joined = self.members.values().all(|m| m.join.is_some());
-        let delayed = self.initial_until.is_some_and(|t| now < t);
-        let ready = all_joined && !delayed;
-        if !ready && now < self.deadline {
-            return;
-        }
-        self.initial_until = None;
-        let before = self.members.len();
-        self.members.retain(|_, m| m.join.is_some());
-        if self.members.len() < before {
-            tracing::info!(
-                removed = before - self.members.len(),
-                "members did not rejoin in time"
-            );
-        }
-        self.generation = self.generation.wrapping_add(1);
-        if self.members.is_empty() {
-            self.state = State::Empty;
-            self.leader = None;
-            self.protocol.clear();
-            return;
-        }
-        let leader = match &self.leader {
-            Some(l) if self.members.contains_key(l) => l.clone(),
-            _ => self.members.keys().next().cloned().unwrap_or_default(),
-        };
-        // The leader's most preferred protocol that every member supports; join validated
-        // that one exists.
-        let protocol = self.members[&leader]
-            .protocols
-            .iter()
-            .map(|(n, _)| n.clone())
-            .find(|n| self.members.values().all(|m| m.supports(n)))
-            .unwrap_or_default();
-        self.leader = Some(leader.clone());
-        self.protocol = protocol.clone();
-        self.state = State::CompletingRebalance;
-        let all: Vec<(String, Option<String>, Bytes)> = self
-            .members
-            .iter()
-            .map(|(id, m)| (id.clone(), m.instance_id.clone(), m.metadata(&protocol)))
-            .collect();
-        tracing::info!(generation = self.generation, members = all.len(), %leader, %protocol, "group rebalanced");
-        for (id, m) in self.members.iter_mut() {
-            m.last_seen = now;
-            m.assignment = Bytes::new();
-            if let Some(tx) = m.join.take() {
-                let _ = tx.send(JoinOutcome {
-                    error: None,
-                    generation: self.generation,
-                    protocol_type: self.protocol_type.clone(),
-                    protocol_name: protocol.clone(),
-                    leader: leader.clone(),
-                    member_id: id.clone(),
-                    members: if *id == leader {
-                        all.clone()
-                    } else {
-                        Vec::new()
-                    },
-                });
-            }
-        }
-    }
-
-    /// After members left or expired: rebalance the rest, or become empty.
-    fn members_removed(&mut self, now: Instant) {
-        if self.members.is_empty() {
-            self.state = State::Empty;
-            self.leader = None;
-            self.protocol.clear();
-            self.generation = self.generation.wrapping_add(1);
-            return;
-        }
-        if self.state != State::PreparingRebalance {
-            self.start_rebalance(now, Duration::ZERO);
-        }
-        self.try_complete_join(now);
-    }
+    /// JoinGroup v4+ without a group instance id (KIP-394): a member joining with an empty
+    /// id is first given one with `MEMBER_ID_REQUIRED`, and enters the group only when it
+    /// joins again with it, so a JoinGroup whose response is lost leaves no member behind.
+    pub require_known_member: bool,
 }
 
 /// Snapshot of a group for DescribeGroups.
@@ -357,8 +187,13 @@ impl Coordinator {
             return fail(ResponseError::InconsistentGroupProtocol, &p.member_id);
         }
         let member_id = if p.member_id.is_empty() {
-            self.new_member_id(&p.client_id)
-        } else if g.members.contains_key(&p.member_id) {
+            let id = self.new_member_id(&p.client_id);
+            if p.require_known_member {
+                g.pending.insert(id.clone(), now + p.session_timeout);
+                return fail(ResponseError::MemberIdRequired, &id);
+            }
+            id
+        } else if g.members.contains_key(&p.member_id) || g.pending.remove(&p.member_id).is_some() {
             p.member_id.clone()
         } else {
             return fail(ResponseError::UnknownMemberId, &p.member_id);
@@ -546,16 +381,23 @@ impl Coordinator {
     pub(crate) fn tick(&self, now: Instant) {
         let mut groups = self.lock();
         for (name, g) in groups.iter_mut() {
-            // A member blocked in JoinGroup is alive by definition; Kafka does not expire it.
+            g.pending.retain(|_, lapses| now <= *lapses);
+            // A member blocked in JoinGroup or SyncGroup is alive by definition; Kafka does
+            // not expire it. Every other member must keep heartbeating, in every state: a
+            // member that went silent while a rebalance waits for it to rejoin is removed
+            // after its session timeout, as Kafka removes it, rather than holding the whole
+            // group for the rebalance timeout (minutes).
             let expired: Vec<String> = g
                 .members
                 .iter()
                 .filter(|(_, m)| {
-                    m.join.is_none() && now.duration_since(m.last_seen) > m.session_timeout
+                    m.join.is_none()
+                        && m.sync.is_none()
+                        && now.duration_since(m.last_seen) > m.session_timeout
                 })
                 .map(|(id, _)| id.clone())
                 .collect();
-            if !expired.is_empty() && g.state != State::PreparingRebalance {
+            if !expired.is_empty() {
                 for id in &expired {
                     tracing::info!(group = %name, member = %id, "member session expired");
                     g.members.remove(id);
@@ -628,171 +470,5 @@ pub(crate) async fn run_ticker(broker: Arc<Broker>, mut stop: watch::Receiver<bo
             _ = every.tick() => broker.groups.tick(Instant::now()),
             _ = stop.wait_for(|s| *s) => return,
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn params(member: &str, protocols: &[&str]) -> JoinParams {
-        JoinParams {
-            member_id: member.to_string(),
-            instance_id: None,
-            client_id: "c".into(),
-            client_host: "/127.0.0.1".into(),
-            session_timeout: Duration::from_secs(10),
-            rebalance_timeout: Duration::from_secs(10),
-            protocol_type: "consumer".into(),
-            protocols: protocols
-                .iter()
-                .map(|p| (p.to_string(), Bytes::from(format!("meta-{p}"))))
-                .collect(),
-        }
-    }
-
-    fn now_join(r: Reply<JoinOutcome>) -> JoinOutcome {
-        match r {
-            Reply::Now(o) => o,
-            Reply::Wait(mut rx) => rx.try_recv().expect("join completed"),
-        }
-    }
-
-    #[test]
-    fn second_member_triggers_a_rebalance_and_both_get_the_leaders_assignment() {
-        let c = Coordinator::new(Duration::ZERO);
-        let a = now_join(c.join("g", params("", &["range", "roundrobin"])));
-        assert_eq!((a.error, a.generation), (None, 1));
-        assert_eq!(a.leader, a.member_id);
-        assert_eq!(a.members.len(), 1);
-        let Reply::Wait(mut rx_a) = c.sync(
-            "g",
-            &a.member_id,
-            1,
-            vec![(a.member_id.clone(), Bytes::from_static(b"all"))],
-        ) else {
-            panic!("leader sync waits");
-        };
-        assert_eq!(
-            rx_a.try_recv().expect("synced").assignment,
-            Bytes::from_static(b"all")
-        );
-        assert_eq!(c.heartbeat("g", &a.member_id, 1), None);
-
-        // B joins: it waits until A rejoins, which A learns from its heartbeat.
-        let Reply::Wait(mut rx_b) = c.join("g", params("", &["roundrobin"])) else {
-            panic!("waits")
-        };
-        assert!(rx_b.try_recv().is_err());
-        assert_eq!(
-            c.heartbeat("g", &a.member_id, 1),
-            Some(ResponseError::RebalanceInProgress)
-        );
-        let a2 = now_join(c.join("g", params(&a.member_id, &["range", "roundrobin"])));
-        let b = rx_b.try_recv().expect("b joined");
-        assert_eq!((a2.generation, b.generation), (2, 2));
-        assert_eq!(a2.leader, a.member_id, "the leader stays");
-        assert_eq!(a2.members.len(), 2);
-        assert!(b.members.is_empty(), "only the leader gets the member list");
-        assert_eq!(
-            a2.protocol_name, "roundrobin",
-            "the only protocol both support"
-        );
-
-        // B syncs first and waits; the leader's sync releases both.
-        let Reply::Wait(mut rx_b) = c.sync("g", &b.member_id, 2, vec![]) else {
-            panic!("waits")
-        };
-        let given = vec![
-            (a.member_id.clone(), Bytes::from_static(b"p0")),
-            (b.member_id.clone(), Bytes::from_static(b"p1")),
-        ];
-        let Reply::Wait(mut rx_a) = c.sync("g", &a.member_id, 2, given) else {
-            panic!("waits")
-        };
-        assert_eq!(
-            rx_a.try_recv().expect("a").assignment,
-            Bytes::from_static(b"p0")
-        );
-        assert_eq!(
-            rx_b.try_recv().expect("b").assignment,
-            Bytes::from_static(b"p1")
-        );
-        assert_eq!(c.describe("g").expect("group").state, "Stable");
-        // A stale generation is refused.
-        assert_eq!(
-            c.heartbeat("g", &b.member_id, 1),
-            Some(ResponseError::IllegalGeneration)
-        );
-        assert_eq!(
-            c.check_commit("g", &b.member_id, 1),
-            Err(ResponseError::IllegalGeneration)
-        );
-        assert_eq!(c.check_commit("g", &b.member_id, 2), Ok(()));
-        assert_eq!(
-            c.check_commit("g", "", -1),
-            Err(ResponseError::UnknownMemberId)
-        );
-
-        // A leaves: B alone forms generation 3 once it rejoins.
-        assert_eq!(c.leave("g", std::slice::from_ref(&a.member_id)), vec![None]);
-        assert_eq!(
-            c.heartbeat("g", &b.member_id, 2),
-            Some(ResponseError::RebalanceInProgress)
-        );
-        let b3 = now_join(c.join("g", params(&b.member_id, &["roundrobin"])));
-        assert_eq!(
-            (b3.generation, b3.leader.as_str()),
-            (3, b.member_id.as_str())
-        );
-    }
-
-    #[test]
-    fn silent_members_expire_and_an_empty_group_accepts_simple_commits() {
-        let c = Coordinator::new(Duration::ZERO);
-        let a = now_join(c.join("g", params("", &["range"])));
-        let _ = c.sync("g", &a.member_id, 1, vec![]);
-        assert_eq!(c.list().len(), 1);
-        c.tick(Instant::now() + Duration::from_secs(11));
-        assert_eq!(
-            c.heartbeat("g", &a.member_id, 1),
-            Some(ResponseError::UnknownMemberId)
-        );
-        // Kept, empty, with its members' protocol type, as Kafka keeps it.
-        let listed = c.list();
-        assert_eq!(listed.len(), 1);
-        assert_eq!((listed[0].0.as_str(), listed[0].2), ("g", "Empty"));
-        assert!(
-            !listed[0].1.is_empty(),
-            "the members' protocol type is kept"
-        );
-        assert_eq!(c.check_commit("g", "", -1), Ok(()));
-        assert_eq!(
-            c.check_commit("g", "ghost", 4),
-            Err(ResponseError::UnknownMemberId)
-        );
-        // DeleteGroups forgets it.
-        assert!(c.remove_if_empty("g"));
-        assert!(c.list().is_empty());
-    }
-
-    #[test]
-    fn incompatible_members_are_refused() {
-        let c = Coordinator::new(Duration::ZERO);
-        let _ = now_join(c.join("g", params("", &["range"])));
-        assert_eq!(
-            now_join(c.join("g", params("", &["sticky"]))).error,
-            Some(ResponseError::InconsistentGroupProtocol)
-        );
-        assert_eq!(
-            now_join(c.join("g", params("nobody", &["range"]))).error,
-            Some(ResponseError::UnknownMemberId)
-        );
-        let mut p = params("", &["range"]);
-        p.session_timeout = Duration::from_millis(10);
-        assert_eq!(
-            now_join(c.join("g", p)).error,
-            Some(ResponseError::InvalidSessionTimeout)
-        );
     }
 }

@@ -28,6 +28,14 @@ pub struct CreateTopic {
     /// absent.
     #[serde(default)]
     pub cleanup_policy: Option<String>,
+    /// Check every non-null value against the subject `<topic>-value` of the schema
+    /// registry (Confluent's `confluent.value.schema.validation`); off when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value_schema_validation: Option<bool>,
+    /// Check every non-null key against `<topic>-key`
+    /// (`confluent.key.schema.validation`); off when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_schema_validation: Option<bool>,
     /// How long tombstones of a compacted topic are kept (Kafka's `delete.retention.ms`).
     #[serde(default)]
     pub delete_retention_ms: Option<u64>,
@@ -58,6 +66,12 @@ pub struct TopicInfo {
     /// Minimum age before a record may be compacted away, in ms.
     #[serde(default)]
     pub min_compaction_lag_ms: u64,
+    /// Whether values are checked against `<topic>-value`.
+    #[serde(default)]
+    pub value_schema_validation: bool,
+    /// Whether keys are checked against `<topic>-key`.
+    #[serde(default)]
+    pub key_schema_validation: bool,
     /// Per partition: start offset, end offset, bytes.
     pub partition_info: Vec<PartitionSummary>,
 }
@@ -82,6 +96,9 @@ pub struct ProduceRecord {
     /// Key as text.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key: Option<String>,
+    /// Key as base64, for binary keys (such as schema-framed ones).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_b64: Option<String>,
     /// Value as text.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub value: Option<String>,
@@ -146,6 +163,9 @@ pub struct FetchedRecord {
     pub timestamp: i64,
     /// Key as text (lossy for binary keys).
     pub key: Option<String>,
+    /// Key as base64 when it is not UTF-8 (`key` then holds its lossy text).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_b64: Option<String>,
     /// Value as text.
     pub value: Option<String>,
     /// Value as base64 when it is not UTF-8.
@@ -328,6 +348,9 @@ pub struct Status {
     /// Cluster mode: the cluster and whether it answers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<crate::cluster::ClusterStatus>,
+    /// The schema registry: where, whose, and (this host's) how many subjects and schemas.
+    #[serde(default)]
+    pub schema_registry: Option<String>,
 }
 
 /// Any error: one line.

@@ -146,6 +146,10 @@ fn read_batches(
                     offset: rec.offset,
                     timestamp: rec.timestamp_ms,
                     key: rec.key.map(|k| String::from_utf8_lossy(k).into_owned()),
+                    key_b64: rec
+                        .key
+                        .filter(|k| std::str::from_utf8(k).is_err())
+                        .map(|k| b64.encode(k)),
                     value,
                     value_b64,
                     headers,

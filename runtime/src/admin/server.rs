@@ -143,6 +143,8 @@ impl From<DeployError> for Fail {
                 StatusCode::NOT_FOUND
             }
             DeployError::Module(_) | DeployError::Invalid(_) => StatusCode::BAD_REQUEST,
+            DeployError::Schema(_) => StatusCode::CONFLICT,
+            DeployError::SchemaRegistry(_) => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
         Fail(code, e.to_string())
@@ -174,5 +176,19 @@ async fn status(State(host): H) -> Json<Status> {
             .collect(),
         restore_failures: host.restore_failures.clone(),
         cluster: host.cluster.as_ref().map(|c| c.status()),
+        schema_registry: match (
+            &host.schema_registry,
+            host.schema_registry_addr,
+            &host.schemas,
+        ) {
+            (Some(r), Some(addr), _) => {
+                let (subjects, schemas) = r.counts();
+                Some(format!(
+                    "http://{addr} (this host; {subjects} subjects, {schemas} schemas)"
+                ))
+            }
+            (_, _, Some(s)) => Some(format!("{} (external)", s.url())),
+            _ => None,
+        },
     })
 }

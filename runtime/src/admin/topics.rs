@@ -35,6 +35,16 @@ fn append_fail(e: AppendError) -> Fail {
     Fail(code, format!("append failed: {msg}"))
 }
 
+/// A refusal by schema validation: the client's doing (400), or a registry that could not
+/// be asked (503, worth retrying). Nothing was appended either way.
+fn schema_fail(r: rill_kafka::validation::Refusal) -> Fail {
+    use rill_kafka::validation::Refusal;
+    match r {
+        Refusal::Invalid { message, .. } => bad(message),
+        other => Fail(StatusCode::SERVICE_UNAVAILABLE, other.to_string()),
+    }
+}
+
 fn topic_info(t: &rill_log::Topic) -> TopicInfo {
     let c = t.config();
     TopicInfo {
@@ -46,6 +56,8 @@ fn topic_info(t: &rill_log::Topic) -> TopicInfo {
         cleanup_policy: c.cleanup_policy.to_string(),
         delete_retention_ms: c.delete_retention_ms,
         min_compaction_lag_ms: c.min_compaction_lag_ms,
+        value_schema_validation: c.value_schema_validation,
+        key_schema_validation: c.key_schema_validation,
         partition_info: t
             .partitions()
             .iter()
@@ -112,6 +124,8 @@ pub(super) async fn create_topic(
     if let Some(ms) = req.min_compaction_lag_ms {
         cfg.min_compaction_lag_ms = ms;
     }
+    cfg.value_schema_validation = req.value_schema_validation.unwrap_or(false);
+    cfg.key_schema_validation = req.key_schema_validation.unwrap_or(false);
     let log = host.log.clone();
     let name = req.name.clone();
     let t = tokio::task::spawn_blocking(move || log.create_topic(&name, cfg))
@@ -129,6 +143,12 @@ pub(super) async fn delete_topic(
     State(host): H,
     Path(name): Path<String>,
 ) -> Result<StatusCode, Fail> {
+    if host.schema_registry.is_some() && name == crate::schema::store::TOPIC {
+        return Err(Fail(
+            StatusCode::CONFLICT,
+            format!("topic '{name}' holds this host's schema registry and cannot be deleted"),
+        ));
+    }
     let users: Vec<_> = host
         .scheduler
         .consumed_topics()
@@ -157,6 +177,14 @@ pub(super) async fn produce(
     Path(name): Path<String>,
     Json(req): Json<Produce>,
 ) -> Result<Json<Produced>, Fail> {
+    if host.schema_registry.is_some() && name == crate::schema::store::TOPIC {
+        return Err(Fail(
+            StatusCode::CONFLICT,
+            format!(
+                "topic '{name}' holds this host's schema registry: register schemas through its API"
+            ),
+        ));
+    }
     let topic = host
         .log
         .topic(&name)
@@ -165,21 +193,24 @@ pub(super) async fn produce(
     // Decode and place every record before appending any, so a bad record rejects the
     // whole request and nothing is half-written.
     let mut values = Vec::with_capacity(req.records.len());
+    let mut keys = Vec::with_capacity(req.records.len());
     let mut placed = Vec::with_capacity(req.records.len());
+    let decode = |i: usize, what: &str, text: &Option<String>, b64_text: &Option<String>| match (
+        text, b64_text,
+    ) {
+        (Some(v), None) => Ok(Some(v.as_bytes().to_vec())),
+        (None, Some(text)) => b64
+            .decode(text)
+            .map(Some)
+            .map_err(|e| bad(format!("record {i}: invalid {what}_b64: {e}"))),
+        (None, None) => Ok(None),
+        (Some(_), Some(_)) => Err(bad(format!(
+            "record {i}: give {what} or {what}_b64, not both"
+        ))),
+    };
     for (i, r) in req.records.iter().enumerate() {
-        let value = match (&r.value, &r.value_b64) {
-            (Some(v), None) => Some(v.as_bytes().to_vec()),
-            (None, Some(text)) => Some(
-                b64.decode(text)
-                    .map_err(|e| bad(format!("record {i}: invalid value_b64: {e}")))?,
-            ),
-            (None, None) => None,
-            (Some(_), Some(_)) => {
-                return Err(bad(format!(
-                    "record {i}: give value or value_b64, not both"
-                )));
-            }
-        };
+        let value = decode(i, "value", &r.value, &r.value_b64)?;
+        let key = decode(i, "key", &r.key, &r.key_b64)?;
         let p = match r.partition {
             Some(p) if p >= topic.config().partitions => {
                 return Err(bad(format!(
@@ -188,13 +219,25 @@ pub(super) async fn produce(
                 )));
             }
             Some(p) => p,
-            None => topic.partition_for_key(r.key.as_deref().map(str::as_bytes)),
+            None => topic.partition_for_key(key.as_deref()),
         };
         values.push(value);
+        keys.push(key);
         placed.push(p);
     }
     let topic2 = topic.clone();
+    let validator = host.schema_validator.clone();
     let offsets = tokio::task::spawn_blocking(move || -> Result<Vec<(u32, i64)>, Fail> {
+        if rill_kafka::validation::validates(topic2.config()) {
+            let records: Vec<_> = keys
+                .iter()
+                .zip(&values)
+                .map(|(k, v)| (k.as_deref(), v.as_deref()))
+                .collect();
+            validator
+                .check_records(topic2.name(), topic2.config(), &records, true)
+                .map_err(schema_fail)?;
+        }
         let mut out = vec![(0u32, 0i64); req.records.len()];
         let mut by_partition: BTreeMap<u32, Vec<usize>> = BTreeMap::new();
         for (i, p) in placed.iter().enumerate() {
@@ -218,7 +261,7 @@ pub(super) async fn produce(
                 .iter()
                 .zip(&headers)
                 .map(|(&i, h)| Record {
-                    key: req.records[i].key.as_deref().map(str::as_bytes),
+                    key: keys[i].as_deref(),
                     value: values[i].as_deref(),
                     headers: h,
                     timestamp_ms: req.records[i].timestamp,

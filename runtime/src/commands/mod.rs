@@ -18,6 +18,7 @@ mod deploy;
 mod deployments;
 mod new;
 mod produce;
+mod schema;
 mod serve;
 mod state;
 mod status;
@@ -111,6 +112,9 @@ enum Command {
     /// Query a deployment's durable state (what its handler keeps with ctx.state()).
     #[command(subcommand)]
     State(state::StateCommand),
+    /// Register, list, show, check and delete schemas in a schema registry (the host's own
+    /// by default, `--registry` or RILL_SCHEMA_REGISTRY for another).
+    Schema(schema::SchemaArgs),
     /// Show the host's health: topics, deployments, recovery findings.
     Status,
     /// Scaffold a new handler crate.
@@ -138,6 +142,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::State(cmd) => state::run(&client(), cmd),
         Command::Groups => deployments::groups(&client()),
         Command::Status => status::run(&client()),
+        Command::Schema(args) => schema::run(args),
         Command::New(args) => new::run(args),
         Command::Build(args) => build::run(args),
         Command::Test(args) => test::run(args),

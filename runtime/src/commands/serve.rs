@@ -44,6 +44,18 @@ pub struct ServeArgs {
     /// security.protocol=SASL_SSL, sasl.mechanism=PLAIN, session.timeout.ms=10000.
     #[arg(long = "cluster-property", value_name = "KEY=VALUE")]
     cluster_properties: Vec<String>,
+    /// Where this host's schema registry listens (Confluent's REST API; default
+    /// 127.0.0.1:8081). Port 0 picks a free port.
+    #[arg(long, env = "RILL_SCHEMA_REGISTRY_ADDR")]
+    schema_registry_addr: Option<SocketAddr>,
+    /// Do not serve a schema registry.
+    #[arg(long, env = "RILL_NO_SCHEMA_REGISTRY")]
+    no_schema_registry: bool,
+    /// Use the schema registry at URL (Confluent's, Karapace, another Rill host) instead of
+    /// serving one: for door validation, typed handlers and deploy checks. Cluster mode
+    /// serves none, so hosts share the one given here.
+    #[arg(long, env = "RILL_SCHEMA_REGISTRY_URL", value_name = "URL")]
+    schema_registry_url: Option<String>,
     /// This host's id in the cluster, shown as the owner of its partitions (default:
     /// HOSTNAME:ADMIN_PORT).
     #[arg(long, env = "RILL_CLUSTER_HOST_ID")]
@@ -66,6 +78,15 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
     if args.no_kafka {
         config.kafka.enabled = false;
+    }
+    if let Some(a) = args.schema_registry_addr {
+        config.schema_registry.listen = a;
+    }
+    if args.no_schema_registry {
+        config.schema_registry.enabled = false;
+    }
+    if let Some(u) = args.schema_registry_url {
+        config.schema_registry.url = Some(u);
     }
     if args.wasm_perf_map {
         config.wasm_perf_map = true;
@@ -134,16 +155,22 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         };
         let data_dir = config.data_dir.clone();
         let cluster = config.cluster.clone();
-        rill_runtime::host::run(config, shutdown, |admin, kafka| {
+        rill_runtime::host::run(config, shutdown, |l| {
             // One line that scripts and tests wait for.
-            let kafka = kafka.map_or_else(|| "off".to_string(), |k| k.to_string());
+            let admin = l.admin;
+            let kafka = l.kafka.map_or_else(|| "off".to_string(), |k| k.to_string());
+            let registry = match (l.schema_registry, &l.schema_registry_url) {
+                (Some(a), _) => format!("http://{a}"),
+                (None, Some(url)) => format!("external:{url}"),
+                (None, None) => "off".to_string(),
+            };
             let cluster = cluster.map_or_else(String::new, |c| {
                 let id = rill_runtime::cluster::host_id(&c, admin);
                 format!(" cluster={} host={id}", c.bootstrap)
             });
             // A closed stdout must not stop the host (`println!` would panic here).
             let _ = outln!(
-                "rill ready admin=http://{admin} kafka={kafka} data_dir={}{cluster}",
+                "rill ready admin=http://{admin} kafka={kafka} schema_registry={registry} data_dir={}{cluster}",
                 data_dir.display()
             );
         })

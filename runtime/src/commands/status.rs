@@ -16,6 +16,10 @@ pub fn run(client: &Client) -> anyhow::Result<()> {
         client.base(),
         s.kafka_addr.as_deref().unwrap_or("off")
     )?;
+    outln!(
+        "schema registry {}",
+        s.schema_registry.as_deref().unwrap_or("off")
+    )?;
     match &s.cluster {
         Some(c) => {
             outln!(

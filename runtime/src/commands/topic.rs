@@ -36,6 +36,14 @@ pub enum TopicCommand {
         /// Never compact away a record younger than this, e.g. 10m (default 0).
         #[arg(long, value_parser = parse_duration_ms)]
         min_compaction_lag: Option<u64>,
+        /// Refuse records whose value is not framed with the id of a schema registered
+        /// under `<topic>-value`, or does not decode with it (Confluent's
+        /// confluent.value.schema.validation).
+        #[arg(long)]
+        value_schema_validation: bool,
+        /// The same for keys, against `<topic>-key`.
+        #[arg(long)]
+        key_schema_validation: bool,
     },
     /// List topics.
     List,
@@ -63,6 +71,8 @@ pub fn run(client: &Client, cmd: TopicCommand) -> anyhow::Result<()> {
             cleanup_policy,
             delete_retention,
             min_compaction_lag,
+            value_schema_validation,
+            key_schema_validation,
         } => {
             let req = CreateTopic {
                 name,
@@ -74,6 +84,8 @@ pub fn run(client: &Client, cmd: TopicCommand) -> anyhow::Result<()> {
                 cleanup_policy,
                 delete_retention_ms: delete_retention,
                 min_compaction_lag_ms: min_compaction_lag,
+                value_schema_validation: value_schema_validation.then_some(true),
+                key_schema_validation: key_schema_validation.then_some(true),
             };
             let t: TopicInfo = client.post("/v1/topics", &req)?;
             outln!(
@@ -119,6 +131,17 @@ pub fn run(client: &Client, cmd: TopicCommand) -> anyhow::Result<()> {
                     .unwrap_or_else(|| "none".into()),
                 t.cleanup_policy,
             )?;
+            if t.value_schema_validation || t.key_schema_validation {
+                let parts: Vec<&str> = [
+                    (t.value_schema_validation, "values"),
+                    (t.key_schema_validation, "keys"),
+                ]
+                .iter()
+                .filter(|(on, _)| *on)
+                .map(|(_, w)| *w)
+                .collect();
+                outln!("schema validation: {}", parts.join(" and "))?;
+            }
             outln!(
                 "{:>9} {:>14} {:>14} {:>14}",
                 "PARTITION",

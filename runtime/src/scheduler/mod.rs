@@ -13,6 +13,7 @@ mod exactly_once;
 mod info;
 mod lifecycle;
 mod output;
+mod schemas;
 mod source;
 mod state;
 mod worker;
@@ -54,6 +55,13 @@ pub enum DeployError {
     /// Storing the deployment failed.
     #[error("{0}")]
     Store(StoreError),
+    /// A reader schema the module declares cannot read a version registered under its
+    /// subject, or its schemas do not parse.
+    #[error("{0}")]
+    Schema(String),
+    /// The module declares schemas, but the schema registry is missing or unreachable.
+    #[error("{0}")]
+    SchemaRegistry(String),
 }
 
 impl From<StoreError> for DeployError {
@@ -75,6 +83,10 @@ pub struct Scheduler {
     /// do not wait for each other (a redeploy waits for in-flight invocations, which can take
     /// a CPU limit's time).
     names: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// The host's schema registry, once set ([`Scheduler::set_schemas`]).
+    schemas: Arc<crate::schema::resolver::SchemaSlot>,
+    /// What typed handlers' instances resolve schemas through (over `schemas`).
+    resolver: rill_engine::SchemaHandle,
 }
 
 impl std::fmt::Debug for Scheduler {
@@ -118,6 +130,7 @@ impl Scheduler {
         store: DeploymentStore,
         parallelism: usize,
     ) -> Self {
+        let schemas = Arc::new(crate::schema::resolver::SchemaSlot::default());
         Scheduler {
             backend,
             engine,
@@ -125,6 +138,10 @@ impl Scheduler {
             cpu: Arc::new(cpu::Cpu::new(parallelism)),
             entries: Mutex::new(BTreeMap::new()),
             names: Mutex::new(HashMap::new()),
+            resolver: rill_engine::SchemaHandle(Arc::new(
+                crate::schema::resolver::SourceResolver::new(schemas.clone()),
+            )),
+            schemas,
         }
     }
 
@@ -233,6 +250,7 @@ impl Scheduler {
             .await
             .map_err(|e| DeployError::Invalid(format!("checking the topics failed: {e}")))??;
         let handler = self.compile_and_probe(&spec, wasm).await?;
+        self.check_schemas(wasm).await?;
         spec.module_hash = handler.hash().to_owned();
         spec.state = handler.uses_state();
         if let Some(catalog) = self.backend.catalog() {
@@ -392,6 +410,7 @@ impl Scheduler {
                 })
                 .collect(),
             state,
+            schemas: self.resolver.clone(),
         });
         let run = Run {
             shared: shared.clone(),
@@ -437,6 +456,7 @@ impl Scheduler {
             logs,
             partitions: Vec::new(),
             state: None,
+            schemas: self.resolver.clone(),
         });
         let entry = Entry {
             shared,

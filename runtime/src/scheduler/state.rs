@@ -41,6 +41,8 @@ pub(crate) struct DeploymentShared {
     pub partitions: Vec<Mutex<PartitionState>>,
     /// The durable state of a stateful module (`crate::state`), one store per partition.
     pub state: Option<Arc<crate::state::DeploymentState>>,
+    /// Where typed handlers' `schema_get` and `schema_id` imports get schemas.
+    pub schemas: rill_engine::SchemaHandle,
 }
 
 impl DeploymentShared {

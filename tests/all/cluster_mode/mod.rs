@@ -27,6 +27,7 @@ use rill_tests::host::TestHost;
 use crate::kafka::have_python;
 
 mod crash;
+mod schemas;
 mod state;
 
 /// Generous: a rebalance after a kill waits for the dead member's 6 s session to expire.

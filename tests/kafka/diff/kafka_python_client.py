@@ -51,7 +51,17 @@ def consumer(a, group=None, topics=(), **extra):
               # rejoins only when a metadata refresh (default every 5 minutes) shows them.
               metadata_max_age_ms=1000)
     kw.update(extra)
-    return KafkaConsumer(*topics, **kw)
+    c = KafkaConsumer(**kw)
+    if topics:
+        # kafka-python 3.0.12 never finishes a rejoin that its leader starts because a
+        # topic's metadata arrived after its first assignment, when a short poll times out
+        # between that JoinGroup and its SyncGroup (the member hangs for good, against any
+        # broker). Fetching the metadata after subscribing and before the first poll, which
+        # joins, keeps the first assignment complete.
+        c.subscribe(list(topics))
+        for t in topics:
+            c.partitions_for_topic(t)
+    return c
 
 
 def produce_all(p, topic, recs):

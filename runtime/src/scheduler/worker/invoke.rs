@@ -189,6 +189,7 @@ impl Worker {
             state: self.store().map(|s| {
                 rill_engine::StateHandle(s.clone() as std::sync::Arc<dyn rill_engine::StateView>)
             }),
+            schemas: Some(self.dep.schemas.clone()),
         }
     }
 
