@@ -9,8 +9,8 @@ use std::time::Instant;
 use wasmtime::{Caller, Linker, Memory, TypedFunc};
 
 use crate::emits::Emits;
-use crate::instance::{Level, LogLine};
 use crate::limits::MemoryLimiter;
+use crate::outcome::{Level, LogLine};
 use crate::schema::SchemaHandle;
 use crate::state::{StateHandle, StateWrites};
 use crate::{Limits, wasi};

@@ -40,6 +40,7 @@ mod framing;
 mod host;
 mod instance;
 mod limits;
+mod outcome;
 mod schema;
 mod state;
 mod state_key;
@@ -54,8 +55,9 @@ use wasmtime::{InstanceAllocationStrategy, Linker, Module, PoolingAllocationConf
 
 pub use emits::{Emit, EmitRef, Emits};
 pub use error::{DeployError, EngineError, InstantiateError};
-pub use instance::{GuestInput, Instance, InstanceConfig, Invocation, Level, LogLine, Outcome};
+pub use instance::{GuestInput, Instance, InstanceConfig};
 pub use limits::Limits;
+pub use outcome::{Invocation, Level, LogLine, Outcome};
 pub use schema::{
     DeclaredSchema, ResolveError, SCHEMA_ERR_INVALID, SCHEMA_ERR_UNAVAILABLE, SCHEMA_ERR_UNKNOWN,
     SCHEMA_SECTION, SchemaFormat, SchemaHandle, SchemaResolver, SchemaRole, SectionError,

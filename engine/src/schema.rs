@@ -12,7 +12,7 @@ use std::sync::Arc;
 use wasmtime::Caller;
 
 use crate::host::{Abort, HostState, abort, guest_slice, guest_slice_mut, push_log};
-use crate::instance::Level;
+use crate::outcome::Level;
 
 /// The name of the custom section that declares a module's schemas.
 pub const SCHEMA_SECTION: &str = "rill.schemas";

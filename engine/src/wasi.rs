@@ -15,7 +15,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use wasmtime::{Caller, FuncType, Linker, Val, ValType};
 
 use crate::host::{Abort, HostState, abort, guest_slice, guest_slice_mut, push_log};
-use crate::instance::{Level, LogLine};
+use crate::outcome::{Level, LogLine};
 
 pub(crate) const MODULE: &str = "wasi_snapshot_preview1";
 

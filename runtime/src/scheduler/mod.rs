@@ -479,7 +479,6 @@ impl Scheduler {
             .ok_or_else(|| DeployError::UnknownDeployment(name.to_owned()))
     }
 
-    /// A deployment's handler logs.
     /// Forgets a stopped deployment's progress: its group's offsets, its state's changelog
     /// and its snapshots (a replay, or an undeploy that drops offsets).
     pub(crate) async fn forget_progress(&self, spec: &DeploymentSpec) -> Result<(), DeployError> {
