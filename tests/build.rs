@@ -28,6 +28,7 @@ const GUESTS: &[(&str, &str)] = &[
     ("state-probe", "wasm32-unknown-unknown"),
     ("state-bench", "wasm32-unknown-unknown"),
     ("avro-bench", "wasm32-unknown-unknown"),
+    ("json-orders", "wasm32-unknown-unknown"),
 ];
 
 fn main() {

@@ -36,6 +36,7 @@ fn every_guest_has_a_host_test() {
         "state-probe",
         "state-bench",
         "avro-bench",
+        "json-orders",
     ];
     for (name, path) in guests::ALL {
         assert!(

@@ -63,7 +63,7 @@ pub(crate) fn have_python(module: &str) -> bool {
 
 /// Runs `tests/kafka/<script> --bootstrap <host> args...` and panics with its output and the
 /// host's log if it fails.
-fn script(h: &TestHost, name: &str, args: &[&str]) -> String {
+pub(crate) fn script(h: &TestHost, name: &str, args: &[&str]) -> String {
     let out = Command::new("python3")
         .arg(scripts_dir().join(name))
         .arg("--bootstrap")

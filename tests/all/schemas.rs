@@ -398,3 +398,81 @@ fn a_v1_handler_reads_what_confluents_serializer_wrote_with_v1_and_v2() {
     let deployment = h.cli_ok(&["list"]);
     assert!(deployment.contains("orders"), "{deployment}");
 }
+
+/// A JSON Schema typed handler (`tests/guests/json-orders`) between confluent-kafka's JSON
+/// serdes: orders from `JSONSerializer` (its writer schema has a field the handler's reader
+/// lacks) become shipments framed with the id the registry gave the handler's writer
+/// schema, which a `JSONDeserializer` without a schema of its own fetches and validates
+/// against. Then a version the reader cannot read refuses the next deploy.
+#[test]
+fn a_json_schema_handler_speaks_confluents_json_serdes() {
+    if !crate::kafka::have_python("confluent_kafka.schema_registry.json_schema, jsonschema") {
+        return;
+    }
+    let h = TestHost::start();
+    let url = h.schema_registry.clone().expect("registry url");
+    for t in ["json-orders", "json-shipments"] {
+        h.cli_ok(&["topic", "create", t]);
+    }
+    let deploy = |name: &str| {
+        h.cli(&[
+            "deploy",
+            rill_tests::guests::JSON_ORDERS,
+            "--name",
+            name,
+            "--topic",
+            "json-orders",
+        ])
+    };
+    let first = deploy("json-orders");
+    assert!(first.status.success(), "{first:?}");
+    let out = crate::kafka::script(
+        &h,
+        "schema_json_orders.py",
+        &[
+            "--topic",
+            "json-orders",
+            "--output",
+            "json-shipments",
+            "--registry",
+            &url,
+            "--count",
+            "40",
+        ],
+    );
+    let got: Value = serde_json::from_str(out.lines().last().unwrap_or_default())
+        .unwrap_or_else(|e| panic!("{e}: {out}"));
+    let expected: Vec<Value> = (0..40)
+        .map(|i| json!({"order_id": format!("j-{i}"), "cents": 500 * i, "express": 500 * i >= 10_000}))
+        .collect();
+    assert_eq!(got["shipments"], json!(expected));
+    let r = registry(&h);
+    let writer = r
+        .get("/subjects/json-shipments-value/versions/latest")
+        .unwrap();
+    assert_eq!(writer["schemaType"], "JSON", "{writer}");
+    assert_eq!(got["ids"], json!([writer["id"]]), "{writer}");
+
+    // A version whose total_cents is a string: the reader cannot read it.
+    r.put(
+        "/config/json-orders-value",
+        &json!({"compatibility": "NONE"}),
+    )
+    .unwrap();
+    let string_cents = json!({"type": "object",
+        "properties": {"order_id": {"type": "string"}, "total_cents": {"type": "string"}},
+        "required": ["order_id", "total_cents"]});
+    r.post(
+        "/subjects/json-orders-value/versions",
+        &json!({"schemaType": "JSON", "schema": string_cents.to_string()}),
+    )
+    .unwrap();
+    let refused = deploy("json-orders-2");
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "deployed: {refused:?}");
+    assert!(
+        stderr.contains("reader schema for subject 'json-orders-value' cannot read version 2"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+}

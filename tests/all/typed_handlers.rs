@@ -286,3 +286,48 @@ fn emit_avro_registers_the_writer_schema_and_frames_with_its_id() {
         serde_json::json!({"order_id": "o-1", "customer": "ada", "total_cents": 1250})
     );
 }
+
+/// The JSON Schema half of the SDK in Wasm: a framed JSON order becomes a shipment framed
+/// with the id `schema_id` gave the writer schema; an unframed order is a record error.
+#[test]
+fn json_orders_decodes_framed_json_and_frames_its_shipments() {
+    let fake = Arc::new(Fake::default());
+    let cfg = InstanceConfig {
+        schemas: Some(SchemaHandle(fake.clone())),
+        ..InstanceConfig::new("json-orders", 0)
+    };
+    let mut inst = handler(guests::JSON_ORDERS).instantiate(cfg).unwrap();
+    let mut order = vec![0, 0, 0, 0, 7];
+    order.extend_from_slice(br#"{"order_id":"j-1","customer":"ada","total_cents":12500}"#);
+    let b = batch(0, &[Rec::value(order)]);
+    let inv = inst.invoke(&b, 0, i64::MAX);
+    assert_eq!(inv.outcome, Outcome::Ok, "{:?}", inv.logs);
+    let emit = inv.emits.to_vec()[0].clone();
+    assert_eq!(emit.topic, "json-shipments");
+    let value = emit.value.unwrap();
+    // The stand-in gives a text already registered its id again.
+    let shipment_text = include_str!("../guests/json-orders/shipment.json");
+    let id = SchemaSource::register(
+        &*fake,
+        "json-shipments-value",
+        SchemaType::Json,
+        shipment_text,
+    )
+    .unwrap();
+    assert_eq!(id, 1, "the shipment schema was the first one registered");
+    assert_eq!(value[..5], [0, 0, 0, 0, 1]);
+    let shipment: serde_json::Value = serde_json::from_slice(&value[5..]).unwrap();
+    assert_eq!(
+        shipment,
+        serde_json::json!({"order_id": "j-1", "cents": 12500, "express": true})
+    );
+
+    let b = batch(1, &[Rec::value(br#"{"order_id":"j-2","total_cents":1}"#)]);
+    let inv = inst.invoke(&b, 0, i64::MAX);
+    match &inv.outcome {
+        Outcome::RecordFailed { offset: 1, message } => {
+            assert!(message.contains("not schema-framed"), "{message}")
+        }
+        other => panic!("expected a record error, got {other:?}"),
+    }
+}
