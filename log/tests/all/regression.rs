@@ -153,6 +153,7 @@ fn review_2_a_failed_seal_fails_the_partition_and_is_never_retried() {
         io: Arc::new(fault.clone()),
         ..quiet_opts()
     };
+    let mut appended = 5;
     {
         let log = Log::open(dir.path(), opts()).unwrap();
         let cfg = TopicConfig {
@@ -160,13 +161,17 @@ fn review_2_a_failed_seal_fails_the_partition_and_is_never_retried() {
             ..TopicConfig::default()
         };
         let p = partition0(&log, "t", cfg);
-        fill(&p, 5);
+        fill(&p, appended);
         assert_eq!(p.segment_count(), 1);
         // The next fsync fails: that is the seal of the segment the next appends roll,
-        // whether the flusher or `flush` gets to it first.
+        // whether the flusher or `flush` gets to it first. Append until the roll and no
+        // further: the flusher may fail the partition at once.
         fault.fail_next_syncs(1);
-        fill(&p, 20);
-        assert!(p.segment_count() >= 2);
+        while p.segment_count() < 2 {
+            p.append(&[rec(format!("record {appended:05} padded").as_bytes())])
+                .unwrap();
+            appended += 1;
+        }
         let flushed = log.flush();
         assert!(p.is_failed(), "{flushed:?}");
         assert!(matches!(
@@ -194,7 +199,7 @@ fn review_2_a_failed_seal_fails_the_partition_and_is_never_retried() {
         "{:?}",
         log.recovery_report()
     );
-    assert_eq!(read_all(&part(&log, "t"), 0).len(), 25);
+    assert_eq!(read_all(&part(&log, "t"), 0).len(), appended);
 }
 
 /// Review 3: closing a failed log wrote the clean-shutdown marker, so the next open trusted
