@@ -207,7 +207,8 @@ impl ParsedSchema {
         match &self.kind {
             // Decoding is the check; the JSON form is not needed.
             Kind::Avro(s) => s.validate(payload),
-            _ => self.to_json(payload).map(|_| ()),
+            Kind::Protobuf(s) => s.validate(payload),
+            Kind::Json(s) => s.to_json(payload).map(|_| ()),
         }
     }
 

@@ -77,6 +77,17 @@ impl ProtobufSchema {
     }
 
     pub(crate) fn to_json(&self, payload: &[u8]) -> Result<serde_json::Value, DecodeError> {
+        let decoded = self.decode(payload)?;
+        serde_json::to_value(&decoded).map_err(|e| DecodeError(e.to_string()))
+    }
+
+    /// Decoding is the check; the JSON form is not built.
+    pub(crate) fn validate(&self, payload: &[u8]) -> Result<(), DecodeError> {
+        self.decode(payload).map(|_| ())
+    }
+
+    /// The message the indexes at the start of `payload` name, decoded from the rest.
+    fn decode(&self, payload: &[u8]) -> Result<DynamicMessage, DecodeError> {
         let (indexes, rest) =
             crate::wire::split_message_indexes(payload).map_err(|e| DecodeError(e.to_string()))?;
         let (&first, nested) = indexes
@@ -96,9 +107,8 @@ impl ProtobufSchema {
                 ))
             })?;
         }
-        let decoded = DynamicMessage::decode(message, rest)
-            .map_err(|e| DecodeError(format!("not valid Protobuf: {e}")))?;
-        serde_json::to_value(&decoded).map_err(|e| DecodeError(e.to_string()))
+        DynamicMessage::decode(message, rest)
+            .map_err(|e| DecodeError(format!("not valid Protobuf: {e}")))
     }
 
     pub(crate) fn can_read(&self, writer: &ProtobufSchema) -> Vec<String> {
